@@ -1,0 +1,127 @@
+/**
+ * The one TypeScript description of the native surface. Both addons (`cudnn_resnet_cpu.node`,
+ * `cudnn_resnet_cuda.node`) export exactly these functions with the same meaning; everything
+ * above `lib/backend` talks to this interface, never to `require('*.node')`.
+ *
+ * Conventions:
+ * - Buffers are opaque handles. Their logical layout is NCHW (shapes as in PyTorch); the
+ *   physical layout is the backend's and never visible here.
+ * - Every op returns at once: it allocates its outputs and enqueues the work on the backend's
+ *   ordered queue. Only `download`, `downloadSync`, `sync` and `syncBlocking` wait.
+ * - Arguments are validated in TypeScript before they get here; the native side re-checks only
+ *   what it needs so that no value can crash the process.
+ * - Saved statistics (batch norm) and workspaces (max pooling) are opaque buffers whose meaning
+ *   belongs to the backend that made them: pass them back to the same backend's backward op.
+ * @internal
+ * @module
+ */
+
+/** An opaque handle to backend memory. */
+export interface NativeBuffer {
+  /** Bytes allocated (a blocked layout may pad). 0 once released. */
+  readonly bytes: number;
+  readonly released: boolean;
+}
+
+export type NativeDType = 'float32' | 'int32';
+export type Pair = [number, number];
+
+export interface NativeInfo {
+  backend: 'cpu' | 'cuda';
+  available: boolean;
+  versions: Record<string, string>;
+  [key: string]: unknown;
+}
+
+export interface NativeMemory {
+  buffers: number;
+  bytes: number;
+  peakBytes: number;
+  pendingOps: number;
+}
+
+export interface Binding {
+  info(): NativeInfo;
+  memory(): NativeMemory;
+  /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */
+  sync(): Promise<void>;
+  syncBlocking(): void;
+  /** Limits the threads the backend's worker uses (CPU: OpenMP threads). */
+  setNumThreads(n: number): void;
+
+  upload(values: Float32Array | Int32Array, shape: number[]): NativeBuffer;
+  fill(shape: number[], value: number, dtype: NativeDType): NativeBuffer;
+  zerosLike(like: NativeBuffer): NativeBuffer;
+  download(buf: NativeBuffer): Promise<Float32Array | Int32Array>;
+  downloadSync(buf: NativeBuffer): Float32Array | Int32Array;
+  /** A new buffer holding the same values in row-major order under another shape. */
+  reshape(buf: NativeBuffer, shape: number[]): NativeBuffer;
+  /** Drops this handle's reference; the memory goes when no queued op needs it either. */
+  release(buf: NativeBuffer): void;
+  /** A second handle to the same memory. */
+  share(buf: NativeBuffer): NativeBuffer;
+  shapeOf(buf: NativeBuffer): number[];
+
+  conv2dForward(x: NativeBuffer, w: NativeBuffer, bias: NativeBuffer | null, stride: Pair, padding: Pair,
+    dilation: Pair, groups: number): NativeBuffer;
+  conv2dBackwardData(dy: NativeBuffer, w: NativeBuffer, xShape: number[], stride: Pair, padding: Pair,
+    dilation: Pair, groups: number): NativeBuffer;
+  /** Returns [dw (plain OIHW), dbias | null]. */
+  conv2dBackwardWeights(x: NativeBuffer, dy: NativeBuffer, wShape: number[], withBias: boolean, stride: Pair,
+    padding: Pair, dilation: Pair, groups: number): [NativeBuffer, NativeBuffer | null];
+
+  /**
+   * Training-mode batch norm over [N, C, H, W]: normalizes with the biased batch variance, and
+   * updates `runningMean`/`runningVar` in place (when given) with `momentum` and the unbiased
+   * variance. Returns [y, saved1, saved2]: opaque saved statistics for `batchNormBackward`.
+   */
+  batchNormForwardTraining(x: NativeBuffer, weight: NativeBuffer, bias: NativeBuffer,
+    runningMean: NativeBuffer | null, runningVar: NativeBuffer | null, momentum: number,
+    eps: number): [NativeBuffer, NativeBuffer, NativeBuffer];
+  /** Inference-mode batch norm with the given statistics. */
+  batchNormForwardInference(x: NativeBuffer, weight: NativeBuffer, bias: NativeBuffer, mean: NativeBuffer,
+    variance: NativeBuffer, eps: number): NativeBuffer;
+  /** Returns [dx, dweight, dbias] (the latter two plain [C]). */
+  batchNormBackward(x: NativeBuffer, dy: NativeBuffer, weight: NativeBuffer, saved1: NativeBuffer,
+    saved2: NativeBuffer, eps: number): [NativeBuffer, NativeBuffer, NativeBuffer];
+
+  relu(x: NativeBuffer): NativeBuffer;
+  /** dx = dy · (y > 0), from the forward output y. */
+  reluBackward(y: NativeBuffer, dy: NativeBuffer): NativeBuffer;
+  add(a: NativeBuffer, b: NativeBuffer): NativeBuffer;
+  /** relu(a + b) in one kernel. */
+  addRelu(a: NativeBuffer, b: NativeBuffer): NativeBuffer;
+
+  /** Returns [y, workspace]. */
+  maxPool2dForward(x: NativeBuffer, kernel: Pair, stride: Pair, padding: Pair): [NativeBuffer, NativeBuffer];
+  maxPool2dBackward(dy: NativeBuffer, workspace: NativeBuffer, xShape: number[], kernel: Pair, stride: Pair,
+    padding: Pair): NativeBuffer;
+  /** Average pooling; padded zeros count in the divisor (PyTorch's count_include_pad = true). */
+  avgPool2dForward(x: NativeBuffer, kernel: Pair, stride: Pair, padding: Pair): NativeBuffer;
+  avgPool2dBackward(dy: NativeBuffer, xShape: number[], kernel: Pair, stride: Pair, padding: Pair): NativeBuffer;
+
+  /** y = x·wᵀ + b with x [N, in], w [out, in], b [out] or null. */
+  linearForward(x: NativeBuffer, w: NativeBuffer, bias: NativeBuffer | null): NativeBuffer;
+  /** Returns [dx, dw, dbias | null]. */
+  linearBackward(x: NativeBuffer, w: NativeBuffer, dy: NativeBuffer, withBias: boolean):
+    [NativeBuffer, NativeBuffer, NativeBuffer | null];
+
+  /**
+   * Mean softmax cross-entropy of logits [N, K] against int32 labels [N], with label smoothing.
+   * Returns [loss (shape []), probabilities [N, K]]. A label outside [0, K) fails the op.
+   */
+  softmaxCrossEntropyForward(logits: NativeBuffer, labels: NativeBuffer, labelSmoothing: number):
+    [NativeBuffer, NativeBuffer];
+  /** dlogits = (p - q) · dloss / N, with dloss a buffer of shape []. */
+  softmaxCrossEntropyBackward(probs: NativeBuffer, labels: NativeBuffer, labelSmoothing: number,
+    dloss: NativeBuffer): NativeBuffer;
+
+  /**
+   * One SGD step over every parameter, PyTorch's rule: g = grad + wd·p; buf = momentum·buf + g
+   * (buf = g on the first step); g = nesterov ? g + momentum·buf : buf; p -= lr·g.
+   * Parameters, gradients and momentum buffers must have equal shapes pairwise; `momentumBuffers`
+   * is empty when momentum is 0.
+   */
+  sgdStep(params: NativeBuffer[], grads: NativeBuffer[], momentumBuffers: NativeBuffer[], lr: number,
+    momentum: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
+}

@@ -1,0 +1,187 @@
+#include "context.h"
+
+#include <future>
+
+#include "errors.h"
+
+namespace cr {
+
+namespace {
+
+class BufferHandle : public Napi::ObjectWrap<BufferHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeBuffer",
+                       {InstanceAccessor<&BufferHandle::Bytes>("bytes"),
+                        InstanceAccessor<&BufferHandle::Released>("released")});
+  }
+
+  explicit BufferHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<BufferHandle>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal() ||
+        info[0].As<Napi::External<StoragePtr>>().Data() == nullptr) {
+      throw Napi::TypeError::New(info.Env(), "NativeBuffer cannot be constructed from JavaScript");
+    }
+    storage = *info[0].As<Napi::External<StoragePtr>>().Data();
+  }
+
+  Napi::Value Bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), storage ? static_cast<double>(storage->bytes) : 0);
+  }
+  Napi::Value Released(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), !storage); }
+
+  StoragePtr storage;
+};
+
+struct ReadbackJob {
+  Napi::Promise::Deferred deferred;
+  Napi::Reference<Napi::Value> result;
+  std::optional<Failure> failure;
+};
+
+void SettleReadback(Napi::Env env, Napi::Function, std::nullptr_t*, ReadbackJob* job) {
+  if (env != nullptr) {
+    if (job->failure) {
+      const Failure& f = *job->failure;
+      job->deferred.Reject(ToJsError(env, f.backend, f.op, f.code, f.message).Value());
+    } else {
+      job->deferred.Resolve(job->result.Value());
+    }
+  }
+  delete job;
+}
+
+using ReadbackTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, ReadbackJob, SettleReadback>;
+
+Napi::Value Release(const Napi::CallbackInfo& info) {
+  return Guard(info, GetContext(info.Env()).backend, "release", [&]() -> Napi::Value {
+    if (info.Length() < 1 || !info[0].IsObject() ||
+        !info[0].As<Napi::Object>().InstanceOf(GetContext(info.Env()).buffer_ctor.Value())) {
+      throw Napi::TypeError::New(info.Env(), "release: expected a NativeBuffer");
+    }
+    BufferHandle::Unwrap(info[0].As<Napi::Object>())->storage.reset();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value Share(const Napi::CallbackInfo& info) {
+  return Guard(info, GetContext(info.Env()).backend, "share", [&]() -> Napi::Value {
+    return WrapStorage(info.Env(), UnwrapStorage(info.Env(), info[0], "buffer"));
+  });
+}
+
+Napi::Value ShapeOf(const Napi::CallbackInfo& info) {
+  return Guard(info, GetContext(info.Env()).backend, "shapeOf", [&]() -> Napi::Value {
+    StoragePtr s = UnwrapStorage(info.Env(), info[0], "buffer");
+    Napi::Array dims = Napi::Array::New(info.Env(), s->dims.size());
+    for (size_t i = 0; i < s->dims.size(); ++i) dims.Set(i, Napi::Number::New(info.Env(), double(s->dims[i])));
+    return dims;
+  });
+}
+
+Napi::Value Memory(const Napi::CallbackInfo& info) {
+  MemoryStats st = Storage::Stats();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("buffers", Napi::Number::New(info.Env(), double(st.live_buffers)));
+  o.Set("bytes", Napi::Number::New(info.Env(), double(st.live_bytes)));
+  o.Set("peakBytes", Napi::Number::New(info.Env(), double(st.peak_bytes)));
+  o.Set("pendingOps", Napi::Number::New(info.Env(), double(GetContext(info.Env()).queue.Pending())));
+  return o;
+}
+
+Napi::Value Sync(const Napi::CallbackInfo& info) {
+  return Guard(info, GetContext(info.Env()).backend, "sync", [&]() -> Napi::Value {
+    return EnqueueReadback(info.Env(), "sync", info.Env().Undefined(), [] {});
+  });
+}
+
+Napi::Value SyncBlocking(const Napi::CallbackInfo& info) {
+  return Guard(info, GetContext(info.Env()).backend, "syncBlocking", [&]() -> Napi::Value {
+    RunSync(info.Env(), "syncBlocking", [] {});
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+CommonContext& GetContext(Napi::Env env) { return *env.GetInstanceData<CommonContext>(); }
+
+Napi::Object WrapStorage(Napi::Env env, StoragePtr storage) {
+  Napi::External<StoragePtr> ext = Napi::External<StoragePtr>::New(env, &storage);
+  return GetContext(env).buffer_ctor.New({ext});
+}
+
+StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what) {
+  CommonContext& ctx = GetContext(env);
+  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(ctx.buffer_ctor.Value())) {
+    throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what +
+                                        " to be a NativeBuffer of this addon instance");
+  }
+  StoragePtr s = BufferHandle::Unwrap(value.As<Napi::Object>())->storage;
+  if (!s) {
+    throw Napi::Error::New(env, OpScope::CurrentOp() + ": " + what + " was released (the tensor is disposed)");
+  }
+  return s;
+}
+
+Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
+                              std::function<void()> fill) {
+  CommonContext& ctx = GetContext(env);
+  auto* job = new ReadbackJob{Napi::Promise::Deferred::New(env), Napi::Persistent(result), std::nullopt};
+  Napi::Promise promise = job->deferred.Promise();
+  // One thread-safe function per readback: it keeps the event loop alive exactly while the
+  // readback is pending, and is released by the worker once it has delivered the job.
+  ReadbackTsfn tsfn = ReadbackTsfn::New(env, "cudnn-resnet readback", 0, 1);
+  ctx.queue.Push(op, [&ctx, job, tsfn, fill = std::move(fill)]() mutable {
+    job->failure = ctx.queue.TakeFailure();
+    if (!job->failure) {
+      try {
+        fill();
+      } catch (const NativeError& e) {
+        job->failure = Failure{e.backend, e.op, e.code, e.what()};
+      } catch (const std::exception& e) {
+        job->failure = Failure{ctx.backend, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
+      }
+    }
+    // If the environment is shutting down the call is refused and the job is abandoned: its
+    // promise can no longer be observed, and its JS references must not be touched here.
+    tsfn.BlockingCall(job);
+    tsfn.Release();
+  });
+  return promise;
+}
+
+void RunSync(Napi::Env env, const std::string& op, std::function<void()> fill) {
+  CommonContext& ctx = GetContext(env);
+  std::promise<std::optional<Failure>> done;
+  std::future<std::optional<Failure>> result = done.get_future();
+  ctx.queue.Push(op, [&ctx, &done, fill = std::move(fill)] {
+    std::optional<Failure> failure = ctx.queue.TakeFailure();
+    if (!failure) {
+      try {
+        fill();
+      } catch (const NativeError& e) {
+        failure = Failure{e.backend, e.op, e.code, e.what()};
+      } catch (const std::exception& e) {
+        failure = Failure{ctx.backend, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
+      }
+    }
+    done.set_value(std::move(failure));
+  });
+  std::optional<Failure> failure = result.get();
+  if (failure) throw ToJsError(env, failure->backend, failure->op, failure->code, failure->message);
+}
+
+void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx) {
+  env.SetInstanceData<CommonContext>(ctx);
+  Napi::Function ctor = BufferHandle::Define(env);
+  ctx->buffer_ctor = Napi::Persistent(ctor);
+  exports.Set("NativeBuffer", ctor);
+  exports.Set("release", Napi::Function::New(env, Release, "release"));
+  exports.Set("share", Napi::Function::New(env, Share, "share"));
+  exports.Set("shapeOf", Napi::Function::New(env, ShapeOf, "shapeOf"));
+  exports.Set("memory", Napi::Function::New(env, Memory, "memory"));
+  exports.Set("sync", Napi::Function::New(env, Sync, "sync"));
+  exports.Set("syncBlocking", Napi::Function::New(env, SyncBlocking, "syncBlocking"));
+}
+
+}  // namespace cr

@@ -1,0 +1,48 @@
+#include "storage.h"
+
+namespace cr {
+
+namespace {
+std::atomic<int64_t> live_buffers{0};
+std::atomic<int64_t> live_bytes{0};
+std::atomic<int64_t> peak_bytes{0};
+}  // namespace
+
+const char* DTypeName(DType dtype) { return dtype == DType::kFloat32 ? "float32" : "int32"; }
+
+size_t DTypeSize(DType) { return 4; }
+
+Storage::Storage(std::vector<int64_t> dims_, DType dtype_, size_t bytes_)
+    : dims(std::move(dims_)), dtype(dtype_), bytes(bytes_) {
+  live_buffers.fetch_add(1);
+  int64_t now = live_bytes.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
+  int64_t peak = peak_bytes.load();
+  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
+  }
+}
+
+Storage::~Storage() {
+  live_buffers.fetch_sub(1);
+  live_bytes.fetch_sub(static_cast<int64_t>(bytes));
+}
+
+int64_t Storage::Numel() const {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  return n;
+}
+
+std::string Storage::ShapeString() const { return cr::ShapeString(dims); }
+
+MemoryStats Storage::Stats() { return {live_buffers.load(), live_bytes.load(), peak_bytes.load()}; }
+
+std::string ShapeString(const std::vector<int64_t>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(dims[i]);
+  }
+  return s + "]";
+}
+
+}  // namespace cr

@@ -1,0 +1,50 @@
+// A device or host allocation owned by a backend, shared by the JS handle that names it and by
+// every queued task that reads or writes it. Whoever drops the last reference frees it: the JS
+// thread when a tensor is disposed with nothing queued on it, otherwise the worker thread once
+// the last task using it has run. That is what makes dispose() safe while work is in flight.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace cr {
+
+enum class DType { kFloat32 = 0, kInt32 = 1 };
+
+const char* DTypeName(DType dtype);
+size_t DTypeSize(DType dtype);
+
+struct MemoryStats {
+  int64_t live_buffers;
+  int64_t live_bytes;
+  int64_t peak_bytes;
+};
+
+class Storage {
+ public:
+  Storage(std::vector<int64_t> dims, DType dtype, size_t bytes);
+  virtual ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  // Logical NCHW dimensions; the physical layout is the backend's business.
+  const std::vector<int64_t> dims;
+  const DType dtype;
+  // Bytes actually allocated (a blocked layout may pad).
+  const size_t bytes;
+
+  int64_t Numel() const;
+  std::string ShapeString() const;
+
+  static MemoryStats Stats();
+};
+
+using StoragePtr = std::shared_ptr<Storage>;
+
+std::string ShapeString(const std::vector<int64_t>& dims);
+
+}  // namespace cr

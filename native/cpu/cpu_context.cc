@@ -1,0 +1,200 @@
+#include "cpu_context.h"
+
+#include <dnnl_debug.h>
+
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+namespace cr::cpu {
+
+void ThrowDnnl(const dnnl::error& err, const char* call, const char* file, int line) {
+  std::string code = "DNNL_";
+  for (const char* c = dnnl_status2str(err.status); *c; ++c) code += char(std::toupper(*c));
+  const char* base = std::strrchr(file, '/');
+  Fail(code, std::string(err.what()) + " (" + call + " at " + (base ? base + 1 : file) + ":" +
+                 std::to_string(line) + ")");
+}
+
+namespace {
+
+constexpr size_t kAlign = 64;
+
+void* AllocateBytes(size_t bytes) {
+  size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
+  void* p = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
+  if (!p) {
+    Fail("ERR_OUT_OF_MEMORY", "cannot allocate " + std::to_string(bytes) + " bytes of host memory");
+  }
+  return p;
+}
+
+}  // namespace
+
+CpuStorage::CpuStorage(std::vector<int64_t> dims, DType dtype, const Desc& md_)
+    : Storage(std::move(dims), dtype, md_.get_size()), md(md_), data(AllocateBytes(md_.get_size())) {}
+
+CpuStorage::~CpuStorage() { std::free(data); }
+
+CpuContext::CpuContext()
+    : CommonContext("cpu", 1 << 14), engine(dnnl::engine::kind::cpu, 0), stream(engine) {}
+
+CpuContext::~CpuContext() { queue.Stop(); }
+
+CpuContext& Ctx(Napi::Env env) { return static_cast<CpuContext&>(GetContext(env)); }
+
+memory Mem(CpuContext& ctx, const CpuStorage& s) { return memory(s.md, ctx.engine, s.data); }
+memory Mem(CpuContext& ctx, const CpuStorage& s, const Desc& as) { return memory(as, ctx.engine, s.data); }
+
+CpuStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype, const Desc& md) {
+  return std::make_shared<CpuStorage>(dims, dtype, md);
+}
+
+CpuStoragePtr Arg(Napi::Env env, Napi::Value v, const char* what) {
+  return std::static_pointer_cast<CpuStorage>(UnwrapStorage(env, v, what));
+}
+
+CpuStoragePtr OptionalArg(Napi::Env env, Napi::Value v, const char* what) {
+  if (v.IsNull() || v.IsUndefined()) return nullptr;
+  return Arg(env, v, what);
+}
+
+memory::dims Dims(const std::vector<int64_t>& d) { return memory::dims(d.begin(), d.end()); }
+
+memory::data_type DnnlType(DType dtype) {
+  return dtype == DType::kFloat32 ? memory::data_type::f32 : memory::data_type::s32;
+}
+
+Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype) {
+  static const memory::format_tag tags[] = {memory::format_tag::a, memory::format_tag::a,
+                                            memory::format_tag::ab, memory::format_tag::abc,
+                                            memory::format_tag::abcd, memory::format_tag::abcde};
+  if (dims.empty()) return Desc({1}, DnnlType(dtype), memory::format_tag::a);
+  if (dims.size() > 5) Fail("ERR_INVALID_ARG", "tensors of rank above 5 are not supported");
+  return Desc(Dims(dims), DnnlType(dtype), tags[dims.size()]);
+}
+
+void AppendInts(std::string& key, const std::vector<int64_t>& v) {
+  for (int64_t x : v) {
+    key += std::to_string(x);
+    key += ',';
+  }
+  key += ';';
+}
+
+void AppendDesc(std::string& key, const Desc& md) {
+  const dnnl_memory_desc_t& d = md.data;
+  key += std::to_string(int(d.data_type));
+  key += ':';
+  for (int i = 0; i < d.ndims; ++i) key += std::to_string(d.dims[i]) + ',';
+  key += '/';
+  for (int i = 0; i < d.ndims; ++i) key += std::to_string(d.padded_dims[i]) + ',';
+  if (d.format_kind == dnnl_blocked) {
+    const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+    key += 's';
+    for (int i = 0; i < d.ndims; ++i) key += std::to_string(b.strides[i]) + ',';
+    key += 'b';
+    for (int i = 0; i < b.inner_nblks; ++i) {
+      key += std::to_string(b.inner_idxs[i]) + 'x' + std::to_string(b.inner_blks[i]) + ',';
+    }
+  } else {
+    key += 'k' + std::to_string(int(d.format_kind));
+  }
+  key += ';';
+}
+
+CpuStoragePtr InLayout(CpuContext& ctx, const CpuStoragePtr& s, const Desc& want) { return InLayout(ctx, s, want, s->md); }
+
+CpuStoragePtr InLayout(CpuContext& ctx, const CpuStoragePtr& s, const Desc& want, const Desc& view) {
+  if (view == want) return s;
+  CpuStoragePtr out = Alloc(s->dims, s->dtype, want);
+  EnqueueReorder(ctx, s, view, out, want);
+  return out;
+}
+
+void EnqueueReorder(CpuContext& ctx, const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst,
+                    const Desc& dst_view) {
+  std::string key = "reorder;";
+  AppendDesc(key, src_view);
+  AppendDesc(key, dst_view);
+  auto prim = ctx.Cached<dnnl::reorder>(key, [&] {
+    return CR_DNNL(dnnl::reorder(dnnl::reorder::primitive_desc(ctx.engine, src_view, ctx.engine, dst_view)));
+  });
+  ctx.queue.Push(Describe("reorder", {src.get()}), [&ctx, prim, src, src_view, dst, dst_view] {
+    memory from = Mem(ctx, *src, src_view), to = Mem(ctx, *dst, dst_view);
+    CR_DNNL(prim->execute(ctx.stream, from, to));
+  });
+}
+
+std::string Describe(const char* op, std::initializer_list<const Storage*> inputs) {
+  std::string s = op;
+  for (const Storage* in : inputs) {
+    if (!in) continue;
+    s += ' ';
+    s += in->ShapeString();
+  }
+  return s;
+}
+
+namespace {
+
+Napi::Value At(const Napi::CallbackInfo& info, size_t i) {
+  return i < info.Length() ? info[i] : info.Env().Undefined();
+}
+
+[[noreturn]] void BadArg(const Napi::CallbackInfo& info, const char* name, const char* expected) {
+  throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": expected " + name + " to be " + expected);
+}
+
+}  // namespace
+
+int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = At(info, i);
+  if (!v.IsNumber()) BadArg(info, name, "an integer");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9007199254740991.0) {
+    BadArg(info, name, "an integer");
+  }
+  return static_cast<int64_t>(d);
+}
+
+double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = At(info, i);
+  if (!v.IsNumber()) BadArg(info, name, "a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) BadArg(info, name, "a finite number");
+  return d;
+}
+
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = At(info, i);
+  if (!v.IsBoolean()) BadArg(info, name, "a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t n) {
+  Napi::Value v = At(info, i);
+  if (!v.IsArray()) BadArg(info, name, "an array of integers");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() != n) BadArg(info, name, ("an array of " + std::to_string(n) + " integers").c_str());
+  std::vector<int64_t> out(n);
+  for (uint32_t k = 0; k < n; ++k) {
+    Napi::Value e = a.Get(k);
+    if (!e.IsNumber()) BadArg(info, name, "an array of integers");
+    double d = e.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 2147483647.0) BadArg(info, name, "an array of integers");
+    out[k] = static_cast<int64_t>(d);
+  }
+  return out;
+}
+
+Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values) {
+  Napi::Array a = Napi::Array::New(env, values.size());
+  uint32_t i = 0;
+  for (const Napi::Value& v : values) a.Set(i++, v);
+  return a;
+}
+
+}  // namespace cr::cpu

@@ -1,0 +1,115 @@
+// State of the oneDNN backend and the helpers every CPU op shares.
+//
+// Cost model: creating a oneDNN primitive JIT-compiles code (up to milliseconds), executing one
+// costs microseconds of overhead. Primitives are therefore created on the JS thread when an op
+// is first enqueued for a shape, cached by a key of op, shapes, physical layouts and
+// parameters, and executed on the worker thread. Activations keep the blocked layout the
+// convolution chose (nChw8c/nChw16c) from op to op; a reorder happens only when an op needs
+// another layout, at upload and at readback.
+#pragma once
+
+#include <napi.h>
+
+#include <dnnl.hpp>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../common/context.h"
+#include "../common/errors.h"
+#include "../common/storage.h"
+
+namespace cr::cpu {
+
+using dnnl::memory;
+using Desc = memory::desc;
+
+// Checks a oneDNN call: a dnnl::error becomes a NativeError naming the op, the call, the place
+// and oneDNN's status.
+#define CR_DNNL(expr)                                                   \
+  ([&]() -> decltype(auto) {                                            \
+    try {                                                               \
+      return (expr);                                                    \
+    } catch (const dnnl::error& cr_dnnl_err) {                          \
+      ::cr::cpu::ThrowDnnl(cr_dnnl_err, #expr, __FILE__, __LINE__);     \
+    }                                                                   \
+  }())
+
+[[noreturn]] void ThrowDnnl(const dnnl::error& err, const char* call, const char* file, int line);
+
+class CpuStorage : public Storage {
+ public:
+  CpuStorage(std::vector<int64_t> dims, DType dtype, const Desc& md);
+  ~CpuStorage() override;
+  const Desc md;
+  void* const data;
+};
+
+using CpuStoragePtr = std::shared_ptr<CpuStorage>;
+
+class CpuContext : public CommonContext {
+ public:
+  CpuContext();
+  ~CpuContext() override;
+
+  dnnl::engine engine;
+  dnnl::stream stream;
+
+  // Cached primitives and whatever goes with them, by key. Touched on the JS thread only.
+  template <typename T, typename Build>
+  std::shared_ptr<T> Cached(const std::string& key, Build&& build) {
+    auto it = cache_.find(key);
+    if (it != cache_.end()) return std::static_pointer_cast<T>(it->second);
+    std::shared_ptr<T> made = std::make_shared<T>(build());
+    cache_.emplace(key, made);
+    return made;
+  }
+  size_t CacheSize() const { return cache_.size(); }
+
+ private:
+  std::unordered_map<std::string, std::shared_ptr<void>> cache_;
+};
+
+CpuContext& Ctx(Napi::Env env);
+
+// A memory object over a storage, made at execution time (cheap: no allocation).
+memory Mem(CpuContext& ctx, const CpuStorage& s);
+memory Mem(CpuContext& ctx, const CpuStorage& s, const Desc& as);
+
+CpuStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype, const Desc& md);
+CpuStoragePtr Arg(Napi::Env env, Napi::Value v, const char* what);
+CpuStoragePtr OptionalArg(Napi::Env env, Napi::Value v, const char* what);
+
+memory::dims Dims(const std::vector<int64_t>& d);
+// The plain row-major (NCHW for rank 4) descriptor of these dims.
+Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype);
+memory::data_type DnnlType(DType dtype);
+
+// Appends a descriptor's identity (type, dims, blocking) to a cache key.
+void AppendDesc(std::string& key, const Desc& md);
+void AppendInts(std::string& key, const std::vector<int64_t>& v);
+
+// `s` in layout `want`: `s` itself if it already is, else a new storage filled by an enqueued
+// reorder. `view`, when given, is how to read `s`'s memory (a plain 4-D weight read as 5-D
+// grouped weights, say); it must describe the same bytes.
+CpuStoragePtr InLayout(CpuContext& ctx, const CpuStoragePtr& s, const Desc& want);
+CpuStoragePtr InLayout(CpuContext& ctx, const CpuStoragePtr& s, const Desc& want, const Desc& view);
+
+// Enqueues a reorder of `src` (read as `src_view`) into `dst` (written as `dst_view`).
+void EnqueueReorder(CpuContext& ctx, const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst,
+                    const Desc& dst_view);
+
+// Op name with the shapes of its inputs, for error messages: "conv2d [8, 3, 32, 32] [16, 3, 3, 3]".
+std::string Describe(const char* op, std::initializer_list<const Storage*> inputs);
+
+// Argument readers for the native surface. The TypeScript layer validates first, so these only
+// guarantee that no value can make native code misbehave.
+int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t n);
+
+Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values);
+
+}  // namespace cr::cpu
