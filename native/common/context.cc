@@ -34,7 +34,8 @@ class BufferHandle : public Napi::ObjectWrap<BufferHandle> {
 
 struct ReadbackJob {
   Napi::Promise::Deferred deferred;
-  Napi::Reference<Napi::Value> result;
+  // Empty when the promise resolves to undefined: Node 20 cannot reference primitives.
+  Napi::ObjectReference result;
   std::optional<Failure> failure;
 };
 
@@ -44,7 +45,7 @@ void SettleReadback(Napi::Env env, Napi::Function, std::nullptr_t*, ReadbackJob*
       const Failure& f = *job->failure;
       job->deferred.Reject(ToJsError(env, f.backend, f.op, f.code, f.message).Value());
     } else {
-      job->deferred.Resolve(job->result.Value());
+      job->deferred.Resolve(job->result.IsEmpty() ? env.Undefined() : Napi::Value(job->result.Value()));
     }
   }
   delete job;
@@ -126,7 +127,8 @@ StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what) {
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
                               std::function<void()> fill) {
   CommonContext& ctx = GetContext(env);
-  auto* job = new ReadbackJob{Napi::Promise::Deferred::New(env), Napi::Persistent(result), std::nullopt};
+  auto* job = new ReadbackJob{Napi::Promise::Deferred::New(env), Napi::ObjectReference(), std::nullopt};
+  if (result.IsObject()) job->result = Napi::Persistent(result.As<Napi::Object>());
   Napi::Promise promise = job->deferred.Promise();
   // One thread-safe function per readback: it keeps the event loop alive exactly while the
   // readback is pending, and is released by the worker once it has delivered the job.

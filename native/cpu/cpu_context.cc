@@ -61,6 +61,12 @@ CpuStoragePtr OptionalArg(Napi::Env env, Napi::Value v, const char* what) {
   return Arg(env, v, what);
 }
 
+void RequireFloat(Napi::Env env, const CpuStoragePtr& s, const char* what) {
+  if (s->dtype != DType::kFloat32) {
+    throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what + " to be float32, got " + DTypeName(s->dtype));
+  }
+}
+
 memory::dims Dims(const std::vector<int64_t>& d) { return memory::dims(d.begin(), d.end()); }
 
 memory::data_type DnnlType(DType dtype) {

@@ -1,0 +1,104 @@
+/**
+ * Reverse-mode differentiation over the recorded nodes.
+ * @module
+ */
+import { Tensor, sameShape } from '../tensor/tensor.js';
+import type { GradNode } from './node.js';
+
+/** Walks the graph below `root` once in reverse topological order. @internal */
+export function runBackward(root: Tensor, seed: Tensor | undefined): void {
+  root._live('backward', 'the tensor');
+  if (!root.requiresGrad) {
+    throw new Error('backward: this tensor does not require grad (no input of the ops that computed it has requiresGrad = true)');
+  }
+  let gy: Tensor;
+  if (seed === undefined) {
+    if (root.size !== 1) {
+      throw new RangeError(`backward: a gradient is needed for a non-scalar tensor of shape [${root.shape.join(', ')}]`);
+    }
+    gy = Tensor._wrap(root._binding().fill([...root.shape], 1, 'float32'), root.shape, root.backend);
+  } else {
+    if (!(seed instanceof Tensor)) throw new TypeError('backward: grad must be a Tensor');
+    seed._live('backward', 'grad');
+    if (seed.backend !== root.backend || seed.dtype !== 'float32' || !sameShape(seed.shape, root.shape)) {
+      throw new RangeError(
+        `backward: grad must be a float32 tensor of shape [${root.shape.join(', ')}] on ${root.backend}, ` +
+          `got ${seed.dtype} [${seed.shape.join(', ')}] on ${seed.backend}`,
+      );
+    }
+    // The caller keeps its tensor; the walk owns (and disposes) the copy it accumulates into.
+    gy = seed.detach();
+  }
+  if (!root._node) {
+    accumulateLeaf(root, gy);
+    return;
+  }
+  const order = topologicalOrder(root._node);
+  const pending = new Map<GradNode, Tensor>([[root._node, gy]]);
+  try {
+    for (const node of order) {
+      const g = pending.get(node);
+      if (!g) continue;
+      pending.delete(node);
+      let inputs: (Tensor | null)[];
+      try {
+        inputs = node.apply(g);
+      } finally {
+        g.dispose();
+      }
+      node.edges.forEach((edge, i) => {
+        const gi = inputs[i] ?? null;
+        if (!gi) return;
+        if (!edge) {
+          gi.dispose();
+        } else if (edge.kind === 'leaf') {
+          accumulateLeaf(edge.tensor, gi);
+        } else {
+          const prev = pending.get(edge.node);
+          pending.set(edge.node, prev ? sum(prev, gi) : gi);
+        }
+      });
+    }
+  } finally {
+    for (const g of pending.values()) g.dispose();
+  }
+}
+
+function sum(a: Tensor, b: Tensor): Tensor {
+  const s = Tensor._wrap(a._binding().add(a._live('backward', 'a gradient'), b._live('backward', 'a gradient')), a.shape, a.backend);
+  a.dispose();
+  b.dispose();
+  return s;
+}
+
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (leaf.isDisposed) {
+    g.dispose();
+    throw new Error(`backward: a leaf tensor of shape [${leaf.shape.join(', ')}] that requires grad was disposed before backward()`);
+  }
+  leaf.grad = leaf.grad ? sum(leaf.grad.detach(), g) : g;
+}
+
+/** Nodes reachable from `root`, each after every node that feeds it a gradient. */
+function topologicalOrder(root: GradNode): GradNode[] {
+  const post: GradNode[] = [];
+  const visited = new Set<GradNode>([root]);
+  // Iterative DFS: a ResNet-1202 graph is deeper than the JS stack is comfortable with.
+  const stack: [GradNode, number][] = [[root, 0]];
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    const [node, i] = top;
+    if (i < node.edges.length) {
+      top[1] = i + 1;
+      const e = node.edges[i];
+      if (e?.kind === 'node' && !visited.has(e.node)) {
+        visited.add(e.node);
+        stack.push([e.node, 0]);
+      }
+    } else {
+      post.push(node);
+      stack.pop();
+    }
+  }
+  return post.reverse();
+}

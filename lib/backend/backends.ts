@@ -1,0 +1,86 @@
+/**
+ * Which backends exist here, and the choice of one.
+ * @module
+ */
+import type { Binding } from './binding.js';
+import { BACKEND_NAMES, type BackendName, loadBackend } from './load.js';
+
+export type { BackendName } from './load.js';
+
+/** What `backends()` reports for one backend. */
+export interface BackendInfo {
+  name: BackendName;
+  available: boolean;
+  /** Library versions (oneDNN; CUDA, cuDNN, driver) where known. */
+  versions: Record<string, string>;
+  /** Why the backend cannot be used; absent when it can. */
+  reason?: string;
+  /** Backend-specific facts: the CPU's instruction set and threads, the GPU's name. */
+  details: Record<string, unknown>;
+}
+
+/** Every backend this library knows, with availability, versions and, when unavailable, why. */
+export function backends(): BackendInfo[] {
+  return BACKEND_NAMES.map((name) => {
+    const { info, reason } = loadBackend(name);
+    const details: Record<string, unknown> = {};
+    if (info) {
+      for (const [k, v] of Object.entries(info)) {
+        if (!['backend', 'available', 'versions', 'reason'].includes(k)) details[k] = v;
+      }
+    }
+    const entry: BackendInfo = { name, available: reason === null, versions: info?.versions ?? {}, details };
+    if (reason !== null) entry.reason = reason;
+    return entry;
+  });
+}
+
+/** The native binding of a backend; throws the reason it cannot be used. @internal */
+export function bindingOf(name: BackendName): Binding {
+  const { binding, reason } = loadBackend(name);
+  if (!binding) {
+    const err = new Error(`backend '${name}' is unavailable: ${reason}`);
+    (err as Error & { code: string }).code = 'ERR_BACKEND_UNAVAILABLE';
+    throw err;
+  }
+  return binding;
+}
+
+/** Checks a user-supplied backend name. @internal */
+export function parseBackend(op: string, value: unknown): BackendName {
+  if (value === undefined) return defaultBackend();
+  if (typeof value !== 'string' || !(BACKEND_NAMES as readonly string[]).includes(value)) {
+    throw new TypeError(`${op}: backend must be one of ${BACKEND_NAMES.map((b) => `'${b}'`).join(', ')}, got ${describe(value)}`);
+  }
+  return value as BackendName;
+}
+
+function describe(value: unknown): string {
+  return typeof value === 'string' ? `'${value}'` : `${String(value)} of type ${typeof value}`;
+}
+
+/**
+ * The backend used when none is named: `CUDNN_RESNET_BACKEND` if set, else `cuda` when it is
+ * usable, else `cpu`.
+ */
+export function defaultBackend(): BackendName {
+  const forced = process.env.CUDNN_RESNET_BACKEND;
+  if (forced !== undefined && forced !== '') {
+    if (!(BACKEND_NAMES as readonly string[]).includes(forced)) {
+      throw new TypeError(`CUDNN_RESNET_BACKEND must be one of ${BACKEND_NAMES.join(', ')}, got '${forced}'`);
+    }
+    return forced as BackendName;
+  }
+  return loadBackend('cuda').binding ? 'cuda' : 'cpu';
+}
+
+/**
+ * Sets how many threads a backend's worker may use (CPU: OpenMP threads; `OMP_NUM_THREADS`
+ * sets the initial value). Applies to ops enqueued after this call.
+ */
+export function setNumThreads(n: number, backend: BackendName = 'cpu'): void {
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
+    throw new RangeError(`setNumThreads: expected a positive integer, got ${String(n)}`);
+  }
+  bindingOf(backend).setNumThreads(n);
+}

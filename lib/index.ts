@@ -1,0 +1,16 @@
+/**
+ * cudnn-resnet: build and train residual networks from Node.js on cuDNN (GPU) or oneDNN (CPU).
+ *
+ * ```ts
+ * import { ops, randn, tidy } from 'cudnn-resnet';
+ * ```
+ * @module
+ */
+export * as ops from './ops/index.js';
+export * as optim from './optim/index.js';
+export { Tensor, type DType, type DataOf } from './tensor/tensor.js';
+export { tensor, randn, zeros, ones, memory, sync, type CreateOptions, type TensorOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
+export { tidy, keep } from './tensor/scope.js';
+export { seed } from './tensor/random.js';
+export { noGrad, isGradEnabled } from './autograd/grad-mode.js';
+export { backends, defaultBackend, setNumThreads, type BackendInfo, type BackendName } from './backend/backends.js';

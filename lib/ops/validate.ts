@@ -1,0 +1,123 @@
+/**
+ * Argument checks shared by every public function. All checking happens here, in TypeScript,
+ * before any native work, with messages of one form: "<op>: expected <what>, got <value>".
+ * @internal
+ * @module
+ */
+import { Tensor, type DType } from '../tensor/tensor.js';
+
+/** How a value reads in an error message. */
+export function show(value: unknown): string {
+  if (value instanceof Tensor) return value.toString();
+  if (typeof value === 'string') return `'${value}'`;
+  if (Array.isArray(value)) return `[${value.map((v) => (typeof v === 'number' ? String(v) : show(v))).join(', ')}]`;
+  if (value === null) return 'null';
+  if (typeof value === 'object') return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`;
+  return `${String(value)} of type ${typeof value}`;
+}
+
+export function shapeStr(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** A live tensor of the given dtype (and rank), or a TypeError/RangeError/Error naming the op. */
+export function checkTensor(op: string, name: string, value: unknown, opts: { dtype?: DType; rank?: number; layout?: string } = {}): Tensor<DType> {
+  if (!(value instanceof Tensor)) {
+    throw new TypeError(`${op}: expected ${name} to be a Tensor, got ${show(value)}`);
+  }
+  if (value.isDisposed) throw new Error(`${op}: ${name} (shape ${shapeStr(value.shape)}) is disposed`);
+  const dtype = opts.dtype ?? 'float32';
+  if (value.dtype !== dtype) throw new TypeError(`${op}: expected ${name} to be ${dtype}, got ${value.dtype}`);
+  if (opts.rank !== undefined && value.rank !== opts.rank) {
+    const layout = opts.layout ?? `rank ${opts.rank}`;
+    throw new RangeError(`${op}: expected ${name} of shape ${layout}, got ${shapeStr(value.shape)}`);
+  }
+  return value;
+}
+
+export function checkFloat(op: string, name: string, value: unknown, opts: { rank?: number; layout?: string } = {}): Tensor {
+  return checkTensor(op, name, value, opts) as Tensor;
+}
+
+/** All tensors on one backend. */
+export function checkSameBackend(op: string, tensors: Record<string, Tensor<DType> | null | undefined>): void {
+  let first: [string, Tensor<DType>] | null = null;
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!t) continue;
+    if (!first) first = [name, t];
+    else if (t.backend !== first[1].backend) {
+      throw new Error(`${op}: tensors are on different backends (${first[0]} on ${first[1].backend}, ${name} on ${t.backend}); move them to one backend first`);
+    }
+  }
+}
+
+/** An options object (or undefined) with only the known keys. */
+export function checkOptions(op: string, value: unknown, known: readonly string[]): Record<string, unknown> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Tensor) {
+    throw new TypeError(`${op}: expected an options object, got ${show(value)}`);
+  }
+  for (const key of Object.keys(value)) {
+    if (!known.includes(key)) {
+      throw new TypeError(`${op}: unknown option '${key}' (expected ${known.map((k) => `'${k}'`).join(', ')})`);
+    }
+  }
+  return value as Record<string, unknown>;
+}
+
+/** An integer >= min (and <= max). */
+export function checkInt(op: string, name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  if (typeof value !== 'number') throw new TypeError(`${op}: expected ${name} to be an integer, got ${show(value)}`);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `in [${min}, ${max}]`;
+    throw new RangeError(`${op}: expected ${name} to be an integer ${range}, got ${value}`);
+  }
+  return value;
+}
+
+/** A number or a pair of numbers, each an integer >= min; returns the pair. */
+export function checkPair(op: string, name: string, value: unknown, min: number): [number, number] {
+  if (typeof value === 'number') {
+    const v = checkInt(op, name, value, min);
+    return [v, v];
+  }
+  if (!Array.isArray(value) || value.length !== 2) {
+    throw new TypeError(`${op}: expected ${name} to be an integer or a pair of integers, got ${show(value)}`);
+  }
+  return [checkInt(op, `${name}[0]`, value[0], min), checkInt(op, `${name}[1]`, value[1], min)];
+}
+
+/** A finite number in [min, max]. */
+export function checkNumber(op: string, name: string, value: unknown, min = -Infinity, max = Infinity, opts: { exclusiveMin?: boolean; exclusiveMax?: boolean } = {}): number {
+  if (typeof value !== 'number') throw new TypeError(`${op}: expected ${name} to be a number, got ${show(value)}`);
+  const lowOk = opts.exclusiveMin ? value > min : value >= min;
+  const highOk = opts.exclusiveMax ? value < max : value <= max;
+  if (!Number.isFinite(value) || !lowOk || !highOk) {
+    const lo = Number.isFinite(min) ? `${opts.exclusiveMin ? '(' : '['}${min}` : '(-inf';
+    const hi = Number.isFinite(max) ? `${max}${opts.exclusiveMax ? ')' : ']'}` : 'inf)';
+    throw new RangeError(`${op}: expected ${name} to be a finite number in ${lo}, ${hi}, got ${value}`);
+  }
+  return value;
+}
+
+export function checkBool(op: string, name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new TypeError(`${op}: expected ${name} to be a boolean, got ${show(value)}`);
+  return value;
+}
+
+/** Largest element count a tensor may have; keeps byte counts exact and allocations sane. */
+export const MAX_ELEMENTS = 2 ** 34;
+
+/** A shape: an array of positive integers whose product stays below MAX_ELEMENTS. */
+export function checkShape(op: string, value: unknown): number[] {
+  if (!Array.isArray(value)) throw new TypeError(`${op}: expected shape to be an array of integers, got ${show(value)}`);
+  if (value.length > 5) throw new RangeError(`${op}: shapes of rank above 5 are not supported, got ${show(value)}`);
+  let n = 1;
+  const shape = value.map((d, i) => {
+    const v = checkInt(op, `shape[${i}]`, d, 1);
+    n *= v;
+    return v;
+  });
+  if (n > MAX_ELEMENTS) throw new RangeError(`${op}: shape ${shapeStr(shape)} has ${n} elements, more than the ${MAX_ELEMENTS} supported`);
+  return shape;
+}

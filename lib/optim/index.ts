@@ -1,0 +1,5 @@
+/**
+ * Optimizers.
+ * @module
+ */
+export { SGD, type SGDOptions } from './sgd.js';

@@ -1,0 +1,115 @@
+/**
+ * Stochastic gradient descent with momentum, Nesterov momentum and weight decay.
+ * @module
+ */
+import type { NativeBuffer } from '../backend/binding.js';
+import { Tensor } from '../tensor/tensor.js';
+import { checkBool, checkNumber, checkOptions, show } from '../ops/validate.js';
+
+export interface SGDOptions {
+  /** Learning rate (≥ 0); can be changed between steps through `optimizer.lr`. */
+  lr: number;
+  /** Momentum factor (default 0). */
+  momentum?: number;
+  /** L2 penalty added to the gradient (default 0). */
+  weightDecay?: number;
+  /** Nesterov momentum (default false; needs momentum > 0). */
+  nesterov?: boolean;
+}
+
+/**
+ * PyTorch's `torch.optim.SGD` (dampening 0): for each parameter with a gradient,
+ * g = grad + weightDecay·p; buf = momentum·buf + g (buf = g on its first step);
+ * g = nesterov ? g + momentum·buf : buf; p -= lr·g. One native call updates every parameter
+ * of a backend.
+ */
+export class SGD {
+  readonly params: readonly Tensor[];
+  #lr: number;
+  readonly momentum: number;
+  readonly weightDecay: number;
+  readonly nesterov: boolean;
+  readonly #buffers = new Map<Tensor, Tensor>();
+
+  constructor(params: Iterable<Tensor>, options: SGDOptions) {
+    const op = 'SGD';
+    if (params === null || typeof params !== 'object' || typeof (params as Iterable<Tensor>)[Symbol.iterator] !== 'function') {
+      throw new TypeError(`${op}: expected an iterable of parameter tensors, got ${show(params)}`);
+    }
+    const list = [...params];
+    if (list.length === 0) throw new RangeError(`${op}: got an empty parameter list`);
+    const seen = new Set<Tensor>();
+    list.forEach((p, i) => {
+      if (!(p instanceof Tensor)) throw new TypeError(`${op}: params[${i}] is ${show(p)}, not a Tensor`);
+      if (p.isDisposed) throw new Error(`${op}: params[${i}] (shape [${p.shape.join(', ')}]) is disposed`);
+      if (!p.requiresGrad || p.gradFn !== null) {
+        throw new TypeError(`${op}: params[${i}] (shape [${p.shape.join(', ')}]) must be a leaf tensor with requiresGrad = true`);
+      }
+      if (seen.has(p)) throw new TypeError(`${op}: params[${i}] appears more than once`);
+      seen.add(p);
+    });
+    const opts = checkOptions(op, options, ['lr', 'momentum', 'weightDecay', 'nesterov']);
+    if (opts.lr === undefined) throw new TypeError(`${op}: the lr option is required`);
+    this.params = list;
+    this.#lr = checkNumber(op, 'lr', opts.lr, 0);
+    this.momentum = opts.momentum === undefined ? 0 : checkNumber(op, 'momentum', opts.momentum, 0);
+    this.weightDecay = opts.weightDecay === undefined ? 0 : checkNumber(op, 'weightDecay', opts.weightDecay, 0);
+    this.nesterov = opts.nesterov === undefined ? false : checkBool(op, 'nesterov', opts.nesterov);
+    if (this.nesterov && this.momentum === 0) throw new RangeError(`${op}: Nesterov momentum needs momentum > 0`);
+  }
+
+  get lr(): number {
+    return this.#lr;
+  }
+
+  set lr(value: number) {
+    this.#lr = checkNumber('SGD', 'lr', value, 0);
+  }
+
+  /** Updates every parameter that has a gradient, in place. */
+  step(): void {
+    const op = 'SGD.step';
+    // Parameters whose momentum buffer starts now take buf = g; the rest continue theirs.
+    const groups = new Map<string, { params: NativeBuffer[]; grads: NativeBuffer[]; bufs: NativeBuffer[]; first: boolean; owner: Tensor }>();
+    this.params.forEach((p, i) => {
+      const g = p.grad;
+      if (!g) return;
+      const pb = p._live(op, `params[${i}]`);
+      const gb = g._live(op, `the gradient of params[${i}]`);
+      let first = false;
+      let buf: NativeBuffer | null = null;
+      if (this.momentum !== 0) {
+        let m = this.#buffers.get(p);
+        if (!m) {
+          m = Tensor._wrapSaved(p._binding().zerosLike(pb), p.shape, p.backend);
+          this.#buffers.set(p, m);
+          first = true;
+        }
+        buf = m._buf!;
+      }
+      const key = `${p.backend}/${first}`;
+      let group = groups.get(key);
+      if (!group) {
+        group = { params: [], grads: [], bufs: [], first, owner: p };
+        groups.set(key, group);
+      }
+      group.params.push(pb);
+      group.grads.push(gb);
+      if (buf) group.bufs.push(buf);
+    });
+    for (const g of groups.values()) {
+      g.owner._binding().sgdStep(g.params, g.grads, g.bufs, this.#lr, this.momentum, this.weightDecay, this.nesterov, g.first);
+    }
+  }
+
+  /** Sets every parameter's gradient to null (freeing it), as PyTorch's `zero_grad()` does by default. */
+  zeroGrad(): void {
+    for (const p of this.params) if (!p.isDisposed) p.grad = null;
+  }
+
+  /** Frees the momentum buffers. The parameters are the caller's. */
+  dispose(): void {
+    for (const m of this.#buffers.values()) m.dispose();
+    this.#buffers.clear();
+  }
+}

@@ -1,0 +1,169 @@
+/**
+ * Making tensors: from values, random, constant.
+ * @module
+ */
+import { type BackendName, bindingOf, parseBackend } from '../backend/backends.js';
+import { BACKEND_NAMES, loadBackend } from '../backend/load.js';
+import { checkBool, checkInt, checkOptions, checkShape, show, shapeStr } from '../ops/validate.js';
+import { rngFor } from './random.js';
+import { type DType, Tensor, liveTensorCount } from './tensor.js';
+
+/** Options shared by the tensor constructors. */
+export interface CreateOptions {
+  /** Where the tensor lives; defaults to `defaultBackend()`. */
+  backend?: BackendName;
+  /** Makes the tensor a leaf whose `grad` `backward()` fills (float32 only). */
+  requiresGrad?: boolean;
+}
+
+export interface TensorOptions<D extends DType = DType> extends CreateOptions {
+  /** Element type; by default int32 for an `Int32Array`, float32 otherwise. */
+  dtype?: D;
+}
+
+export interface RandomOptions extends CreateOptions {
+  /** Seed for reproducible values; without it a process-wide generator is used (see `seed()`). */
+  seed?: number;
+  /** Standard deviation (default 1). */
+  std?: number;
+  /** Mean (default 0). */
+  mean?: number;
+}
+
+function finish<D extends DType>(op: string, t: Tensor<D>, requiresGrad: unknown): Tensor<D> {
+  if (requiresGrad !== undefined && checkBool(op, 'requiresGrad', requiresGrad)) {
+    if (t.dtype !== 'float32') {
+      t.dispose();
+      throw new TypeError(`${op}: only float32 tensors can require grad`);
+    }
+    t.requiresGrad = true;
+  }
+  return t;
+}
+
+/**
+ * A tensor holding `values` (row-major, NCHW for images). `shape` defaults to
+ * `[values.length]`; `[]` makes a scalar.
+ */
+export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, shape?: readonly number[], options?: TensorOptions<D>): Tensor<D> {
+  const op = 'tensor';
+  const opts = checkOptions(op, options, ['backend', 'requiresGrad', 'dtype']);
+  const backend = parseBackend(op, opts.backend);
+  const isTyped = values instanceof Float32Array || values instanceof Int32Array || values instanceof Float64Array ||
+    values instanceof Uint8Array || values instanceof Int16Array || values instanceof Uint16Array ||
+    values instanceof Int8Array || values instanceof Uint32Array || values instanceof Uint8ClampedArray;
+  if (!isTyped && !Array.isArray(values)) {
+    throw new TypeError(`${op}: expected values to be an array or typed array of numbers, got ${show(values)}`);
+  }
+  const dtype = (opts.dtype ?? (values instanceof Int32Array ? 'int32' : 'float32')) as D;
+  if (dtype !== 'float32' && dtype !== 'int32') throw new TypeError(`${op}: dtype must be 'float32' or 'int32', got ${show(dtype)}`);
+  const dims = shape === undefined ? [values.length] : shape.length === 0 ? [] : checkShape(op, shape);
+  const n = dims.reduce((a, b) => a * b, 1);
+  if (values.length !== n) {
+    throw new RangeError(`${op}: ${values.length} values do not fill shape ${shapeStr(dims)} (${n} elements)`);
+  }
+  if (n === 0) throw new RangeError(`${op}: empty tensors are not supported`);
+  let data: Float32Array | Int32Array;
+  if (dtype === 'float32') {
+    data = values instanceof Float32Array ? values : new Float32Array(n);
+    if (data !== values) {
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number') throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a number`);
+        data[i] = v;
+      }
+    }
+  } else {
+    data = values instanceof Int32Array ? values : new Int32Array(n);
+    if (data !== values) {
+      for (let i = 0; i < n; i++) {
+        const v = values[i];
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) {
+          throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a 32-bit integer`);
+        }
+        data[i] = v;
+      }
+    }
+  }
+  const buf = bindingOf(backend).upload(data, dims);
+  return finish(op, Tensor._wrap<D>(buf, dims, backend, dtype), opts.requiresGrad);
+}
+
+/** A tensor of normally distributed values (mean 0, std 1 unless given). */
+export function randn(shape: readonly number[], options?: RandomOptions): Tensor {
+  const op = 'randn';
+  const opts = checkOptions(op, options, ['backend', 'requiresGrad', 'seed', 'std', 'mean']);
+  const dims = checkShape(op, shape);
+  const backend = parseBackend(op, opts.backend);
+  const seedValue = opts.seed === undefined ? undefined : checkInt(op, 'seed', opts.seed, -(2 ** 31), 2 ** 32 - 1);
+  const std = opts.std === undefined ? 1 : checkFinite(op, 'std', opts.std);
+  const mean = opts.mean === undefined ? 0 : checkFinite(op, 'mean', opts.mean);
+  const rng = rngFor(seedValue);
+  const n = dims.reduce((a, b) => a * b, 1);
+  const data = new Float32Array(n);
+  for (let i = 0; i < n; i++) data[i] = mean + std * rng.normal();
+  const buf = bindingOf(backend).upload(data, dims);
+  return finish(op, Tensor._wrap(buf, dims, backend), opts.requiresGrad);
+}
+
+function checkFinite(op: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new TypeError(`${op}: expected ${name} to be a finite number, got ${show(v)}`);
+  return v;
+}
+
+function constant(op: string, shape: readonly number[], value: number, options: unknown): Tensor {
+  const opts = checkOptions(op, options, ['backend', 'requiresGrad']);
+  const dims = checkShape(op, shape);
+  const backend = parseBackend(op, opts.backend);
+  const buf = bindingOf(backend).fill(dims, value, 'float32');
+  return finish(op, Tensor._wrap(buf, dims, backend), opts.requiresGrad);
+}
+
+/** A float32 tensor of zeros. */
+export function zeros(shape: readonly number[], options?: CreateOptions): Tensor {
+  return constant('zeros', shape, 0, options);
+}
+
+/** A float32 tensor of ones. */
+export function ones(shape: readonly number[], options?: CreateOptions): Tensor {
+  return constant('ones', shape, 1, options);
+}
+
+/** Memory in use on one backend. */
+export interface BackendMemory {
+  /** Live tensors made through this API (excluding those autograd saved for backward). */
+  tensors: number;
+  /** Native buffers alive, including those autograd saved and those queued ops still use. */
+  buffers: number;
+  bytes: number;
+  peakBytes: number;
+  /** Ops enqueued and not yet run. */
+  pendingOps: number;
+}
+
+/** What is allocated, per loaded backend, and in total. */
+export interface MemoryInfo {
+  numTensors: number;
+  numBytes: number;
+  backends: Partial<Record<BackendName, BackendMemory>>;
+}
+
+/** Live tensors and bytes per backend (backends not yet used are absent). */
+export function memory(): MemoryInfo {
+  const out: MemoryInfo = { numTensors: 0, numBytes: 0, backends: {} };
+  for (const name of BACKEND_NAMES) {
+    const { binding } = loadBackend(name);
+    if (!binding) continue;
+    const m = binding.memory();
+    const entry: BackendMemory = { tensors: liveTensorCount(name), buffers: m.buffers, bytes: m.bytes, peakBytes: m.peakBytes, pendingOps: m.pendingOps };
+    out.backends[name] = entry;
+    out.numTensors += entry.tensors;
+    out.numBytes += entry.bytes;
+  }
+  return out;
+}
+
+/** Resolves once every op enqueued so far on the backend has run; rejects with the first failure. */
+export function sync(backend?: BackendName): Promise<void> {
+  return bindingOf(parseBackend('sync', backend)).sync();
+}

@@ -1,0 +1,88 @@
+/**
+ * Explicit memory management: `tidy` scopes, `keep`, and the live-tensor accounting behind
+ * `memory()`. A `FinalizationRegistry` frees what was forgotten, and warns, as a backstop only.
+ * @module
+ */
+
+/** What the scope machinery needs of a tensor. @internal */
+export interface Trackable {
+  dispose(): void;
+  readonly isDisposed: boolean;
+}
+
+const scopes: Set<Trackable>[] = [];
+
+/** Registers a new tensor with the innermost `tidy` scope, if any. @internal */
+export function track(t: Trackable): void {
+  scopes[scopes.length - 1]?.add(t);
+}
+
+/** Removes a tensor from every open scope: it outlives them. @internal */
+export function untrack(t: Trackable): void {
+  for (const s of scopes) s.delete(t);
+}
+
+/**
+ * Runs `fn` and disposes every tensor created during it, except those it returns (found in a
+ * returned tensor, array or plain object, at any depth) and those passed to `keep`. Returned
+ * tensors belong to the enclosing scope. `fn` must be synchronous: tensors created after an
+ * `await` would escape the scope.
+ */
+export function tidy<T>(fn: () => T): T;
+export function tidy<T>(name: string, fn: () => T): T;
+export function tidy<T>(a: string | (() => T), b?: () => T): T {
+  const fn = typeof a === 'function' ? a : b;
+  if (typeof fn !== 'function') throw new TypeError('tidy: expected a function');
+  const scope = new Set<Trackable>();
+  scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (err) {
+    scopes.pop();
+    for (const t of scope) t.dispose();
+    throw err;
+  }
+  scopes.pop();
+  if (result instanceof Promise) {
+    for (const t of scope) t.dispose();
+    throw new TypeError('tidy: fn must be synchronous (it returned a Promise); await outside tidy() instead');
+  }
+  const escaping = new Set<Trackable>();
+  collect(result, escaping, new Set());
+  for (const t of scope) {
+    if (escaping.has(t)) track(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+function collect(value: unknown, out: Set<Trackable>, seen: Set<unknown>): void {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return;
+  seen.add(value);
+  if (isTrackable(value)) {
+    out.add(value);
+    return;
+  }
+  if (Array.isArray(value)) {
+    for (const v of value) collect(v, out, seen);
+  } else if (value instanceof Map) {
+    for (const v of value.values()) collect(v, out, seen);
+  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+    for (const v of Object.values(value)) collect(v, out, seen);
+  }
+}
+
+let isTrackable: (v: object) => v is Trackable = (_v): _v is Trackable => false;
+
+/** Tells the scope machinery how to recognise a tensor. @internal */
+export function setTrackablePredicate(p: (v: object) => v is Trackable): void {
+  isTrackable = p;
+}
+
+/** Keeps a tensor alive past the `tidy` scopes it was created in. Returns it. */
+export function keep<T extends Trackable>(t: T): T {
+  if (!isTrackable(t)) throw new TypeError('keep: expected a Tensor');
+  untrack(t);
+  return t;
+}

@@ -1,0 +1,249 @@
+/**
+ * The typed, device-resident `Tensor`.
+ * @module
+ */
+import type { Binding, NativeBuffer } from '../backend/binding.js';
+import { type BackendName, bindingOf } from '../backend/backends.js';
+import type { GradNode } from '../autograd/node.js';
+import { runBackward } from '../autograd/backward.js';
+import { setTrackablePredicate, track, untrack } from './scope.js';
+
+/** Element types. Activations, parameters and gradients are float32; labels are int32. */
+export type DType = 'float32' | 'int32';
+
+/** The typed array `data()` returns for a dtype. */
+export type DataOf<D extends DType> = D extends 'int32' ? Int32Array : Float32Array;
+
+interface Held {
+  binding: Binding;
+  buf: NativeBuffer;
+  shape: readonly number[];
+}
+
+let leaked = 0;
+// A backstop only: tensors are meant to be freed by dispose() or tidy(). One warning per
+// process keeps a leaking loop from flooding stderr.
+const registry = new FinalizationRegistry<Held>((held) => {
+  held.binding.release(held.buf);
+  if (leaked++ === 0) {
+    process.emitWarning(
+      `a tensor of shape [${held.shape.join(', ')}] was garbage-collected without dispose(); its memory was ` +
+        'freed now, but memory held until GC can run out first. Use tidy() or dispose().',
+      { code: 'CUDNN_RESNET_LEAK' },
+    );
+  }
+});
+
+const liveTensors = new Map<BackendName, number>();
+
+/** Live (not disposed) user-visible tensors per backend. @internal */
+export function liveTensorCount(backend: BackendName): number {
+  return liveTensors.get(backend) ?? 0;
+}
+
+/**
+ * An n-dimensional array on a backend (`cpu` or `cuda`), in logical NCHW order.
+ *
+ * Ops on tensors return at once (the work is queued on the backend); read values with
+ * `await t.data()`. Free tensors with `dispose()` or create them inside `tidy()`.
+ */
+export class Tensor<D extends DType = 'float32'> {
+  /** Logical shape, outermost first (`[N, C, H, W]` for images). */
+  readonly shape: readonly number[];
+  readonly dtype: D;
+  readonly backend: BackendName;
+  /** @internal */
+  _buf: NativeBuffer | null;
+  /** The op that produced this tensor, for autograd; null for leaves. @internal */
+  _node: GradNode | null = null;
+  #requiresGrad = false;
+  #grad: Tensor | null = null;
+  readonly #internal: boolean;
+
+  private constructor(buf: NativeBuffer, shape: readonly number[], dtype: D, backend: BackendName, internal: boolean) {
+    this._buf = buf;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.backend = backend;
+    this.#internal = internal;
+    registry.register(this, { binding: bindingOf(backend), buf, shape: this.shape }, this);
+    if (!internal) {
+      liveTensors.set(backend, liveTensorCount(backend) + 1);
+      track(this);
+    }
+  }
+
+  /** Wraps a native buffer the caller owns. @internal */
+  static _wrap<D extends DType = 'float32'>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
+    return new Tensor<D>(buf, shape, (dtype ?? 'float32') as D, backend, false);
+  }
+
+  /** Wraps a native buffer for autograd to save: outside every scope, not counted. @internal */
+  static _wrapSaved<D extends DType = 'float32'>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
+    return new Tensor<D>(buf, shape, (dtype ?? 'float32') as D, backend, true);
+  }
+
+  /** Number of elements. */
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  get isDisposed(): boolean {
+    return this._buf === null;
+  }
+
+  /**
+   * Whether gradients flow to this tensor. Settable on leaves (tensors no op produced), which
+   * makes them parameters whose `grad` `backward()` fills.
+   */
+  get requiresGrad(): boolean {
+    return this.#requiresGrad;
+  }
+
+  set requiresGrad(value: boolean) {
+    if (typeof value !== 'boolean') throw new TypeError(`requiresGrad must be a boolean, got ${typeof value}`);
+    if (this._node && !value) {
+      throw new Error('requiresGrad: cannot be turned off on a tensor computed by an op; use detach()');
+    }
+    if (value && this.dtype !== 'float32') throw new TypeError(`requiresGrad: only float32 tensors have gradients, this is ${this.dtype}`);
+    this.#requiresGrad = value;
+  }
+
+  /** @internal */
+  _setComputed(node: GradNode): void {
+    this._node = node;
+    this.#requiresGrad = true;
+  }
+
+  /**
+   * The gradient accumulated by `backward()`, or null. Assignable, as in PyTorch: the tensor
+   * takes ownership of the assigned gradient (it outlives `tidy` scopes and is disposed with
+   * this tensor), and the previous gradient is disposed.
+   */
+  get grad(): Tensor | null {
+    return this.#grad;
+  }
+
+  set grad(g: Tensor | null) {
+    if (g !== null) {
+      if (!(g instanceof Tensor)) throw new TypeError('grad must be a Tensor or null');
+      if (g.isDisposed) throw new Error('grad: the assigned tensor is disposed');
+      if (g.backend !== this.backend || g.dtype !== 'float32' || !sameShape(g.shape, this.shape)) {
+        throw new RangeError(
+          `grad: expected a float32 tensor of shape [${this.shape.join(', ')}] on ${this.backend}, ` +
+            `got ${g.dtype} [${g.shape.join(', ')}] on ${g.backend}`,
+        );
+      }
+      untrack(g);
+    }
+    if (this.#grad && this.#grad !== g) this.#grad.dispose();
+    this.#grad = g as Tensor | null;
+  }
+
+  /** The name of the op that produced this tensor, or null for a leaf. */
+  get gradFn(): string | null {
+    return this._node?.name ?? null;
+  }
+
+  /** The live native buffer; throws if disposed. @internal */
+  _live(op: string, what: string): NativeBuffer {
+    if (this._buf === null) {
+      throw new Error(`${op}: ${what} (shape [${this.shape.join(', ')}]) is disposed`);
+    }
+    return this._buf;
+  }
+
+  /** @internal */
+  _binding(): Binding {
+    return bindingOf(this.backend);
+  }
+
+  /**
+   * A second reference to this tensor's memory for autograd to save: it is not part of any
+   * scope, so disposing the original leaves the saved values intact. @internal
+   */
+  _share(op: string): Tensor<D> {
+    const buf = this._binding().share(this._live(op, 'a saved tensor'));
+    return new Tensor<D>(buf, this.shape, this.dtype, this.backend, true);
+  }
+
+  /** The values in row-major (NCHW) order, once every op producing them has run. */
+  async data(): Promise<DataOf<D>> {
+    const buf = this._live('data', 'the tensor');
+    return (await this._binding().download(buf)) as DataOf<D>;
+  }
+
+  /** Like `data()`, but blocks the thread until the values are ready. For scripts and tests. */
+  dataSync(): DataOf<D> {
+    return this._binding().downloadSync(this._live('dataSync', 'the tensor')) as DataOf<D>;
+  }
+
+  /** The single value of a one-element tensor. */
+  async item(): Promise<number> {
+    if (this.size !== 1) throw new RangeError(`item: expected a tensor with one element, got shape [${this.shape.join(', ')}]`);
+    return (await this.data())[0] as number;
+  }
+
+  /**
+   * Computes gradients of this tensor with respect to every leaf that requires them and
+   * accumulates them into their `grad`. A non-scalar tensor needs `grad`, the gradient of the
+   * final objective with respect to it. The graph is freed as it is walked: a second
+   * `backward()` through it is an error.
+   */
+  backward(grad?: Tensor): void {
+    runBackward(this as Tensor, grad);
+  }
+
+  /** A tensor with the same values that is not part of the autograd graph. */
+  detach(): Tensor<D> {
+    const buf = this._binding().share(this._live('detach', 'the tensor'));
+    return new Tensor<D>(buf, this.shape, this.dtype, this.backend, false);
+  }
+
+  /**
+   * Frees this tensor's memory (once no queued op needs it) and its gradient. Idempotent.
+   * Using a disposed tensor throws.
+   */
+  dispose(): void {
+    if (this._buf === null) return;
+    registry.unregister(this);
+    this._binding().release(this._buf);
+    this._buf = null;
+    if (!this.#internal) {
+      liveTensors.set(this.backend, liveTensorCount(this.backend) - 1);
+      untrack(this);
+    }
+    if (this.#grad) {
+      this.#grad.dispose();
+      this.#grad = null;
+    }
+    if (this._node) {
+      this._node.release();
+      this._node = null;
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    const state = this.isDisposed ? ', disposed' : '';
+    return `Tensor(${this.dtype} [${this.shape.join(', ')}] on ${this.backend}${this.#requiresGrad ? ', requiresGrad' : ''}${state})`;
+  }
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+/** True for tensors of this module instance. */
+export function isTensor(v: unknown): v is Tensor<DType> {
+  return v instanceof Tensor;
+}
+
+setTrackablePredicate((v: object): v is Tensor<DType> => v instanceof Tensor);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the system packages cudnn-resnet builds against on Debian/Ubuntu: oneDNN
+# (libdnnl-dev), CMake and a C++ compiler. Installs only what is missing. Run as root or with sudo.
+set -euo pipefail
+
+missing=()
+dpkg -s libdnnl-dev >/dev/null 2>&1 || missing+=(libdnnl-dev)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v make >/dev/null 2>&1 || missing+=(make)
+
+if ((${#missing[@]} == 0)); then
+  echo "setup-debian: libdnnl-dev, cmake, g++ and make are installed"
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null 2>&1 || { echo "setup-debian: run as root to install: ${missing[*]}" >&2; exit 1; }
+  sudo=(sudo)
+fi
+echo "setup-debian: installing ${missing[*]}"
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
