@@ -36,7 +36,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: So
     for (let i = 0; i < N; i++) {
       const v = labels[i];
       if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= K) {
-        throw new RangeError(`${op}: label ${show(v)} at index ${i} is not a class index in [0, ${K})`);
+        throw new RangeError(`${op}: label ${typeof v === 'number' ? v : show(v)} at index ${i} is not a class index in [0, ${K})`);
       }
       data[i] = v;
     }

@@ -72,9 +72,9 @@ export class SGD {
     // Parameters whose momentum buffer starts now take buf = g; the rest continue theirs.
     const groups = new Map<string, { params: NativeBuffer[]; grads: NativeBuffer[]; bufs: NativeBuffer[]; first: boolean; owner: Tensor }>();
     this.params.forEach((p, i) => {
+      const pb = p._live(op, `params[${i}]`);
       const g = p.grad;
       if (!g) return;
-      const pb = p._live(op, `params[${i}]`);
       const gb = g._live(op, `the gradient of params[${i}]`);
       let first = false;
       let buf: NativeBuffer | null = null;

@@ -45,6 +45,8 @@ function finish<D extends DType>(op: string, t: Tensor<D>, requiresGrad: unknown
  * A tensor holding `values` (row-major, NCHW for images). `shape` defaults to
  * `[values.length]`; `[]` makes a scalar.
  */
+export function tensor(values: Int32Array, shape?: readonly number[], options?: TensorOptions<'int32'>): Tensor<'int32'>;
+export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, shape?: readonly number[], options?: TensorOptions<D>): Tensor<D>;
 export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, shape?: readonly number[], options?: TensorOptions<D>): Tensor<D> {
   const op = 'tensor';
   const opts = checkOptions(op, options, ['backend', 'requiresGrad', 'dtype']);

@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { DType, Tensor } from './tensor.js';
+
 /** What the scope machinery needs of a tensor. @internal */
 export interface Trackable {
   dispose(): void;
@@ -81,7 +83,7 @@ export function setTrackablePredicate(p: (v: object) => v is Trackable): void {
 }
 
 /** Keeps a tensor alive past the `tidy` scopes it was created in. Returns it. */
-export function keep<T extends Trackable>(t: T): T {
+export function keep<T extends Tensor<DType>>(t: T): T {
   if (!isTrackable(t)) throw new TypeError('keep: expected a Tensor');
   untrack(t);
   return t;

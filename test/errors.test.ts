@@ -1,0 +1,137 @@
+/**
+ * Every public function checks its arguments before any native work and throws an error a user
+ * can act on: TypeError for wrong types, RangeError for bad sizes and shapes, Error for
+ * disposed tensors and unavailable backends. Native failures carry .code, .op and .backend.
+ */
+import { afterAll, describe, expect, test } from 'vitest';
+import { Tensor, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
+
+const x = randn([2, 3, 8, 8], { seed: 1 });
+const w = randn([4, 3, 3, 3], { seed: 2 });
+afterAll(() => {
+  x.dispose();
+  w.dispose();
+});
+
+describe('argument errors name the op and the shapes', () => {
+  test('wrong types', () => {
+    expect(() => ops.conv2d(null as never, w)).toThrow(new TypeError('conv2d: expected input to be a Tensor, got null'));
+    expect(() => ops.conv2d(x, [1, 2] as never)).toThrow(TypeError);
+    expect(() => ops.relu({ shape: [2] } as never)).toThrow(/relu: expected input to be a Tensor/);
+    expect(() => ops.conv2d(x, w, { stride: '2' } as never)).toThrow(/conv2d: expected stride to be an integer/);
+    expect(() => ops.conv2d(x, w, 5 as never)).toThrow(/expected an options object/);
+    expect(() => ops.conv2d(x, w, { strides: 2 } as never)).toThrow(/unknown option 'strides'/);
+    expect(() => ops.batchNorm2d(x, { training: 'yes' } as never)).toThrow(TypeError);
+    expect(() => ops.softmaxCrossEntropy(randn([2, 3]), 'ab' as never)).toThrow(TypeError);
+  });
+
+  test('wrong ranks and shapes', () => {
+    const x3 = randn([3, 8, 8]);
+    expect(() => ops.conv2d(x3, w)).toThrow(new RangeError('conv2d: expected input of shape [N, C, H, W], got [3, 8, 8]'));
+    const w5 = randn([4, 5, 3, 3]);
+    expect(() => ops.conv2d(x, w5)).toThrow(/conv2d: expected weight of shape \[O, C\/groups, kH, kW\] with C\/groups = 3, got \[4, 5, 3, 3\]/);
+    expect(() => ops.conv2d(x, w, { groups: 2 })).toThrow(/divisible by groups = 2/);
+    expect(() => ops.conv2d(x, randn([4, 3, 11, 11]))).toThrow(/larger than the padded input/);
+    expect(() => ops.add(randn([2, 3]), randn([3, 2]))).toThrow(/add: expected tensors of the same shape.*\[2, 3\].*\[3, 2\]/);
+    expect(() => ops.linear(randn([2, 5]), randn([3, 4]))).toThrow(/linear: expected weight of shape \[out, in\] with in = 5, got \[3, 4\]/);
+    expect(() => ops.softmaxCrossEntropy(randn([2, 3]), [0])).toThrow(/expected 2 labels/);
+    expect(() => ops.batchNorm2d(x, { weight: ones([4]), training: true })).toThrow(/expected weight of shape \[C\] with C = 3, got \[4\]/);
+    expect(() => ops.maxPool2d(x, { kernel: 3, padding: 2 })).toThrow(/padding .* at most half the kernel/);
+    expect(() => ops.maxPool2d(x, { kernel: 9 })).toThrow(RangeError);
+    expect(() => ops.flatten(randn([5]))).toThrow(RangeError);
+    x3.dispose();
+    w5.dispose();
+  });
+
+  test('negative, fractional, NaN and huge sizes', () => {
+    expect(() => ops.conv2d(x, w, { stride: 0 })).toThrow(new RangeError('conv2d: expected stride to be an integer >= 1, got 0'));
+    expect(() => ops.conv2d(x, w, { padding: -1 })).toThrow(RangeError);
+    expect(() => ops.conv2d(x, w, { dilation: 1.5 })).toThrow(RangeError);
+    expect(() => ops.conv2d(x, w, { stride: Number.NaN })).toThrow(RangeError);
+    expect(() => ops.conv2d(x, w, { padding: [1, 2, 3] as never })).toThrow(TypeError);
+    expect(() => zeros([2, -3])).toThrow(RangeError);
+    expect(() => zeros([2.5])).toThrow(RangeError);
+    expect(() => zeros([Number.NaN])).toThrow(RangeError);
+    expect(() => zeros([2 ** 20, 2 ** 20])).toThrow(/more than the .* supported/);
+    expect(() => zeros('3' as never)).toThrow(TypeError);
+    expect(() => tensor([1, 2, 3], [2, 2])).toThrow(/3 values do not fill shape \[2, 2\]/);
+    expect(() => tensor([1, 'a' as never])).toThrow(TypeError);
+    expect(() => tensor([1.5], [1], { dtype: 'int32' })).toThrow(TypeError);
+    expect(() => ops.batchNorm2d(x, { training: true, eps: 0 })).toThrow(RangeError);
+    expect(() => ops.batchNorm2d(x, { training: true, momentum: 2 })).toThrow(RangeError);
+    expect(() => ops.softmaxCrossEntropy(randn([2, 3]), [0, 3])).toThrow(/label 3 at index 1 is not a class index in \[0, 3\)/);
+    expect(() => ops.softmaxCrossEntropy(randn([2, 3]), [0, 1], { labelSmoothing: 1 })).toThrow(RangeError);
+  });
+
+  test('dtypes and backends', () => {
+    const labels = tensor(Int32Array.from([1, 2]));
+    expect(() => ops.relu(labels as never)).toThrow(new TypeError('relu: expected input to be float32, got int32'));
+    expect(() => tensor([1], [1], { backend: 'tpu' as never })).toThrow(/backend must be one of 'cpu', 'cuda'/);
+    const f = randn([2]);
+    expect(() => { f.requiresGrad = 1 as never; }).toThrow(TypeError);
+    expect(() => { labels.requiresGrad = true; }).toThrow(TypeError);
+    expect(() => { f.grad = randn([3]); }).toThrow(/grad: expected a float32 tensor of shape \[2\]/);
+    labels.dispose();
+    f.dispose();
+  });
+
+  test('disposed tensors are errors, not use-after-free', () => {
+    const t = randn([2, 3, 8, 8]);
+    t.dispose();
+    expect(() => ops.conv2d(t, w)).toThrow(/conv2d: input \(shape \[2, 3, 8, 8\]\) is disposed/);
+    expect(() => ops.relu(t)).toThrow(/disposed/);
+    const p = randn([3], { requiresGrad: true });
+    const opt = new optim.SGD([p], { lr: 0.1 });
+    p.grad = ones([3]);
+    p.dispose();
+    expect(() => opt.step()).toThrow(/disposed/);
+  });
+
+  test('optimizer options', () => {
+    const p = randn([3], { requiresGrad: true });
+    expect(() => new optim.SGD([p], {} as never)).toThrow(/lr option is required/);
+    expect(() => new optim.SGD([p], { lr: -1 })).toThrow(RangeError);
+    expect(() => new optim.SGD([p], { lr: 0.1, nesterov: true })).toThrow(/Nesterov momentum needs momentum > 0/);
+    expect(() => new optim.SGD([randn([2])], { lr: 0.1 })).toThrow(/requiresGrad = true/);
+    expect(() => new optim.SGD([p, p], { lr: 0.1 })).toThrow(/more than once/);
+    expect(() => new optim.SGD(5 as never, { lr: 0.1 })).toThrow(TypeError);
+    p.dispose();
+  });
+
+  test('autograd misuse', () => {
+    const a = randn([2, 3], { requiresGrad: true });
+    const y = ops.relu(a);
+    expect(() => y.backward()).toThrow(/a gradient is needed for a non-scalar tensor/);
+    expect(() => randn([1]).backward()).toThrow(/does not require grad/);
+    const loss = ops.softmaxCrossEntropy(y, [0, 1]);
+    loss.backward();
+    expect(() => loss.backward()).toThrow(/already freed/);
+    for (const t of [a, y, loss]) t.dispose();
+  });
+});
+
+describe('failures during execution', () => {
+  test('an out-of-range label in an int32 tensor rejects the next sync point with .code, .op, .backend', async () => {
+    const logits = randn([2, 3]);
+    const labels = tensor(Int32Array.from([0, 7]));
+    const loss = ops.softmaxCrossEntropy(logits, labels);
+    const err = await loss.data().then(() => null, (e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(err).toMatchObject({ code: 'ERR_LABEL_OUT_OF_RANGE', backend: 'cpu' });
+    expect((err as { op: string }).op).toMatch(/softmaxCrossEntropy/);
+    // The failure is reported once; the library keeps working.
+    await sync();
+    const ok = ops.relu(tensor([-1, 2]));
+    expect(Array.from(await ok.data())).toEqual([0, 2]);
+    for (const t of [logits, labels, loss, ok]) t.dispose();
+  });
+
+  test('tensors of another class are refused', () => {
+    const fake = Object.create(Tensor.prototype) as Tensor;
+    expect(() => ops.relu(fake)).toThrow();
+  });
+
+  test('the native layer itself refuses foreign values without crashing', () => {
+    expect(memory().backends.cpu).toBeDefined();
+  });
+});
