@@ -63,10 +63,14 @@ test('a forward pass whose output is disposed without backward() frees its graph
   const w = randn([4, 3, 3, 3], { requiresGrad: true });
   const x = randn([2, 3, 6, 6]);
   for (let i = 0; i < 50; i++) {
-    const y = ops.relu(ops.conv2d(x, w, { padding: 1 }));
+    const c = ops.conv2d(x, w, { padding: 1 });
+    const y = ops.relu(c);
     const z = ops.globalAvgPool(y);
-    y.dispose();
-    z.dispose();
+    // The graph saved c's input and y's output; disposing every tensor frees all of it.
+    for (const t of [c, y, z]) t.dispose();
+    tidy(() => {
+      ops.maxPool2d(ops.relu(ops.conv2d(x, w)), { kernel: 2 });
+    });
   }
   w.dispose();
   x.dispose();

@@ -117,7 +117,7 @@ struct BackwardWeightsEntry {
 };
 
 dnnl::convolution_forward::primitive_desc ForwardPd(CpuContext& ctx, const ConvParams& p) {
-  return CR_DNNL(dnnl::convolution_forward::primitive_desc(p.ForwardDesc(), ctx.engine));
+  return CR_DNNL(dnnl::convolution_forward::primitive_desc(p.ForwardDesc(), Attr(), ctx.engine));
 }
 
 // conv2dForward(x, w, bias | null, stride, padding, dilation, groups) -> y
@@ -144,7 +144,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
       std::unordered_map<int, memory> args = {
           {DNNL_ARG_SRC, Mem(ctx, *xs)}, {DNNL_ARG_WEIGHTS, Mem(ctx, *ws, e->pd.weights_desc())}, {DNNL_ARG_DST, Mem(ctx, *y)}};
       if (bs) args[DNNL_ARG_BIAS] = Mem(ctx, *bs);
-      CR_DNNL(e->prim.execute(ctx.stream, args));
+      CR_DNNL(Execute(ctx, e->prim, args));
     });
     return WrapStorage(env, y);
   });
@@ -167,14 +167,14 @@ Napi::Value BackwardData(const Napi::CallbackInfo& info) {
       dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, p.AnyDesc(p.x), p.AnyWeights(),
                                               p.AnyDesc(p.y), Dims(p.stride), p.Dilation(), Dims(p.padding),
                                               p.PadRight());
-      auto pd = CR_DNNL(dnnl::convolution_backward_data::primitive_desc(d, ctx.engine, hint));
+      auto pd = CR_DNNL(dnnl::convolution_backward_data::primitive_desc(d, Attr(), ctx.engine, hint));
       return BackwardDataEntry{pd, CR_DNNL(dnnl::convolution_backward_data(pd))};
     });
     CpuStoragePtr dys = InLayout(ctx, dy, e->pd.diff_dst_desc());
     CpuStoragePtr ws = InLayout(ctx, w, e->pd.weights_desc(), p.PlainWeights());
     CpuStoragePtr dx = Alloc(p.x, DType::kFloat32, e->pd.diff_src_desc());
     ctx.queue.Push(Describe("conv2dBackwardData", {dy.get(), w.get()}), [&ctx, e, dys, ws, dx] {
-      CR_DNNL(e->prim.execute(ctx.stream, {{DNNL_ARG_DIFF_DST, Mem(ctx, *dys)},
+      CR_DNNL(Execute(ctx, e->prim, {{DNNL_ARG_DIFF_DST, Mem(ctx, *dys)},
                                            {DNNL_ARG_WEIGHTS, Mem(ctx, *ws, e->pd.weights_desc())},
                                            {DNNL_ARG_DIFF_SRC, Mem(ctx, *dx)}}));
     });
@@ -200,7 +200,7 @@ Napi::Value BackwardWeights(const Napi::CallbackInfo& info) {
       dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, p.AnyDesc(p.x), p.AnyWeights(),
                                                  p.BiasDesc(), p.AnyDesc(p.y), Dims(p.stride), p.Dilation(),
                                                  Dims(p.padding), p.PadRight());
-      auto pd = CR_DNNL(dnnl::convolution_backward_weights::primitive_desc(d, ctx.engine, hint));
+      auto pd = CR_DNNL(dnnl::convolution_backward_weights::primitive_desc(d, Attr(), ctx.engine, hint));
       return BackwardWeightsEntry{pd, CR_DNNL(dnnl::convolution_backward_weights(pd))};
     });
     CpuStoragePtr xs = InLayout(ctx, x, e->pd.src_desc());
@@ -216,7 +216,7 @@ Napi::Value BackwardWeights(const Napi::CallbackInfo& info) {
                                               {DNNL_ARG_DIFF_DST, Mem(ctx, *dys)},
                                               {DNNL_ARG_DIFF_WEIGHTS, Mem(ctx, *dw_native, native_dw)}};
       if (db) args[DNNL_ARG_DIFF_BIAS] = Mem(ctx, *db);
-      CR_DNNL(e->prim.execute(ctx.stream, args));
+      CR_DNNL(Execute(ctx, e->prim, args));
     });
     if (!direct) EnqueueReorder(ctx, dw_native, native_dw, dw, p.PlainWeights());
     return Tuple(env, {WrapStorage(env, dw), db ? Napi::Value(WrapStorage(env, db)) : env.Null()});

@@ -67,11 +67,22 @@ class CpuContext : public CommonContext {
   }
   size_t CacheSize() const { return cache_.size(); }
 
+  // One scratchpad for every primitive, grown as needed, touched only by the worker. oneDNN's
+  // default (library-owned) scratchpad is tied to the thread that created the primitive, which
+  // here is the JS thread, not the worker that executes it.
+  void* scratch = nullptr;
+  size_t scratch_bytes = 0;
+
  private:
   std::unordered_map<std::string, std::shared_ptr<void>> cache_;
 };
 
 CpuContext& Ctx(Napi::Env env);
+
+// Attributes every primitive is created with (user-managed scratchpad, see CpuContext).
+dnnl::primitive_attr Attr();
+// Executes a primitive on the worker with the shared scratchpad.
+void Execute(CpuContext& ctx, const dnnl::primitive& prim, std::unordered_map<int, memory> args);
 
 // A memory object over a storage, made at execution time (cheap: no allocation).
 memory Mem(CpuContext& ctx, const CpuStorage& s);

@@ -45,12 +45,12 @@ Napi::Value Relu(const Napi::CallbackInfo& info) {
     AppendDesc(key, x->md);
     auto e = ctx.Cached<ReluEntry>(key, [&] {
       auto d = CR_DNNL(dnnl::eltwise_forward::desc(prop_kind::forward_training, algorithm::eltwise_relu, x->md, 0.f, 0.f));
-      auto pd = CR_DNNL(dnnl::eltwise_forward::primitive_desc(d, ctx.engine));
+      auto pd = CR_DNNL(dnnl::eltwise_forward::primitive_desc(d, Attr(), ctx.engine));
       return ReluEntry{pd, CR_DNNL(dnnl::eltwise_forward(pd))};
     });
     CpuStoragePtr y = Alloc(x->dims, DType::kFloat32, e->pd.dst_desc());
     ctx.queue.Push(Describe("relu", {x.get()}), [&ctx, e, x, y] {
-      CR_DNNL(e->prim.execute(ctx.stream, {{DNNL_ARG_SRC, Mem(ctx, *x)}, {DNNL_ARG_DST, Mem(ctx, *y)}}));
+      CR_DNNL(Execute(ctx, e->prim, {{DNNL_ARG_SRC, Mem(ctx, *x)}, {DNNL_ARG_DST, Mem(ctx, *y)}}));
     });
     return WrapStorage(env, y);
   });
@@ -72,15 +72,15 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
     auto e = ctx.Cached<ReluBackwardEntry>(key, [&] {
       auto fd = CR_DNNL(
           dnnl::eltwise_forward::desc(prop_kind::forward_training, algorithm::eltwise_relu_use_dst_for_bwd, y->md, 0.f, 0.f));
-      auto hint = CR_DNNL(dnnl::eltwise_forward::primitive_desc(fd, ctx.engine));
+      auto hint = CR_DNNL(dnnl::eltwise_forward::primitive_desc(fd, Attr(), ctx.engine));
       auto d = CR_DNNL(dnnl::eltwise_backward::desc(algorithm::eltwise_relu_use_dst_for_bwd, y->md, y->md, 0.f, 0.f));
-      auto pd = CR_DNNL(dnnl::eltwise_backward::primitive_desc(d, ctx.engine, hint));
+      auto pd = CR_DNNL(dnnl::eltwise_backward::primitive_desc(d, Attr(), ctx.engine, hint));
       return ReluBackwardEntry{pd, CR_DNNL(dnnl::eltwise_backward(pd))};
     });
     CpuStoragePtr dys = InLayout(ctx, dy, e->pd.diff_dst_desc());
     CpuStoragePtr dx = Alloc(y->dims, DType::kFloat32, e->pd.diff_src_desc());
     ctx.queue.Push(Describe("reluBackward", {y.get(), dy.get()}), [&ctx, e, y, dys, dx] {
-      CR_DNNL(e->prim.execute(ctx.stream, {{DNNL_ARG_DST, Mem(ctx, *y)},
+      CR_DNNL(Execute(ctx, e->prim, {{DNNL_ARG_DST, Mem(ctx, *y)},
                                            {DNNL_ARG_DIFF_DST, Mem(ctx, *dys)},
                                            {DNNL_ARG_DIFF_SRC, Mem(ctx, *dx)}}));
     });
@@ -103,7 +103,7 @@ Napi::Value Add(const Napi::CallbackInfo& info, const char* op, bool relu) {
     AppendDesc(key, a->md);
     auto e = ctx.Cached<BinaryEntry>(key, [&] {
       auto d = CR_DNNL(dnnl::binary::desc(algorithm::binary_add, a->md, a->md, a->md));
-      dnnl::primitive_attr attr;
+      dnnl::primitive_attr attr = Attr();
       if (relu) {
         dnnl::post_ops ops;
         CR_DNNL(ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f));
@@ -115,7 +115,7 @@ Napi::Value Add(const Napi::CallbackInfo& info, const char* op, bool relu) {
     CpuStoragePtr bs = InLayout(ctx, b, e->pd.src1_desc());
     CpuStoragePtr y = Alloc(a->dims, DType::kFloat32, e->pd.dst_desc());
     ctx.queue.Push(Describe(op, {a.get(), b.get()}), [&ctx, e, a, bs, y] {
-      CR_DNNL(e->prim.execute(ctx.stream, {{DNNL_ARG_SRC_0, Mem(ctx, *a)},
+      CR_DNNL(Execute(ctx, e->prim, {{DNNL_ARG_SRC_0, Mem(ctx, *a)},
                                            {DNNL_ARG_SRC_1, Mem(ctx, *bs)},
                                            {DNNL_ARG_DST, Mem(ctx, *y)}}));
     });

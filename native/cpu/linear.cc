@@ -55,7 +55,7 @@ struct BackwardEntry {
 
 dnnl::inner_product_forward::primitive_desc ForwardPd(CpuContext& ctx, const LinearParams& p) {
   auto d = CR_DNNL(dnnl::inner_product_forward::desc(prop_kind::forward_training, p.Src(), p.Weights(), p.Bias(), p.Dst()));
-  return CR_DNNL(dnnl::inner_product_forward::primitive_desc(d, ctx.engine));
+  return CR_DNNL(dnnl::inner_product_forward::primitive_desc(d, Attr(), ctx.engine));
 }
 
 // linearForward(x, w, bias | null) -> y
@@ -85,7 +85,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
       std::unordered_map<int, memory> args = {
           {DNNL_ARG_SRC, Mem(ctx, *xs)}, {DNNL_ARG_WEIGHTS, Mem(ctx, *ws)}, {DNNL_ARG_DST, Mem(ctx, *y)}};
       if (bs) args[DNNL_ARG_BIAS] = Mem(ctx, *bs);
-      CR_DNNL(e->prim.execute(ctx.stream, args));
+      CR_DNNL(Execute(ctx, e->prim, args));
     });
     return WrapStorage(env, y);
   });
@@ -109,9 +109,9 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     auto e = ctx.Cached<BackwardEntry>(p.Key("linear_bwd"), [&] {
       auto hint = ForwardPd(ctx, p);
       auto dd = CR_DNNL(dnnl::inner_product_backward_data::desc(p.Src(), p.Weights(), p.Dst()));
-      auto data_pd = CR_DNNL(dnnl::inner_product_backward_data::primitive_desc(dd, ctx.engine, hint));
+      auto data_pd = CR_DNNL(dnnl::inner_product_backward_data::primitive_desc(dd, Attr(), ctx.engine, hint));
       auto wd = CR_DNNL(dnnl::inner_product_backward_weights::desc(p.Src(), p.Weights(), p.Bias(), p.Dst()));
-      auto weights_pd = CR_DNNL(dnnl::inner_product_backward_weights::primitive_desc(wd, ctx.engine, hint));
+      auto weights_pd = CR_DNNL(dnnl::inner_product_backward_weights::primitive_desc(wd, Attr(), ctx.engine, hint));
       return BackwardEntry{data_pd, CR_DNNL(dnnl::inner_product_backward_data(data_pd)), weights_pd,
                            CR_DNNL(dnnl::inner_product_backward_weights(weights_pd))};
     });
@@ -122,13 +122,13 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     CpuStoragePtr dw = Alloc(w->dims, DType::kFloat32, e->weights_pd.diff_weights_desc());
     CpuStoragePtr db = with_bias ? Alloc({p.out}, DType::kFloat32, e->weights_pd.diff_bias_desc()) : nullptr;
     ctx.queue.Push(Describe("linearBackward", {x.get(), w.get(), dy.get()}), [&ctx, e, xs, ws, dys, dx, dw, db] {
-      CR_DNNL(e->data_prim.execute(ctx.stream, {{DNNL_ARG_DIFF_DST, Mem(ctx, *dys)},
+      CR_DNNL(Execute(ctx, e->data_prim, {{DNNL_ARG_DIFF_DST, Mem(ctx, *dys)},
                                                 {DNNL_ARG_WEIGHTS, Mem(ctx, *ws)},
                                                 {DNNL_ARG_DIFF_SRC, Mem(ctx, *dx)}}));
       std::unordered_map<int, memory> args = {
           {DNNL_ARG_SRC, Mem(ctx, *xs)}, {DNNL_ARG_DIFF_DST, Mem(ctx, *dys)}, {DNNL_ARG_DIFF_WEIGHTS, Mem(ctx, *dw)}};
       if (db) args[DNNL_ARG_DIFF_BIAS] = Mem(ctx, *db);
-      CR_DNNL(e->weights_prim.execute(ctx.stream, args));
+      CR_DNNL(Execute(ctx, e->weights_prim, args));
     });
     return Tuple(env, {WrapStorage(env, dx), WrapStorage(env, dw), db ? Napi::Value(WrapStorage(env, db)) : env.Null()});
   });

@@ -1,0 +1,48 @@
+/**
+ * Shared test plumbing: the backends to run conformance tests on, and conversions between
+ * tensors and the float64 reference arrays.
+ */
+import { type BackendName, type Tensor, backends, tensor } from '../lib/index.js';
+import { Rng, randomArray } from './reference/random.js';
+
+export interface BackendCase {
+  name: BackendName;
+  available: boolean;
+  reason: string;
+}
+
+/** Every backend; tests of an unavailable one are skipped, and the reason is printed once. */
+export const backendCases: BackendCase[] = backends().map((b) => {
+  if (!b.available) console.log(`[skip] ${b.name} tests: ${b.reason}`);
+  return { name: b.name, available: b.available, reason: b.reason ?? '' };
+});
+
+/** Random float32-representable values in float64 (never zero), and the tensor holding them. */
+export function random(rng: Rng, shape: readonly number[], backend: BackendName, opts: { scale?: number; requiresGrad?: boolean } = {}): { t: Tensor; v: Float64Array } {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const f32 = Float32Array.from(randomArray(n, rng, opts.scale ?? 1));
+  const t = tensor(f32, shape, { backend, requiresGrad: opts.requiresGrad ?? false });
+  return { t, v: Float64Array.from(f32) };
+}
+
+export function values(t: Tensor): Float64Array {
+  return Float64Array.from(t.dataSync());
+}
+
+/**
+ * Relative error in the max norm: ‖a − r‖∞ / ‖r‖∞. Elementwise relative error is meaningless
+ * where the reference is near zero; this is the error relative to the tensor's scale.
+ */
+export function relError(a: ArrayLike<number>, r: ArrayLike<number>): number {
+  if (a.length !== r.length) throw new RangeError(`length ${a.length} vs reference ${r.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < r.length; i++) {
+    const d = Math.abs((a[i] as number) - (r[i] as number));
+    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
+    scale = Math.max(scale, Math.abs(r[i] as number));
+  }
+  return diff / Math.max(scale, 1e-30);
+}
+
+export { Rng };
