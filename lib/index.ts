@@ -9,7 +9,7 @@
 export * as ops from './ops/index.js';
 export * as optim from './optim/index.js';
 export { Tensor, type DType, type DataOf } from './tensor/tensor.js';
-export { tensor, randn, zeros, ones, memory, sync, type CreateOptions, type TensorOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
+export { tensor, randn, zeros, ones, memory, sync, emptyCache, type CreateOptions, type TensorOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
 export { tidy, keep } from './tensor/scope.js';
 export { seed } from './tensor/random.js';
 export { noGrad, isGradEnabled } from './autograd/grad-mode.js';

@@ -46,6 +46,10 @@ export interface Binding {
   /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */
   sync(): Promise<void>;
   syncBlocking(): void;
+  /** Frees the memory the backend's caching allocator holds for reuse. */
+  emptyCache(): void;
+  /** Bytes held by the caching allocator for reuse (not counted in `memory().bytes`). */
+  cachedBytes(): number;
   /** Limits the threads the backend's worker uses (CPU: OpenMP threads). */
   setNumThreads(n: number): void;
 

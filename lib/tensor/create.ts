@@ -141,6 +141,8 @@ export interface BackendMemory {
   peakBytes: number;
   /** Ops enqueued and not yet run. */
   pendingOps: number;
+  /** Freed memory the backend keeps for reuse (see `emptyCache()`). */
+  cachedBytes: number;
 }
 
 /** What is allocated, per loaded backend, and in total. */
@@ -157,12 +159,23 @@ export function memory(): MemoryInfo {
     const { binding } = loadBackend(name);
     if (!binding) continue;
     const m = binding.memory();
-    const entry: BackendMemory = { tensors: liveTensorCount(name), buffers: m.buffers, bytes: m.bytes, peakBytes: m.peakBytes, pendingOps: m.pendingOps };
+    const entry: BackendMemory = {
+      tensors: liveTensorCount(name), buffers: m.buffers, bytes: m.bytes, peakBytes: m.peakBytes, pendingOps: m.pendingOps,
+      cachedBytes: binding.cachedBytes(),
+    };
     out.backends[name] = entry;
     out.numTensors += entry.tensors;
     out.numBytes += entry.bytes;
   }
   return out;
+}
+
+/**
+ * Returns the memory a backend's caching allocator keeps for reuse to the system. Freed tensor
+ * memory is cached because a training step allocates the same buffers every iteration.
+ */
+export function emptyCache(backend?: BackendName): void {
+  bindingOf(parseBackend('emptyCache', backend)).emptyCache();
 }
 
 /** Resolves once every op enqueued so far on the backend has run; rejects with the first failure. */

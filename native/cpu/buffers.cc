@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "cpu_context.h"
+#include "host_pool.h"
 #include "ops.h"
 
 namespace cr::cpu {
@@ -162,6 +163,15 @@ Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  HostPool::Instance().Clear();
+  return info.Env().Undefined();
+}
+
+Napi::Value CachedBytes(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), double(HostPool::Instance().CachedBytes()));
+}
+
 const char* IsaName(dnnl::cpu_isa isa) {
   switch (isa) {
     case dnnl::cpu_isa::sse41: return "sse41";
@@ -203,6 +213,8 @@ void RegisterBuffers(Napi::Env env, Napi::Object exports) {
   exports.Set("reshape", Napi::Function::New(env, Reshape, "reshape"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads, "setNumThreads"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache, "emptyCache"));
+  exports.Set("cachedBytes", Napi::Function::New(env, CachedBytes, "cachedBytes"));
 }
 
 }  // namespace cr::cpu

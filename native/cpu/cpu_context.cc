@@ -1,5 +1,7 @@
 #include "cpu_context.h"
 
+#include "host_pool.h"
+
 #include <dnnl_debug.h>
 
 #include <cctype>
@@ -18,40 +20,18 @@ void ThrowDnnl(const dnnl::error& err, const char* call, const char* file, int l
                  std::to_string(line) + ")");
 }
 
-namespace {
-
-constexpr size_t kAlign = 64;
-
-// CUDNN_RESNET_POISON=1 fills every new allocation with NaN bytes, so a kernel that fails to
-// write part of its output shows up in tests instead of passing on leftover zeros.
-const bool kPoison = [] {
-  const char* v = std::getenv("CUDNN_RESNET_POISON");
-  return v != nullptr && v[0] != '\0' && v[0] != '0';
-}();
-
-void* AllocateBytes(size_t bytes) {
-  size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  void* p = std::aligned_alloc(kAlign, rounded == 0 ? kAlign : rounded);
-  if (!p) {
-    Fail("ERR_OUT_OF_MEMORY", "cannot allocate " + std::to_string(bytes) + " bytes of host memory");
-  }
-  if (kPoison) std::memset(p, 0xff, rounded);
-  return p;
-}
-
-}  // namespace
 
 CpuStorage::CpuStorage(std::vector<int64_t> dims, DType dtype, const Desc& md_)
-    : Storage(std::move(dims), dtype, md_.get_size()), md(md_), data(AllocateBytes(md_.get_size())) {}
+    : Storage(std::move(dims), dtype, md_.get_size()), md(md_), data(HostPool::Instance().Acquire(md_.get_size())) {}
 
-CpuStorage::~CpuStorage() { std::free(data); }
+CpuStorage::~CpuStorage() { HostPool::Instance().Release(data, bytes); }
 
 CpuContext::CpuContext()
     : CommonContext("cpu", 1 << 14), engine(dnnl::engine::kind::cpu, 0), stream(engine) {}
 
 CpuContext::~CpuContext() {
   queue.Stop();
-  std::free(scratch);
+  HostPool::Instance().Release(scratch, scratch_bytes);
 }
 
 CpuContext& Ctx(Napi::Env env) { return static_cast<CpuContext&>(GetContext(env)); }
@@ -83,8 +63,8 @@ void Execute(CpuContext& ctx, const dnnl::primitive& prim, std::unordered_map<in
   const size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
   if (bytes > 0) {
     if (ctx.scratch_bytes < bytes) {
-      void* grown = AllocateBytes(bytes);
-      std::free(ctx.scratch);
+      void* grown = HostPool::Instance().Acquire(bytes);
+      HostPool::Instance().Release(ctx.scratch, ctx.scratch_bytes);
       ctx.scratch = grown;
       ctx.scratch_bytes = bytes;
     }

@@ -1,0 +1,95 @@
+#include "host_pool.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "../common/errors.h"
+
+namespace cr::cpu {
+
+namespace {
+
+constexpr size_t kAlign = 64;
+// Past this much idle memory, freed blocks go back to the system.
+constexpr size_t kMaxCached = size_t(2) << 30;
+
+// CUDNN_RESNET_POISON=1 fills every buffer handed out with NaN bytes, so a kernel that fails to
+// write part of its output shows up in tests instead of passing on leftover values.
+const bool kPoison = [] {
+  const char* v = std::getenv("CUDNN_RESNET_POISON");
+  return v != nullptr && v[0] != '\0' && v[0] != '0';
+}();
+
+}  // namespace
+
+HostPool& HostPool::Instance() {
+  // Never destroyed: buffers may be released by worker threads during process exit.
+  static HostPool* pool = new HostPool();
+  return *pool;
+}
+
+size_t HostPool::SizeClass(size_t bytes) {
+  // Small blocks to the alignment, large ones to whole pages, so that shapes that differ by a
+  // few bytes share blocks without wasting more than a page.
+  const size_t unit = bytes < (size_t(64) << 10) ? kAlign : size_t(4096);
+  return bytes == 0 ? kAlign : (bytes + unit - 1) / unit * unit;
+}
+
+void* HostPool::Acquire(size_t bytes) {
+  const size_t size = SizeClass(bytes);
+  void* p = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = free_.find(size);
+    if (it != free_.end() && !it->second.empty()) {
+      p = it->second.back();
+      it->second.pop_back();
+      cached_ -= size;
+    }
+  }
+  if (!p) {
+    p = std::aligned_alloc(kAlign, size);
+    if (!p) {
+      // Cached blocks of other sizes may be what stands in the way.
+      Clear();
+      p = std::aligned_alloc(kAlign, size);
+    }
+    if (!p) Fail("ERR_OUT_OF_MEMORY", "cannot allocate " + std::to_string(bytes) + " bytes of host memory");
+  }
+  if (kPoison) std::memset(p, 0xff, size);
+  return p;
+}
+
+void HostPool::Release(void* p, size_t bytes) {
+  if (!p) return;
+  const size_t size = SizeClass(bytes);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cached_ + size <= kMaxCached) {
+      free_[size].push_back(p);
+      cached_ += size;
+      return;
+    }
+  }
+  std::free(p);
+}
+
+void HostPool::Clear() {
+  std::unordered_map<size_t, std::vector<void*>> blocks;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    blocks.swap(free_);
+    cached_ = 0;
+  }
+  for (auto& [size, list] : blocks) {
+    for (void* p : list) std::free(p);
+  }
+}
+
+int64_t HostPool::CachedBytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return int64_t(cached_);
+}
+
+}  // namespace cr::cpu
