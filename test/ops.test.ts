@@ -147,6 +147,19 @@ describe.each(backendCases)('$name backend', ({ name: backend, available }) => {
       for (const t of [a.t, b.t, dy.t, r, s, f]) t.dispose();
     });
 
+    test('scale forward and backward', () => {
+      const shape: Shape4 = [2, 16, 3, 3];
+      const src = throughConv(shape);
+      const y = ops.scale(src.t, -0.37);
+      expectClose(values(y), src.v.map((v) => -0.37 * v), 'y');
+      const x = random(rng, [5, 3], backend, { requiresGrad: true });
+      const dy = random(rng, [5, 3], backend);
+      const z = ops.scale(x.t, 2.5);
+      z.backward(dy.t);
+      expectClose(values(x.t.grad!), dy.v.map((v) => 2.5 * v), 'dx');
+      for (const t of [src.t, src.leaf, y, x.t, dy.t, z]) t.dispose();
+    });
+
     test('add and addRelu of a blocked and a plain tensor', () => {
       const shape: Shape4 = [2, 16, 4, 4];
       const src = throughConv(shape);

@@ -92,6 +92,8 @@ export interface Binding {
   relu(x: NativeBuffer): NativeBuffer;
   /** dx = dy · (y > 0), from the forward output y. */
   reluBackward(y: NativeBuffer, dy: NativeBuffer): NativeBuffer;
+  /** alpha · x, elementwise (its own backward with the same alpha). */
+  scale(x: NativeBuffer, alpha: number): NativeBuffer;
   add(a: NativeBuffer, b: NativeBuffer): NativeBuffer;
   /** relu(a + b) in one kernel. */
   addRelu(a: NativeBuffer, b: NativeBuffer): NativeBuffer;

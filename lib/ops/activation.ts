@@ -1,6 +1,6 @@
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor, sameShape } from '../tensor/tensor.js';
-import { checkFloat, checkSameBackend, shapeStr } from './validate.js';
+import { checkFloat, checkNumber, checkSameBackend, shapeStr } from './validate.js';
 
 /** max(x, 0), elementwise. */
 export function relu(x: Tensor): Tensor {
@@ -11,6 +11,19 @@ export function relu(x: Tensor): Tensor {
   if (needsGrad(x)) {
     const ys = y._share(op);
     record(op, y, [x], [ys], (gy) => [Tensor._wrap(b.reluBackward(ys._buf!, gy._live(op, 'gradient')), x.shape, x.backend)]);
+  }
+  return y;
+}
+
+/** alpha · x, elementwise, for a finite number alpha. */
+export function scale(x: Tensor, alpha: number): Tensor {
+  const op = 'scale';
+  checkFloat(op, 'input', x);
+  checkNumber(op, 'alpha', alpha);
+  const b = x._binding();
+  const y = Tensor._wrap(b.scale(x._live(op, 'input'), alpha), x.shape, x.backend);
+  if (needsGrad(x)) {
+    record(op, y, [x], [], (gy) => [Tensor._wrap(b.scale(gy._live(op, 'gradient'), alpha), x.shape, x.backend)]);
   }
   return y;
 }

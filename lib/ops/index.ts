@@ -4,7 +4,7 @@
  * it records what `backward()` needs.
  * @module
  */
-export { relu, add, addRelu } from './activation.js';
+export { relu, add, addRelu, scale } from './activation.js';
 export { batchNorm2d, type BatchNorm2dOptions } from './batch-norm.js';
 export { conv2d, type Conv2dOptions } from './conv2d.js';
 export { linear } from './linear.js';

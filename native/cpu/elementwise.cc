@@ -13,7 +13,7 @@ namespace {
 using dnnl::algorithm;
 using dnnl::prop_kind;
 
-struct ReluEntry {
+struct UnaryEntry {
   dnnl::eltwise_forward::primitive_desc pd;
   dnnl::eltwise_forward prim;
 };
@@ -34,26 +34,34 @@ void RequireSameShape(Napi::Env env, const CpuStoragePtr& a, const CpuStoragePtr
   }
 }
 
-// relu(x) -> y
-Napi::Value Relu(const Napi::CallbackInfo& info) {
-  return Guard(info, "cpu", "relu", [&]() -> Napi::Value {
+// y = f(x) for one of oneDNN's elementwise algorithms; the output keeps x's layout.
+Napi::Value Unary(const Napi::CallbackInfo& info, const char* op, algorithm alg, float alpha) {
+  return Guard(info, "cpu", op, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     CpuContext& ctx = Ctx(env);
     CpuStoragePtr x = Arg(env, info[0], "input");
     RequireFloat(env, x, "input");
-    std::string key = "relu;";
+    std::string key = std::string(op) + ";" + std::to_string(alpha) + ";";
     AppendDesc(key, x->md);
-    auto e = ctx.Cached<ReluEntry>(key, [&] {
-      auto d = CR_DNNL(dnnl::eltwise_forward::desc(prop_kind::forward_training, algorithm::eltwise_relu, x->md, 0.f, 0.f));
+    auto e = ctx.Cached<UnaryEntry>(key, [&] {
+      auto d = CR_DNNL(dnnl::eltwise_forward::desc(prop_kind::forward_training, alg, x->md, alpha, 0.f));
       auto pd = CR_DNNL(dnnl::eltwise_forward::primitive_desc(d, Attr(), ctx.engine));
-      return ReluEntry{pd, CR_DNNL(dnnl::eltwise_forward(pd))};
+      return UnaryEntry{pd, CR_DNNL(dnnl::eltwise_forward(pd))};
     });
     CpuStoragePtr y = Alloc(x->dims, DType::kFloat32, e->pd.dst_desc());
-    ctx.queue.Push(Describe("relu", {x.get()}), [&ctx, e, x, y] {
+    ctx.queue.Push(Describe(op, {x.get()}), [&ctx, e, x, y] {
       CR_DNNL(Execute(ctx, e->prim, {{DNNL_ARG_SRC, Mem(ctx, *x)}, {DNNL_ARG_DST, Mem(ctx, *y)}}));
     });
     return WrapStorage(env, y);
   });
+}
+
+// relu(x) -> y
+Napi::Value Relu(const Napi::CallbackInfo& info) { return Unary(info, "relu", algorithm::eltwise_relu, 0.f); }
+
+// scale(x, alpha) -> alpha * x
+Napi::Value Scale(const Napi::CallbackInfo& info) {
+  return Unary(info, "scale", algorithm::eltwise_linear, float(NumberArg(info, 1, "alpha")));
 }
 
 // reluBackward(y, dy) -> dx. Reading the forward output rather than its input lets the
@@ -128,6 +136,7 @@ Napi::Value Add(const Napi::CallbackInfo& info, const char* op, bool relu) {
 void RegisterElementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("relu", Napi::Function::New(env, Relu, "relu"));
   exports.Set("reluBackward", Napi::Function::New(env, ReluBackward, "reluBackward"));
+  exports.Set("scale", Napi::Function::New(env, Scale, "scale"));
   exports.Set("add", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Add(info, "add", false); }, "add"));
   exports.Set("addRelu", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Add(info, "addRelu", true); }, "addRelu"));
 }
