@@ -14,3 +14,4 @@ export { tidy, keep } from './tensor/scope.js';
 export { seed } from './tensor/random.js';
 export { noGrad, isGradEnabled } from './autograd/grad-mode.js';
 export { backends, defaultBackend, setNumThreads, type BackendInfo, type BackendName } from './backend/backends.js';
+export * as train from './train/index.js';

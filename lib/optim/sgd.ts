@@ -107,6 +107,41 @@ export class SGD {
     for (const p of this.params) if (!p.isDisposed) p.grad = null;
   }
 
+  /**
+   * The optimizer's state: each parameter's momentum buffer under `<index>.momentum_buffer`
+   * (the parameter's position in `params`), as in PyTorch's `state_dict()['state']`. The
+   * tensors are the optimizer's own (not copies): read them, do not dispose them.
+   */
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    this.params.forEach((p, i) => {
+      const m = this.#buffers.get(p);
+      if (m) out[`${i}.momentum_buffer`] = m;
+    });
+    return out;
+  }
+
+  /** Restores momentum buffers saved by `stateDict()` (values are copied). */
+  loadStateDict(state: Record<string, Tensor>): void {
+    const op = 'SGD.loadStateDict';
+    if (state === null || typeof state !== 'object') throw new TypeError(`${op}: expected an object of tensors, got ${show(state)}`);
+    const incoming = new Map<Tensor, Tensor>();
+    for (const [key, t] of Object.entries(state)) {
+      const m = /^(\d+)\.momentum_buffer$/.exec(key);
+      const p = m ? this.params[Number(m[1])] : undefined;
+      if (!p) throw new RangeError(`${op}: unexpected key '${key}' (expected '<index>.momentum_buffer' for ${this.params.length} parameters)`);
+      if (!(t instanceof Tensor) || t.isDisposed) throw new TypeError(`${op}: '${key}' is not a live Tensor`);
+      if (t.shape.join() !== p.shape.join()) {
+        throw new RangeError(`${op}: '${key}' has shape [${t.shape.join(', ')}], its parameter [${p.shape.join(', ')}]`);
+      }
+      incoming.set(p, t);
+    }
+    this.dispose();
+    for (const [p, t] of incoming) {
+      this.#buffers.set(p, Tensor._wrapSaved(p._binding().upload(t.dataSync() as Float32Array, [...p.shape]), p.shape, p.backend));
+    }
+  }
+
   /** Frees the momentum buffers. The parameters are the caller's. */
   dispose(): void {
     for (const m of this.#buffers.values()) m.dispose();

@@ -1,0 +1,114 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { type Tensor, memory, ops, optim, randn, sync, tensor, zeros, ones } from '../lib/index.js';
+import { type BatchSource, NonFiniteLossError, cosineSchedule, fit, renderChart, stepSchedule } from '../lib/train/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'cr-train-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('schedules', () => {
+  test('step schedule divides by 10 at 50% and 75%, after warm-up', () => {
+    const s = stepSchedule({ lr: 0.1 });
+    expect(s(0, 100)).toBeCloseTo(0.1);
+    expect(s(49, 100)).toBeCloseTo(0.1);
+    expect(s(50, 100)).toBeCloseTo(0.01);
+    expect(s(75, 100)).toBeCloseTo(0.001);
+    const w = stepSchedule({ lr: 0.1, warmupSteps: 10 });
+    expect(w(0, 100)).toBeCloseTo(0.01);
+    expect(w(5, 100)).toBeCloseTo(0.055);
+    expect(w(10, 100)).toBeCloseTo(0.1);
+    expect(() => stepSchedule({ lr: 0.1, milestones: [0.7, 0.5] })).toThrow(/milestones must increase/);
+  });
+
+  test('cosine schedule goes from lr to minLr', () => {
+    const c = cosineSchedule({ lr: 0.2, minLr: 0.02 });
+    expect(c(0, 100)).toBeCloseTo(0.2);
+    expect(c(50, 100)).toBeCloseTo(0.11);
+    expect(c(100, 100)).toBeCloseTo(0.02);
+  });
+
+  test('chart renders every series as a polyline', () => {
+    const svg = renderChart([{ name: 'a <b>', points: [[1, 2], [2, 3]] }, { name: 'c', points: [[1, 1]], dashed: true }], { title: 't', xLabel: 'x', yLabel: 'y' });
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.match(/<polyline/g)!.length).toBe(2);
+    expect(svg).toContain('a &lt;b&gt;');
+  });
+});
+
+/** A tiny residual model written with ops, and a separable synthetic task. */
+function setup(lr: number) {
+  const w = randn([8, 2, 3, 3], { seed: 1, std: 0.3, requiresGrad: true });
+  const g = ones([8], { requiresGrad: true });
+  const b = zeros([8], { requiresGrad: true });
+  const fc = randn([2, 8], { seed: 2, std: 0.3, requiresGrad: true });
+  const params = [w, g, b, fc];
+  let training = true;
+  const model = {
+    forward: (x: Tensor) => ops.linear(ops.flatten(ops.globalAvgPool(ops.relu(ops.batchNorm2d(ops.conv2d(x, w, { padding: 1 }), { weight: g, bias: b, training: true })))), fc),
+    train: () => { training = true; },
+    eval: () => { training = false; },
+    get training() { return training; },
+  };
+  const opt = new optim.SGD(params, { lr, momentum: 0.9 });
+  const data = (n: number, seed: number): BatchSource => ({
+    batchesPerEpoch: n,
+    async *batches(epoch: number) {
+      for (let i = 0; i < n; i++) {
+        const labels = Int32Array.from({ length: 8 }, (_, j) => (i + j + epoch) % 2);
+        const px = new Float32Array(8 * 2 * 4 * 4);
+        for (let k = 0; k < px.length; k++) {
+          const sample = Math.floor(k / 32);
+          const channel = Math.floor(k / 16) % 2;
+          px[k] = (channel === labels[sample] ? 1 : -1) + 0.3 * Math.sin(k * 7.1 + seed + i);
+        }
+        yield { x: tensor(px, [8, 2, 4, 4]), y: tensor(labels) };
+      }
+    },
+  });
+  return { model, opt, params, data, dispose: () => { opt.dispose(); for (const p of params) p.dispose(); } };
+}
+
+describe('fit', () => {
+  test('trains, evaluates, writes metrics and curves, and leaks nothing', async () => {
+    const { model, opt, data, dispose } = setup(0.1);
+    await sync();
+    const before = memory().backends.cpu!;
+    const metricsFile = join(dir, 'metrics.jsonl');
+    const curvesFile = join(dir, 'curves.svg');
+    const history = await fit(model, {
+      trainData: data(6, 0), evalData: data(2, 1), epochs: 4, optimizer: opt,
+      schedule: stepSchedule({ lr: 0.1 }), metricsFile, curvesFile, progress: false,
+    });
+    expect(history.length).toBe(4);
+    expect(history[3]!.trainLoss).toBeLessThan(history[0]!.trainLoss);
+    expect(history[3]!.testError).toBeLessThanOrEqual(0.25);
+    expect(history[3]!.lr).toBeCloseTo(0.001);
+    const lines = readFileSync(metricsFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { epoch: number });
+    expect(lines.map((l) => l.epoch)).toEqual([1, 2, 3, 4]);
+    expect(readFileSync(curvesFile, 'utf8')).toContain('test error');
+    await sync();
+    const after = memory().backends.cpu!;
+    // Gradients were freed by zeroGrad; momentum buffers are the only new buffers.
+    expect(after.tensors).toBe(before.tensors);
+    expect(after.buffers).toBe(before.buffers + 4);
+    dispose();
+  });
+
+  test('a non-finite loss stops training with an error naming the step', async () => {
+    const { model, opt, data, dispose } = setup(1e30);
+    const err = await fit(model, { trainData: data(20, 0), epochs: 1, optimizer: opt, progress: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(NonFiniteLossError);
+    expect((err as Error).message).toMatch(/at step \d+ \(epoch 1\)/);
+    dispose();
+  });
+
+  test('bad options are refused before training', async () => {
+    const { model, opt, data, dispose } = setup(0.1);
+    await expect(fit(model, { trainData: [] as never, epochs: 1, optimizer: opt })).rejects.toThrow(/expected trainData to be a data loader/);
+    await expect(fit(model, { trainData: data(1, 0), epochs: 0, optimizer: opt })).rejects.toThrow(RangeError);
+    await expect(fit(model, { trainData: data(1, 0), epochs: 1, optimizer: opt, labelSmoothing: 2 })).rejects.toThrow(RangeError);
+    dispose();
+  });
+});
