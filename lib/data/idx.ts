@@ -83,8 +83,8 @@ async function readIdxFile(op: string, file: string, magic: number | undefined):
           if (header.byteLength < 4) continue;
           const m = header.readUInt32BE(0);
           if (header[0] !== 0 || header[1] !== 0) throw fail(0, `magic number ${hex(m)} is not an IDX magic (00 00 type rank)`);
-          if (magic !== undefined && m !== magic) throw fail(0, `magic number is ${hex(m)}, expected ${hex(magic)}`);
           if (header[2] !== 0x08) throw fail(2, `element type 0x${header[2]!.toString(16).padStart(2, '0')} is not supported (only 0x08, unsigned byte)`);
+          if (magic !== undefined && m !== magic) throw fail(0, `magic number is ${hex(m)}, expected ${hex(magic)}`);
           const rank = header[3]!;
           if (rank === 0) throw fail(3, 'rank is 0');
           headerLen = 4 + 4 * rank;
