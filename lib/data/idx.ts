@@ -46,7 +46,6 @@ function offsetWhere(gz: boolean): string {
 
 async function readIdxFile(op: string, file: string, magic: number | undefined): Promise<IdxArray & { gz: boolean }> {
   const fh = await open(file, 'r');
-  let stream: NodeJS.ReadableStream & { destroy(err?: Error): void };
   let gz: boolean;
   let fileSize: number;
   try {
@@ -59,12 +58,12 @@ async function readIdxFile(op: string, file: string, magic: number | undefined):
     throw err;
   }
   const raw = fh.createReadStream({ start: 0 });
+  let stream: AsyncIterable<Buffer> = raw;
   if (gz) {
     const gunzip = createGunzip();
+    // pipe() does not forward read errors; without this the loop below would wait forever.
     raw.on('error', (err) => gunzip.destroy(err));
     stream = raw.pipe(gunzip);
-  } else {
-    stream = raw;
   }
   const fail = (offset: number | null, reason: string) => fileFormatError(op, file, offset, reason, offsetWhere(gz));
   let header: Buffer = Buffer.alloc(0);
@@ -76,7 +75,7 @@ async function readIdxFile(op: string, file: string, magic: number | undefined):
   try {
     try {
       for await (const chunk of stream) {
-        let c = chunk as Buffer;
+        let c = chunk;
         consumed += c.byteLength;
         if (data === null) {
           header = Buffer.concat([header, c]);

@@ -50,7 +50,7 @@ export interface SafetensorsHeader {
  */
 const DTYPE_BYTES: Readonly<Record<string, number>> = { F32: 4, I32: 4, I64: 8, F16: 2, BF16: 2, F64: 8 };
 
-/** The writer's order: the reference implementation puts larger-aligned dtypes first, then sorts by name. */
+/** The writer's order: the reference implementation sorts by dtype, descending in its enum (F32 before I32), then by name. */
 const WRITE_ORDER: Readonly<Record<DType, number>> = { float32: 0, int32: 1 };
 
 /** The reference implementation's cap; a larger claimed header is corruption, not a big model. */
