@@ -8,6 +8,7 @@
  */
 export * as ops from './ops/index.js';
 export * as optim from './optim/index.js';
+export * as data from './data/index.js';
 export { Tensor, type DType, type DataOf } from './tensor/tensor.js';
 export { tensor, randn, zeros, ones, memory, sync, emptyCache, type CreateOptions, type TensorOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
 export { tidy, keep } from './tensor/scope.js';
@@ -15,3 +16,7 @@ export { seed } from './tensor/random.js';
 export { noGrad, isGradEnabled } from './autograd/grad-mode.js';
 export { backends, defaultBackend, setNumThreads, type BackendInfo, type BackendName } from './backend/backends.js';
 export * as train from './train/index.js';
+export {
+  saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, readSafetensorsHeader,
+  type SaveSafetensorsOptions, type LoadSafetensorsOptions, type SafetensorsHeader, type SafetensorsEntry,
+} from './io/safetensors.js';

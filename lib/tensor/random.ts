@@ -5,10 +5,15 @@
  * @module
  */
 
+/**
+ * A seeded pseudo-random generator (xoshiro128**): the same seed gives the same sequence on
+ * every platform. Data augmentation draws from one so that batches are reproducible.
+ */
 export class Rng {
   #s = new Uint32Array(4);
   #spare: number | null = null;
 
+  /** A generator whose sequence is determined by `seed` (taken modulo 2^32). */
   constructor(seed: number) {
     let x = seed >>> 0;
     for (let i = 0; i < 4; i++) {
