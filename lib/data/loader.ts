@@ -270,6 +270,17 @@ export class DataLoader implements AsyncIterable<Batch> {
   }
 
   /**
+   * The batches of epoch `epoch`: from the current position when the loader is already in that
+   * epoch (a run resumed mid-epoch), else from its first batch. This is the form `train.fit`
+   * takes (`BatchSource`).
+   */
+  batches(epoch: number): AsyncIterable<Batch> {
+    checkInt('DataLoader.batches', 'epoch', epoch, 0, 2 ** 32 - 1);
+    if (this.#epoch !== epoch) this.seek({ epoch });
+    return this;
+  }
+
+  /**
    * One epoch from the current position. Breaking out early leaves the position at the first
    * batch not handed out. One iteration at a time.
    */
