@@ -211,7 +211,7 @@ if (torchMissing) console.log(`[skip] PyTorch comparison: ${torchMissing}`);
 
 describe.skipIf(torchMissing !== null)('against PyTorch (float64 reference)', () => {
   interface Entry { name: string; shape: number[]; dtype: DType; offset: number }
-  let ref: Map<string, Float32Array | Int32Array> & { shapes?: Map<string, number[]> };
+  let ref: Map<string, Float32Array | Int32Array> | undefined;
   const shapes = new Map<string, number[]>();
 
   function load(): void {
@@ -235,7 +235,7 @@ describe.skipIf(torchMissing !== null)('against PyTorch (float64 reference)', ()
   }
 
   const get = (name: string) => {
-    const v = ref.get(name);
+    const v = ref?.get(name);
     if (!v) throw new Error(`no reference value ${name}`);
     return v;
   };

@@ -177,7 +177,7 @@ export class BatchNorm2d extends Module {
       weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
       training: this.training, momentum: this.momentum, eps: this.eps,
     });
-    if (this.training) this.buffer('num_batches_tracked')._assign(Int32Array.of(++this.#batches) as never);
+    if (this.training) this.buffer('num_batches_tracked')._assign(Int32Array.of(++this.#batches));
     return y;
   }
 
