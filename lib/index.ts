@@ -2,13 +2,15 @@
  * cudnn-resnet: build and train residual networks from Node.js on cuDNN (GPU) or oneDNN (CPU).
  *
  * ```ts
- * import { ops, randn, tidy } from 'cudnn-resnet';
+ * import { ops, nn, models, randn, tidy } from 'cudnn-resnet';
  * ```
  * @module
  */
 export * as ops from './ops/index.js';
 export * as optim from './optim/index.js';
 export * as data from './data/index.js';
+export * as nn from './nn/index.js';
+export * as models from './models/index.js';
 export { Tensor, type DType, type DataOf } from './tensor/tensor.js';
 export { tensor, randn, zeros, ones, memory, sync, emptyCache, type CreateOptions, type TensorOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
 export { tidy, keep } from './tensor/scope.js';

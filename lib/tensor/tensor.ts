@@ -171,6 +171,32 @@ export class Tensor<D extends DType = 'float32'> {
     return new Tensor<D>(buf, this.shape, this.dtype, this.backend, true);
   }
 
+  /**
+   * Overwrites this tensor's values with `src`'s (same shape and dtype), keeping this object:
+   * modules load weights into the tensors an optimizer already holds. The binding has no
+   * in-place copy, so the tensor takes a new buffer (a queued copy on the same backend, a
+   * readback and upload across backends) and releases the old one; queued ops that read the
+   * old buffer still see the old values, which is the order the calls were made in. Autograd
+   * state (grad, requiresGrad) is untouched. @internal
+   */
+  _assign(src: Tensor<D> | DataOf<D>): void {
+    const op = '_assign';
+    const target = this._live(op, 'the target');
+    const binding = this._binding();
+    let buf: NativeBuffer;
+    if (src instanceof Tensor) {
+      const from = src._live(op, 'the source');
+      buf = src.backend === this.backend ? binding.reshape(from, [...this.shape]) : binding.upload(src.dataSync(), [...this.shape]);
+    } else {
+      buf = binding.upload(src, [...this.shape]);
+    }
+    // The finalization backstop must free the buffer the tensor holds now, not the old one.
+    registry.unregister(this);
+    binding.release(target);
+    this._buf = buf;
+    registry.register(this, { binding, buf, shape: this.shape }, this);
+  }
+
   /** The values in row-major (NCHW) order, once every op producing them has run. */
   async data(): Promise<DataOf<D>> {
     const buf = this._live('data', 'the tensor');

@@ -1,0 +1,11 @@
+/**
+ * Modules: the `Module` base class with PyTorch's parameter naming and state dicts, the layers
+ * of a ResNet, and its residual blocks.
+ * @module
+ */
+export { Module, type LoadStateDictOptions, type LoadStateDictResult } from './module.js';
+export {
+  Conv2d, BatchNorm2d, ReLU, Linear, MaxPool2d, GlobalAvgPool, Sequential,
+  type InitOptions, type Conv2dLayerOptions, type BatchNorm2dLayerOptions, type LinearLayerOptions, type MaxPool2dLayerOptions,
+} from './layers.js';
+export { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, PadShortcut, type BlockOptions, type ShortcutKind } from './blocks.js';
