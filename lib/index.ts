@@ -16,7 +16,7 @@ export { tensor, randn, zeros, ones, memory, sync, emptyCache, type CreateOption
 export { tidy, keep } from './tensor/scope.js';
 export { seed } from './tensor/random.js';
 export { noGrad, isGradEnabled } from './autograd/grad-mode.js';
-export { backends, defaultBackend, setNumThreads, type BackendInfo, type BackendName } from './backend/backends.js';
+export { backends, defaultBackend, setNumThreads, setTf32, type BackendInfo, type BackendName } from './backend/backends.js';
 export * as train from './train/index.js';
 export {
   saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, readSafetensorsHeader,

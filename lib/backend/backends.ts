@@ -84,3 +84,18 @@ export function setNumThreads(n: number, backend: BackendName = 'cpu'): void {
   }
   bindingOf(backend).setNumThreads(n);
 }
+
+/**
+ * Lets the CUDA backend's float32 convolutions use TF32 tensor cores (10-bit mantissa inputs,
+ * float32 accumulation): on by default, as in PyTorch; `CUDNN_RESNET_TF32=0` starts with it off.
+ * Throws the reason when the CUDA backend is unavailable. Applies to convolutions enqueued after
+ * this call.
+ */
+export function setTf32(enabled: boolean): void {
+  if (typeof enabled !== 'boolean') {
+    throw new TypeError(`setTf32: expected a boolean, got ${describe(enabled)}`);
+  }
+  const binding = bindingOf('cuda');
+  if (!binding.setTf32) throw new Error("setTf32: the loaded CUDA addon has no TF32 switch; rebuild it");
+  binding.setTf32(enabled);
+}

@@ -50,8 +50,13 @@ export interface Binding {
   emptyCache(): void;
   /** Bytes held by the caching allocator for reuse (not counted in `memory().bytes`). */
   cachedBytes(): number;
-  /** Limits the threads the backend's worker uses (CPU: OpenMP threads). */
+  /** Limits the threads the backend's worker uses (CPU: OpenMP threads; CUDA: checked, no effect). */
   setNumThreads(n: number): void;
+  /**
+   * CUDA only: lets float32 convolutions use TF32 tensor cores (on by default, as in PyTorch;
+   * `CUDNN_RESNET_TF32=0` starts with it off). Applies to convolutions enqueued afterwards.
+   */
+  setTf32?(enabled: boolean): void;
 
   upload(values: Float32Array | Int32Array, shape: number[]): NativeBuffer;
   fill(shape: number[], value: number, dtype: NativeDType): NativeBuffer;

@@ -91,13 +91,15 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
 
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   return Guard(info, GetContext(info.Env()).backend, "sync", [&]() -> Napi::Value {
-    return EnqueueReadback(info.Env(), "sync", info.Env().Undefined(), [] {});
+    CommonContext& ctx = GetContext(info.Env());
+    return EnqueueReadback(info.Env(), "sync", info.Env().Undefined(), [&ctx] { ctx.Drain(); });
   });
 }
 
 Napi::Value SyncBlocking(const Napi::CallbackInfo& info) {
   return Guard(info, GetContext(info.Env()).backend, "syncBlocking", [&]() -> Napi::Value {
-    RunSync(info.Env(), "syncBlocking", [] {});
+    CommonContext& ctx = GetContext(info.Env());
+    RunSync(info.Env(), "syncBlocking", [&ctx] { ctx.Drain(); });
     return info.Env().Undefined();
   });
 }

@@ -18,6 +18,11 @@ class CommonContext {
   CommonContext(const char* backend, size_t max_pending) : backend(backend), queue(backend, max_pending) {}
   virtual ~CommonContext() = default;
 
+  // Runs on the worker at every sync point, after the tasks queued before it: a backend whose
+  // tasks only launch asynchronous work (the CUDA stream) waits for that work here and throws
+  // what it failed with. CPU tasks have finished when they return, so the default does nothing.
+  virtual void Drain() {}
+
   const char* const backend;
   Napi::FunctionReference buffer_ctor;
   // A derived context must call queue.Stop() first in its destructor, so that no task runs

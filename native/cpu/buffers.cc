@@ -11,35 +11,6 @@ namespace cr::cpu {
 
 namespace {
 
-std::vector<int64_t> ShapeArg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = i < info.Length() ? info[i] : info.Env().Undefined();
-  if (!v.IsArray()) throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": expected a shape array");
-  Napi::Array a = v.As<Napi::Array>();
-  if (a.Length() > 5) throw Napi::RangeError::New(info.Env(), OpScope::CurrentOp() + ": rank above 5");
-  return IntsArg(info, i, "shape", a.Length());
-}
-
-int64_t CheckedNumel(Napi::Env env, const std::vector<int64_t>& dims) {
-  // 2^34 elements (64 GiB of float32) is far beyond any host this runs on; it also keeps every
-  // byte count below overflow.
-  constexpr int64_t kMaxNumel = int64_t(1) << 34;
-  int64_t n = 1;
-  for (int64_t d : dims) {
-    if (d < 1) throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": dimensions must be positive, got " + ShapeString(dims));
-    if (n > kMaxNumel / d) throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": shape " + ShapeString(dims) + " is too large");
-    n *= d;
-  }
-  return n;
-}
-
-DType DTypeArg(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Value v = i < info.Length() ? info[i] : info.Env().Undefined();
-  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (s == "float32") return DType::kFloat32;
-  if (s == "int32") return DType::kInt32;
-  throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": dtype must be 'float32' or 'int32'");
-}
-
 Napi::TypedArray NewTypedArray(Napi::Env env, DType dtype, size_t n) {
   if (dtype == DType::kFloat32) return Napi::Float32Array::New(env, n);
   return Napi::Int32Array::New(env, n);

@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../common/args.h"
 #include "../common/context.h"
 #include "../common/errors.h"
 #include "../common/storage.h"
@@ -112,17 +113,5 @@ CpuStoragePtr InLayout(CpuContext& ctx, const CpuStoragePtr& s, const Desc& want
 // Enqueues a reorder of `src` (read as `src_view`) into `dst` (written as `dst_view`).
 void EnqueueReorder(CpuContext& ctx, const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst,
                     const Desc& dst_view);
-
-// Op name with the shapes of its inputs, for error messages: "conv2d [8, 3, 32, 32] [16, 3, 3, 3]".
-std::string Describe(const char* op, std::initializer_list<const Storage*> inputs);
-
-// Argument readers for the native surface. The TypeScript layer validates first, so these only
-// guarantee that no value can make native code misbehave.
-int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
-double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* name);
-bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
-std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t n);
-
-Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values);
 
 }  // namespace cr::cpu

@@ -1,0 +1,59 @@
+/**
+ * Training throughput on the CUDA backend: ResNet-20 (CIFAR shape, batch 128) and ResNet-50
+ * (224x224, batch 64), float32 with TF32 convolutions on and off, in images per second.
+ * Run by scripts/gpu-check.sh next to bench/gpu_torch.py.
+ *
+ *     node --import tsx bench/gpu.ts [--reps 10] [--warmup 3] [--json out.json]
+ */
+import { writeFileSync } from 'node:fs';
+import { backends, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
+import { resnet20 } from './resnet20.js';
+import { resnet50 } from './resnet50.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+};
+const reps = Number(opt('reps', '10'));
+const warmup = Number(opt('warmup', '3'));
+const json = opt('json', '');
+
+const cuda = backends().find((b) => b.name === 'cuda')!;
+if (!cuda.available) {
+  console.error(`bench/gpu.ts: the CUDA backend is unavailable: ${cuda.reason}`);
+  process.exit(2);
+}
+
+interface Row { model: string; batch: number; tf32: boolean; imgPerSec: number }
+const rows: Row[] = [];
+
+for (const [model, batch, size, classes, make] of [
+  ['resnet20', 128, 32, 10, resnet20],
+  ['resnet50', 64, 224, 1000, resnet50],
+] as const) {
+  for (const tf32 of [true, false]) {
+    setTf32(tf32);
+    const net = make('cuda', 1, classes);
+    const x = randn([batch, 3, size, size], { backend: 'cuda', seed: 9 });
+    const labels = Array.from({ length: batch }, (_, i) => i % classes);
+    const sgd = new optim.SGD(net.params, { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
+    const step = () => {
+      tidy(() => ops.softmaxCrossEntropy(net.forward(x, true), labels).backward());
+      sgd.step();
+      sgd.zeroGrad();
+    };
+    for (let i = 0; i < warmup; i++) step();
+    await sync('cuda');
+    const t0 = performance.now();
+    for (let i = 0; i < reps; i++) step();
+    await sync('cuda');
+    const ms = (performance.now() - t0) / reps;
+    rows.push({ model, batch, tf32, imgPerSec: (batch * 1000) / ms });
+    console.log(`${model} batch ${batch} tf32 ${tf32 ? 'on ' : 'off'}: ${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
+    sgd.dispose();
+    net.dispose();
+    x.dispose();
+  }
+}
+if (json) writeFileSync(json, JSON.stringify({ device: cuda.details.device, versions: cuda.versions, rows }, null, 2));

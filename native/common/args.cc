@@ -1,0 +1,107 @@
+#include "args.h"
+
+#include <cmath>
+
+#include "errors.h"
+
+namespace cr {
+
+namespace {
+
+Napi::Value At(const Napi::CallbackInfo& info, size_t i) {
+  return i < info.Length() ? info[i] : info.Env().Undefined();
+}
+
+[[noreturn]] void BadArg(const Napi::CallbackInfo& info, const char* name, const char* expected) {
+  throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": expected " + name + " to be " + expected);
+}
+
+}  // namespace
+
+int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = At(info, i);
+  if (!v.IsNumber()) BadArg(info, name, "an integer");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 9007199254740991.0) {
+    BadArg(info, name, "an integer");
+  }
+  return static_cast<int64_t>(d);
+}
+
+double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = At(info, i);
+  if (!v.IsNumber()) BadArg(info, name, "a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) BadArg(info, name, "a finite number");
+  return d;
+}
+
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
+  Napi::Value v = At(info, i);
+  if (!v.IsBoolean()) BadArg(info, name, "a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t n) {
+  Napi::Value v = At(info, i);
+  if (!v.IsArray()) BadArg(info, name, "an array of integers");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() != n) BadArg(info, name, ("an array of " + std::to_string(n) + " integers").c_str());
+  std::vector<int64_t> out(n);
+  for (uint32_t k = 0; k < n; ++k) {
+    Napi::Value e = a.Get(k);
+    if (!e.IsNumber()) BadArg(info, name, "an array of integers");
+    double d = e.As<Napi::Number>().DoubleValue();
+    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 2147483647.0) BadArg(info, name, "an array of integers");
+    out[k] = static_cast<int64_t>(d);
+  }
+  return out;
+}
+
+std::vector<int64_t> ShapeArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = At(info, i);
+  if (!v.IsArray()) throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": expected a shape array");
+  Napi::Array a = v.As<Napi::Array>();
+  if (a.Length() > 5) throw Napi::RangeError::New(info.Env(), OpScope::CurrentOp() + ": rank above 5");
+  return IntsArg(info, i, "shape", a.Length());
+}
+
+int64_t CheckedNumel(Napi::Env env, const std::vector<int64_t>& dims) {
+  // 2^34 elements (64 GiB of float32) is far beyond any host or GPU this runs on; it also keeps
+  // every byte count below overflow.
+  constexpr int64_t kMaxNumel = int64_t(1) << 34;
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 1) throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": dimensions must be positive, got " + ShapeString(dims));
+    if (n > kMaxNumel / d) throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": shape " + ShapeString(dims) + " is too large");
+    n *= d;
+  }
+  return n;
+}
+
+DType DTypeArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Value v = At(info, i);
+  std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+  if (s == "float32") return DType::kFloat32;
+  if (s == "int32") return DType::kInt32;
+  throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": dtype must be 'float32' or 'int32'");
+}
+
+Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values) {
+  Napi::Array a = Napi::Array::New(env, values.size());
+  uint32_t i = 0;
+  for (const Napi::Value& v : values) a.Set(i++, v);
+  return a;
+}
+
+std::string Describe(const char* op, std::initializer_list<const Storage*> inputs) {
+  std::string s = op;
+  for (const Storage* in : inputs) {
+    if (!in) continue;
+    s += ' ';
+    s += in->ShapeString();
+  }
+  return s;
+}
+
+}  // namespace cr

@@ -1,0 +1,33 @@
+// Argument readers for the native surface, shared by every backend. The TypeScript layer
+// validates first, so these only guarantee that no JS value can make native code misbehave.
+#pragma once
+
+#include <napi.h>
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "storage.h"
+
+namespace cr {
+
+int64_t IntArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+double NumberArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+bool BoolArg(const Napi::CallbackInfo& info, size_t i, const char* name);
+std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const char* name, size_t n);
+
+// A shape of rank 0 to 5.
+std::vector<int64_t> ShapeArg(const Napi::CallbackInfo& info, size_t i);
+// 'float32' or 'int32'.
+DType DTypeArg(const Napi::CallbackInfo& info, size_t i);
+// The element count of `dims`; a RangeError for a non-positive dimension or an absurd size.
+int64_t CheckedNumel(Napi::Env env, const std::vector<int64_t>& dims);
+
+Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values);
+
+// Op name with the shapes of its inputs, for error messages: "conv2d [8, 3, 32, 32] [16, 3, 3, 3]".
+std::string Describe(const char* op, std::initializer_list<const Storage*> inputs);
+
+}  // namespace cr
