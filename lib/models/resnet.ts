@@ -76,6 +76,7 @@ export class ResNet extends Module {
   readonly #stages: Sequential[];
   readonly #head: Module[];
   readonly #fc: Linear;
+  readonly #dropRng: Rng;
 
   constructor(config: ResNetConfig) {
     super();
@@ -105,6 +106,7 @@ export class ResNet extends Module {
     // The stochastic-depth draws get a generator of their own, so that they are reproducible
     // and do not shift with how many weights were initialised.
     const dropRng = new Rng(nextSeed());
+    this.#dropRng = dropRng;
     const random = () => dropRng.uniform();
     const preact = block === 'preact' || block === 'preactBottleneck';
 
@@ -135,6 +137,18 @@ export class ResNet extends Module {
     this.#head = preact ? [this.addModule('bn', new BatchNorm2d(channels, { backend })), this.addModule('relu', new ReLU())] : [];
     this.#head.push(this.addModule('avgpool', new GlobalAvgPool()));
     this.#fc = this.addModule('fc', new Linear(channels, this.numClasses, { seed: nextSeed(), backend }));
+  }
+
+  /**
+   * The state of the generator behind stochastic depth's draws, so that a checkpointed run
+   * resumes with the same draws.
+   */
+  get rngState(): number[] {
+    return this.#dropRng.state;
+  }
+
+  set rngState(state: number[]) {
+    this.#dropRng.state = state;
   }
 
   /** Logits [N, numClasses] of images x [N, inChannels, H, W]. */

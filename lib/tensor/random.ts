@@ -61,12 +61,17 @@ export class Rng {
 
   /** The generator's full state, to checkpoint and restore. */
   get state(): number[] {
-    return [...this.#s, this.#spare ?? Number.NaN];
+    // Four words of generator state, then the normal held back by Box-Muller if there is one:
+    // plain finite numbers, so the state survives JSON.
+    return this.#spare === null ? [...this.#s] : [...this.#s, this.#spare];
   }
 
   set state(st: number[]) {
+    if (!Array.isArray(st) || (st.length !== 4 && st.length !== 5) || !st.every((v) => typeof v === 'number' && Number.isFinite(v))) {
+      throw new TypeError(`Rng.state: expected the 4 or 5 numbers the state getter returned, got ${String(st)}`);
+    }
     for (let i = 0; i < 4; i++) this.#s[i] = st[i]! >>> 0;
-    this.#spare = Number.isNaN(st[4]) ? null : st[4]!;
+    this.#spare = st.length === 5 ? st[4]! : null;
   }
 }
 

@@ -6,3 +6,4 @@ export { fit, evaluate, NonFiniteLossError, type FitOptions, type EpochMetrics, 
 export { stepSchedule, cosineSchedule, constantSchedule, type Schedule, type StepScheduleOptions, type CosineScheduleOptions, type WarmupOptions } from './schedule.js';
 export { renderChart, writeChart, type Series, type ChartOptions } from './plot.js';
 export { heRecipe, type Recipe } from './recipe.js';
+export { saveCheckpoint, loadCheckpoint, readCheckpointState, type CheckpointState, type SaveCheckpointOptions, type LoadCheckpointOptions } from './checkpoint.js';

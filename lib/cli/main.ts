@@ -1,0 +1,180 @@
+/**
+ * The command line: `cudnn-resnet <command> [options]`.
+ * @module
+ */
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type BackendName, setNumThreads } from '../backend/backends.js';
+import { loadCheckpoint, readCheckpointState } from '../train/checkpoint.js';
+import { evaluate } from '../train/fit.js';
+import { infoReport } from './info.js';
+import { DEFAULTS, type RunOptions, buildModel, loadDataset, loaders, runTraining } from './run.js';
+import { degradation } from './experiment.js';
+
+const USAGE = `Usage: cudnn-resnet <command> [options]
+
+Commands:
+  train        train a network (default: CIFAR-style ResNet-20 on Fashion-MNIST)
+  eval         evaluate a checkpoint on a test set
+  info         backends, versions, devices, and what is missing
+  experiment degradation
+               plain vs residual networks of two depths (He et al. 2015, Figure 6)
+
+train options:
+  --model M          resnet | plain | preact | wrn | resnet18 | resnet34 | resnet50 (default resnet)
+  --depth N          6n+2 for resnet/plain (20, 32, 44, 56, 110), 9n+2 for preact, 6n+4 for wrn (default 20)
+  --widen K          width factor of wrn (default 4)
+  --shortcut A|B     option A (identity, zero-padded) or B (projection) (default A)
+  --drop-path P      stochastic depth: final drop rate (default 0)
+  --dataset D        fashion-mnist | cifar10 | cifar100 (default fashion-mnist)
+  --data DIR         folder with the dataset's files (default $CUDNN_RESNET_DATA or /usr/share/datasets)
+  --epochs N         (default 6)      --batch N (default 128)    --lr X (default 0.1)
+  --weight-decay X   (default 1e-4)   --momentum X (default 0.9)
+  --schedule S       step (÷10 at 50% and 75%) | cosine (default step)
+  --warmup-epochs N  linear warm-up (default 0)
+  --label-smoothing X (default 0)     --no-augment    --limit N (use the first N images)
+  --seed N           (default 1)      --backend cpu|cuda          --threads N
+  --out DIR          output folder (default runs/<model>-<depth>-<dataset>)
+  --resume           continue from the checkpoint in --out
+eval options:
+  --checkpoint FILE  a checkpoint.safetensors written by train; --data, --dataset, --limit, --backend
+experiment degradation options:
+  --depths A,B       (default 20,56)  --epochs N (default 4)  --dataset, --data, --limit, --batch, --lr, --out DIR (default runs/degradation)
+`;
+
+function fail(message: string): never {
+  const err = new Error(message);
+  (err as Error & { usage: boolean }).usage = true;
+  throw err;
+}
+
+function num(name: string, v: string | undefined, def: number, opts: { int?: boolean; min?: number } = {}): number {
+  if (v === undefined) return def;
+  const x = Number(v);
+  if (!Number.isFinite(x) || (opts.int && !Number.isInteger(x)) || (opts.min !== undefined && x < opts.min)) {
+    fail(`--${name}: expected ${opts.int ? 'an integer' : 'a number'}${opts.min !== undefined ? ` >= ${opts.min}` : ''}, got '${v}'`);
+  }
+  return x;
+}
+
+function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[], def: T): T {
+  if (v === undefined) return def;
+  if (!(allowed as readonly string[]).includes(v)) fail(`--${name}: expected one of ${allowed.join(', ')}, got '${v}'`);
+  return v as T;
+}
+
+const OPTIONS = {
+  model: { type: 'string' }, depth: { type: 'string' }, widen: { type: 'string' }, shortcut: { type: 'string' },
+  'drop-path': { type: 'string' }, dataset: { type: 'string' }, data: { type: 'string' }, epochs: { type: 'string' },
+  batch: { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, momentum: { type: 'string' },
+  schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
+  'no-augment': { type: 'boolean' }, limit: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
+  threads: { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
+  depths: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+} as const;
+
+type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
+
+function runOptions(v: Values, defaults: Partial<RunOptions> = {}): RunOptions {
+  const d = { ...DEFAULTS, ...defaults };
+  const model = oneOf('model', v.model, ['resnet', 'plain', 'preact', 'wrn', 'resnet18', 'resnet34', 'resnet50'] as const, d.model);
+  const depth = num('depth', v.depth, model === 'wrn' ? 16 : model === 'preact' ? 164 : d.depth, { int: true, min: 1 });
+  const dataset = oneOf('dataset', v.dataset, ['fashion-mnist', 'cifar10', 'cifar100'] as const, d.dataset);
+  const o: RunOptions = {
+    model, depth, dataset,
+    widen: num('widen', v.widen, d.widen, { int: true, min: 1 }),
+    shortcut: oneOf('shortcut', v.shortcut, ['A', 'B'] as const, d.shortcut),
+    dropPath: num('drop-path', v['drop-path'], d.dropPath, { min: 0 }),
+    epochs: num('epochs', v.epochs, d.epochs, { int: true, min: 1 }),
+    batch: num('batch', v.batch, d.batch, { int: true, min: 1 }),
+    lr: num('lr', v.lr, d.lr, { min: 0 }),
+    weightDecay: num('weight-decay', v['weight-decay'], d.weightDecay, { min: 0 }),
+    momentum: num('momentum', v.momentum, d.momentum, { min: 0 }),
+    schedule: oneOf('schedule', v.schedule, ['step', 'cosine'] as const, d.schedule),
+    warmupEpochs: num('warmup-epochs', v['warmup-epochs'], d.warmupEpochs, { int: true, min: 0 }),
+    labelSmoothing: num('label-smoothing', v['label-smoothing'], d.labelSmoothing, { min: 0 }),
+    augment: !v['no-augment'],
+    seed: num('seed', v.seed, d.seed, { int: true, min: 0 }),
+    out: v.out ?? join('runs', `${model}${model.startsWith('resnet') && model !== 'resnet' ? '' : `-${depth}`}-${dataset}`),
+  };
+  if (v.data !== undefined) o.data = v.data;
+  if (v.limit !== undefined) o.limit = num('limit', v.limit, 0, { int: true, min: 1 });
+  if (v.backend !== undefined) o.backend = oneOf('backend', v.backend, ['cpu', 'cuda'] as const, 'cpu') as BackendName;
+  return o;
+}
+
+async function train(v: Values): Promise<void> {
+  const o = runOptions(v);
+  const started = performance.now();
+  const r = await runTraining(o, { resume: Boolean(v.resume), progress: true, log: (l) => console.log(l) });
+  const last = r.history.at(-1)!;
+  console.log(`test accuracy: ${(100 * (1 - (last.testError ?? Number.NaN))).toFixed(2)}% after ${last.epoch} epochs (${((performance.now() - started) / 60000).toFixed(1)} min)`);
+  console.log(`checkpoint: ${r.checkpoint}`);
+  console.log(`weights:    ${r.weights}`);
+  console.log(`curves:     ${r.curves}`);
+  console.log(`metrics:    ${r.metrics}`);
+}
+
+async function evalCommand(v: Values): Promise<void> {
+  if (!v.checkpoint) fail('eval: --checkpoint FILE is required');
+  const state = await readCheckpointState(v.checkpoint);
+  const saved = state.options as RunOptions;
+  const o: RunOptions = { ...saved };
+  if (v.data !== undefined) o.data = v.data;
+  if (v.dataset !== undefined) o.dataset = oneOf('dataset', v.dataset, ['fashion-mnist', 'cifar10', 'cifar100'] as const, saved.dataset);
+  if (v.limit !== undefined) o.limit = num('limit', v.limit, 0, { int: true, min: 1 });
+  else delete o.limit;
+  if (v.backend !== undefined) o.backend = oneOf('backend', v.backend, ['cpu', 'cuda'] as const, 'cpu') as BackendName;
+  const testSet = await loadDataset(o, 'test');
+  const model = buildModel(o, testSet.channels, testSet.classes);
+  try {
+    await loadCheckpoint(v.checkpoint, { model, ...(o.backend ? { backend: o.backend } : {}) });
+    const { test } = loaders(o, testSet, testSet);
+    const r = await evaluate(model, test);
+    console.log(`${v.checkpoint} (epoch ${state.epoch}) on ${o.dataset} test, ${r.images} images: ` +
+      `accuracy ${(100 * (1 - r.error)).toFixed(2)}%, top-1 error ${(100 * r.error).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
+  } finally {
+    model.dispose();
+  }
+}
+
+/** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    console.error(`cudnn-resnet: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values: v, positionals: [command, sub, ...rest] } = parsed;
+  if (v.help || command === undefined || command === 'help') {
+    console.log(USAGE);
+    return command === undefined && !v.help ? 2 : 0;
+  }
+  try {
+    if (v.threads !== undefined) setNumThreads(num('threads', v.threads, 1, { int: true, min: 1 }));
+    if (rest.length > 0 || (sub !== undefined && command !== 'experiment')) fail(`unexpected argument '${[sub, ...rest].filter(Boolean)[0]}'`);
+    switch (command) {
+      case 'info':
+        console.log(infoReport());
+        return 0;
+      case 'train':
+        await train(v);
+        return 0;
+      case 'eval':
+        await evalCommand(v);
+        return 0;
+      case 'experiment':
+        if (sub !== 'degradation') fail(`experiment: unknown experiment '${sub ?? ''}' (available: degradation)`);
+        await degradation(v.depths, runOptions(v, { epochs: 4 }), (l) => console.log(l));
+        return 0;
+      default:
+        fail(`unknown command '${command}'`);
+    }
+  } catch (err) {
+    const e = err as Error & { usage?: boolean };
+    console.error(`cudnn-resnet: ${e.message}${e.usage ? `\n\n${USAGE}` : ''}`);
+    return e.usage ? 2 : 1;
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * What the `train`, `eval` and `experiment` commands share: building a model and data loaders
+ * from command-line options, and one training run with checkpoints, metrics and curves.
+ * @module
+ */
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { BackendName } from '../backend/backends.js';
+import { loadCifar } from '../data/cifar.js';
+import type { Dataset } from '../data/dataset.js';
+import { loadFashionMnist } from '../data/idx.js';
+import { DataLoader } from '../data/loader.js';
+import { saveSafetensors } from '../io/safetensors.js';
+import { type ResNet, cifarResNet, preActResNet, resnet18, resnet34, resnet50, wideResNet } from '../models/resnet.js';
+import { SGD } from '../optim/sgd.js';
+import { loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
+import { type EpochMetrics, fit } from '../train/fit.js';
+import { heRecipe } from '../train/recipe.js';
+import { cosineSchedule, stepSchedule } from '../train/schedule.js';
+
+/** The options of one training run, as the CLI parses them (stored in checkpoints). */
+export interface RunOptions {
+  model: 'resnet' | 'plain' | 'preact' | 'wrn' | 'resnet18' | 'resnet34' | 'resnet50';
+  depth: number;
+  widen: number;
+  shortcut: 'A' | 'B';
+  dropPath: number;
+  dataset: 'fashion-mnist' | 'cifar10' | 'cifar100';
+  data?: string;
+  epochs: number;
+  batch: number;
+  lr: number;
+  weightDecay: number;
+  momentum: number;
+  schedule: 'step' | 'cosine';
+  warmupEpochs: number;
+  labelSmoothing: number;
+  augment: boolean;
+  limit?: number;
+  seed: number;
+  backend?: BackendName;
+  out: string;
+}
+
+export const DEFAULTS: Omit<RunOptions, 'out'> = {
+  model: 'resnet', depth: 20, widen: 4, shortcut: 'A', dropPath: 0, dataset: 'fashion-mnist', epochs: 6,
+  batch: heRecipe.batchSize, lr: heRecipe.lr, weightDecay: heRecipe.weightDecay, momentum: heRecipe.momentum,
+  schedule: 'step', warmupEpochs: 0, labelSmoothing: 0, augment: true, seed: 1,
+};
+
+// Per-channel statistics of the training sets (pixels scaled to [0, 1]).
+const STATS: Record<RunOptions['dataset'], { mean: number[]; std: number[] }> = {
+  'fashion-mnist': { mean: [0.286], std: [0.353] },
+  cifar10: { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] },
+  cifar100: { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] },
+};
+
+/** Loads a split of the run's dataset, cut to `limit` images when given. */
+export async function loadDataset(o: Pick<RunOptions, 'dataset' | 'data' | 'limit'>, split: 'train' | 'test'): Promise<Dataset> {
+  const dir = o.data;
+  const full = o.dataset === 'fashion-mnist'
+    ? await loadFashionMnist(dir === undefined ? { split } : { dir, split })
+    : await loadCifar({ variant: o.dataset === 'cifar10' ? 10 : 100, split, ...(dir === undefined ? {} : { dir }) });
+  if (o.limit === undefined || o.limit >= full.n) return full;
+  const n = o.limit;
+  const chw = full.channels * full.height * full.width;
+  return { ...full, n, images: full.images.subarray(0, n * chw), labels: full.labels.subarray(0, n) };
+}
+
+/** The network a run trains. */
+export function buildModel(o: RunOptions, channels: number, classes: number): ResNet {
+  const common = { numClasses: classes, inChannels: channels, seed: o.seed, ...(o.backend ? { backend: o.backend } : {}) };
+  switch (o.model) {
+    case 'resnet':
+    case 'plain':
+      return cifarResNet({ depth: o.depth, shortcut: o.shortcut, plain: o.model === 'plain', dropPath: o.dropPath, ...common });
+    case 'preact':
+      return preActResNet({ depth: o.depth, dropPath: o.dropPath, ...common });
+    case 'wrn':
+      return wideResNet({ depth: o.depth, widen: o.widen, dropPath: o.dropPath, ...common });
+    case 'resnet18':
+      return resnet18(common);
+    case 'resnet34':
+      return resnet34(common);
+    case 'resnet50':
+      return resnet50(common);
+  }
+}
+
+export function loaders(o: RunOptions, train: Dataset, test: Dataset): { train: DataLoader; test: DataLoader } {
+  const backend = o.backend ? { backend: o.backend } : {};
+  return {
+    train: new DataLoader(train, {
+      batchSize: o.batch, seed: o.seed, normalize: STATS[o.dataset], ...backend,
+      ...(o.augment ? { augment: { padCrop: o.dataset === 'fashion-mnist' ? 2 : heRecipe.padCrop, flip: heRecipe.flip } } : {}),
+    }),
+    test: new DataLoader(test, { batchSize: 500, shuffle: false, normalize: STATS[o.dataset], ...backend }),
+  };
+}
+
+export interface RunResult {
+  history: EpochMetrics[];
+  checkpoint: string;
+  weights: string;
+  curves: string;
+  metrics: string;
+}
+
+/**
+ * Trains one network as `o` says, writing into `o.out`: checkpoint.safetensors after every
+ * epoch (atomically), metrics.jsonl, curves.svg, and model.safetensors (the final weights, a
+ * plain state dict PyTorch can load). With `resume`, continues from the checkpoint there.
+ */
+export async function runTraining(o: RunOptions, options: { resume: boolean; progress: boolean; log: (line: string) => void }): Promise<RunResult> {
+  mkdirSync(o.out, { recursive: true });
+  const files = {
+    checkpoint: join(o.out, 'checkpoint.safetensors'), weights: join(o.out, 'model.safetensors'),
+    curves: join(o.out, 'curves.svg'), metrics: join(o.out, 'metrics.jsonl'),
+  };
+  const [trainSet, testSet] = await Promise.all([loadDataset(o, 'train'), loadDataset(o, 'test')]);
+  const model = buildModel(o, trainSet.channels, trainSet.classes);
+  const { train, test } = loaders(o, trainSet, testSet);
+  const optimizer = new SGD(model.parameters(), { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+  try {
+    let startEpoch = 0;
+    let history: EpochMetrics[] = [];
+    if (options.resume && existsSync(files.checkpoint)) {
+      const state = await loadCheckpoint(files.checkpoint, { model, optimizer, ...(o.backend ? { backend: o.backend } : {}) });
+      startEpoch = state.epoch;
+      history = state.history as EpochMetrics[];
+      model.rngState = state.rng as number[];
+      options.log(`resuming from ${files.checkpoint} after epoch ${startEpoch}`);
+    } else {
+      rmSync(files.metrics, { force: true });
+    }
+    const warmupSteps = o.warmupEpochs * train.batchesPerEpoch;
+    const schedule = o.schedule === 'cosine'
+      ? cosineSchedule({ lr: o.lr, warmupSteps })
+      : stepSchedule({ lr: o.lr, milestones: [...heRecipe.milestones], warmupSteps });
+    const params = model.parameters().reduce((n, p) => n + p.size, 0);
+    options.log(`${o.model}${o.model.startsWith('resnet') && o.model !== 'resnet' ? '' : `-${o.depth}`} on ${o.dataset} ` +
+      `(${trainSet.n} train / ${testSet.n} test images), ${params.toLocaleString('en-US')} parameters, ${o.epochs} epochs of ${train.batchesPerEpoch} steps`);
+    const result = await fit(model, {
+      trainData: train, evalData: test, epochs: o.epochs, optimizer, schedule, labelSmoothing: o.labelSmoothing, startEpoch,
+      history, metricsFile: files.metrics, curvesFile: files.curves, progress: options.progress,
+      onEpoch: async (m) => {
+        history.push(m);
+        await saveCheckpoint(files.checkpoint, { model, optimizer, state: { epoch: m.epoch, history, rng: model.rngState, options: o } });
+      },
+    });
+    await saveSafetensors(files.weights, model.stateDict(), { metadata: { format: 'pt' } });
+    return { history: result, ...files };
+  } finally {
+    optimizer.dispose();
+    model.dispose();
+  }
+}
