@@ -77,11 +77,13 @@ describe('fit', () => {
     const before = memory().backends.cpu!;
     const metricsFile = join(dir, 'metrics.jsonl');
     const curvesFile = join(dir, 'curves.svg');
+    const steps: number[] = [];
     const history = await fit(model, {
-      trainData: data(6, 0), evalData: data(2, 1), epochs: 4, optimizer: opt,
+      trainData: data(6, 0), evalData: data(2, 1), epochs: 4, optimizer: opt, onStep: (s) => steps.push(s.step),
       schedule: stepSchedule({ lr: 0.1 }), metricsFile, curvesFile, progress: false,
     });
     expect(history.length).toBe(4);
+    expect(steps).toEqual(Array.from({ length: 24 }, (_, i) => i));
     expect(history[3]!.trainLoss).toBeLessThan(history[0]!.trainLoss);
     expect(history[3]!.testError).toBeLessThanOrEqual(0.25);
     expect(history[3]!.lr).toBeCloseTo(0.001);

@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BackendName } from '../backend/backends.js';
 import { loadCifar } from '../data/cifar.js';
-import type { Dataset } from '../data/dataset.js';
+import { DATASET_STATS, type Dataset, subset } from '../data/dataset.js';
 import { loadFashionMnist } from '../data/idx.js';
 import { DataLoader } from '../data/loader.js';
 import { saveSafetensors } from '../io/safetensors.js';
@@ -48,23 +48,13 @@ export const DEFAULTS: Omit<RunOptions, 'out'> = {
   schedule: 'step', warmupEpochs: 0, labelSmoothing: 0, augment: true, seed: 1,
 };
 
-// Per-channel statistics of the training sets (pixels scaled to [0, 1]).
-const STATS: Record<RunOptions['dataset'], { mean: number[]; std: number[] }> = {
-  'fashion-mnist': { mean: [0.286], std: [0.353] },
-  cifar10: { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] },
-  cifar100: { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] },
-};
-
 /** Loads a split of the run's dataset, cut to `limit` images when given. */
 export async function loadDataset(o: Pick<RunOptions, 'dataset' | 'data' | 'limit'>, split: 'train' | 'test'): Promise<Dataset> {
   const dir = o.data;
   const full = o.dataset === 'fashion-mnist'
     ? await loadFashionMnist(dir === undefined ? { split } : { dir, split })
     : await loadCifar({ variant: o.dataset === 'cifar10' ? 10 : 100, split, ...(dir === undefined ? {} : { dir }) });
-  if (o.limit === undefined || o.limit >= full.n) return full;
-  const n = o.limit;
-  const chw = full.channels * full.height * full.width;
-  return { ...full, n, images: full.images.subarray(0, n * chw), labels: full.labels.subarray(0, n) };
+  return o.limit === undefined || o.limit >= full.n ? full : subset(full, o.limit);
 }
 
 /** The network a run trains. */
@@ -91,10 +81,10 @@ export function loaders(o: RunOptions, train: Dataset, test: Dataset): { train: 
   const backend = o.backend ? { backend: o.backend } : {};
   return {
     train: new DataLoader(train, {
-      batchSize: o.batch, seed: o.seed, normalize: STATS[o.dataset], ...backend,
+      batchSize: o.batch, seed: o.seed, normalize: { ...DATASET_STATS[o.dataset] }, ...backend,
       ...(o.augment ? { augment: { padCrop: o.dataset === 'fashion-mnist' ? 2 : heRecipe.padCrop, flip: heRecipe.flip } } : {}),
     }),
-    test: new DataLoader(test, { batchSize: 500, shuffle: false, normalize: STATS[o.dataset], ...backend }),
+    test: new DataLoader(test, { batchSize: 500, shuffle: false, normalize: { ...DATASET_STATS[o.dataset] }, ...backend }),
   };
 }
 

@@ -51,3 +51,28 @@ export function checkDataset(op: string, value: unknown): Dataset {
   }
   return d as Dataset;
 }
+
+/** The first `count` images of a data set (a view: no pixels are copied). */
+export function subset(dataset: Dataset, count: number): Dataset {
+  const op = 'subset';
+  const d = checkDataset(op, dataset);
+  const n = checkInt(op, 'count', count, 1, d.n);
+  const chw = d.channels * d.height * d.width;
+  return { ...d, n, images: d.images.subarray(0, n * chw), labels: d.labels.subarray(0, n) };
+}
+
+/** Per-channel mean and standard deviation of a data set's training images (pixels in [0, 1]). */
+export interface ChannelStats {
+  mean: number[];
+  std: number[];
+}
+
+/**
+ * The usual normalization statistics of the built-in data sets' training splits, for
+ * `DataLoader`'s `normalize` option.
+ */
+export const DATASET_STATS: Readonly<Record<'fashion-mnist' | 'cifar10' | 'cifar100', Readonly<ChannelStats>>> = Object.freeze({
+  'fashion-mnist': { mean: [0.286], std: [0.353] },
+  cifar10: { mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616] },
+  cifar100: { mean: [0.5071, 0.4865, 0.4409], std: [0.2673, 0.2564, 0.2762] },
+});

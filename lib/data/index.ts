@@ -4,7 +4,7 @@
  * tensors with seeded, resumable shuffling.
  * @module
  */
-export { type Dataset, dataRoot } from './dataset.js';
+export { type Dataset, type ChannelStats, dataRoot, subset, DATASET_STATS } from './dataset.js';
 export { readIdx, loadFashionMnist, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, type IdxArray, type ReadIdxOptions, type LoadFashionMnistOptions } from './idx.js';
 export { loadCifar, type LoadCifarOptions } from './cifar.js';
 export { randomPadCrop, randomFlip, normalize } from './transforms.js';

@@ -281,6 +281,14 @@ export class GlobalAvgPool extends Module {
   }
 }
 
+/** `ops.flatten`: [N, ...] → [N, everything else], so a `Sequential` can end in a `Linear`. */
+export class Flatten extends Module {
+  /** `ops.flatten(x)`. */
+  forward(x: Tensor): Tensor {
+    return ops.flatten(x);
+  }
+}
+
 /** Modules applied in order, as `torch.nn.Sequential`; children are named '0', '1', …. */
 export class Sequential extends Module {
   readonly #layers: Module[];

@@ -64,10 +64,26 @@ export interface FitOptions {
   curvesFile?: string;
   /** Progress bar (TTY) or lines; default true. */
   progress?: boolean;
+  /**
+   * Called once each step's loss is known (one step behind the queue), e.g. to report progress
+   * from a worker thread.
+   */
+  onStep?: (info: StepInfo) => void;
   /** Called after each epoch (e.g. to save a checkpoint); awaited. */
   onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
   /** Earlier epochs' metrics, so the curves of a resumed run start at epoch 1. */
   history?: EpochMetrics[];
+}
+
+/** What `onStep` receives. */
+export interface StepInfo {
+  epoch: number;
+  /** Global step index (0-based, across epochs). */
+  step: number;
+  loss: number;
+  lr: number;
+  /** Training images per second so far in this epoch. */
+  imagesPerSecond: number;
 }
 
 /** Thrown when the loss stops being finite. */
@@ -126,7 +142,7 @@ interface Pending {
 export async function fit(model: Trainable, options: FitOptions): Promise<EpochMetrics[]> {
   const op = 'fit';
   const opts = checkOptions(op, options, ['trainData', 'evalData', 'epochs', 'optimizer', 'schedule', 'labelSmoothing', 'startEpoch',
-    'metricsFile', 'curvesFile', 'progress', 'onEpoch', 'history']);
+    'metricsFile', 'curvesFile', 'progress', 'onStep', 'onEpoch', 'history']);
   if (!opts.trainData || typeof (opts.trainData as BatchSource).batches !== 'function') {
     throw new TypeError(`${op}: expected trainData to be a data loader (with batches(epoch)), got ${show(opts.trainData)}`);
   }
@@ -140,6 +156,8 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   if (schedule !== undefined && typeof schedule !== 'function') throw new TypeError(`${op}: expected schedule to be a function`);
   const labelSmoothing = opts.labelSmoothing === undefined ? 0 : checkNumber(op, 'labelSmoothing', opts.labelSmoothing, 0, 1, { exclusiveMax: true });
   const progress = opts.progress === false ? null : new Progress();
+  const onStep = opts.onStep as FitOptions['onStep'];
+  if (onStep !== undefined && typeof onStep !== 'function') throw new TypeError(`${op}: expected onStep to be a function`);
   const history: EpochMetrics[] = [...((opts.history as EpochMetrics[] | undefined) ?? [])];
   const perEpoch = trainData.batchesPerEpoch;
   const totalSteps = epochs * perEpoch;
@@ -161,6 +179,8 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
       lossSum += l * yv.length;
       wrong += countErrors(lv, yv, lv.length / yv.length);
       images += yv.length;
+      const seconds = (performance.now() - started) / 1000;
+      onStep?.({ epoch, step: p.step, loss: l, lr: optimizer.lr, imagesPerSecond: images / seconds });
       progress?.update({ epoch, epochs, step: p.step - epoch * perEpoch + 1, steps: perEpoch, images, seconds: (performance.now() - started) / 1000, loss: l, lr: optimizer.lr },
         ((performance.now() - started) / 1000 / Math.max(1, p.step - epoch * perEpoch + 1)) * (totalSteps - p.step - 1));
     };
