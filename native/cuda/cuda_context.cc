@@ -101,7 +101,11 @@ CudaStorage::~CudaStorage() {
 }
 
 void* CudaStorage::Ptr() {
-  if (!ptr_ && bytes > 0) {
+  // Only an opaque storage (a max-pooling workspace) has no bytes. Handing its null pointer to a
+  // kernel or a copy would be an illegal address, a sticky error that ends the CUDA context for
+  // the whole process, so using one as data fails the op instead.
+  if (bytes == 0) Fail("ERR_OPAQUE_BUFFER", "a buffer of shape " + ShapeString() + " is an opaque workspace and holds no values");
+  if (!ptr_) {
     CR_CUDA(cudaMallocAsync(&ptr_, bytes, device_->stream));
     if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, device_->stream));
   }
