@@ -54,24 +54,34 @@ void SetTensor4d(const TensorDesc& d, const std::vector<int64_t>& s) {
 }
 
 Device::Device(int index_, const cudaDeviceProp& props_) : index(index_), props(props_) {
-  CR_CUDA(cudaSetDevice(index));
-  CR_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  CR_CUDA(cudaDeviceGetDefaultMemPool(&pool, index));
-  // Keep freed blocks for reuse instead of returning them to the driver at every
-  // synchronization: a training step frees and allocates the same activations each iteration.
-  // emptyCache() trims the pool.
-  uint64_t keep = UINT64_MAX;
-  CR_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-  CR_CUDNN(cudnnCreate(&cudnn));
-  CR_CUDNN(cudnnSetStream(cudnn, stream));
+  try {
+    CR_CUDA(cudaSetDevice(index));
+    CR_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CR_CUDA(cudaDeviceGetDefaultMemPool(&pool, index));
+    // Keep freed blocks for reuse instead of returning them to the driver at every
+    // synchronization: a training step frees and allocates the same activations each iteration.
+    // emptyCache() trims the pool.
+    uint64_t keep = UINT64_MAX;
+    CR_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    CR_CUDNN(cudnnCreate(&cudnn));
+    CR_CUDNN(cudnnSetStream(cudnn, stream));
+  } catch (...) {
+    // A throwing constructor runs no destructor: release what was made before the failure.
+    Release();
+    throw;
+  }
 }
 
-Device::~Device() {
+Device::~Device() { Release(); }
+
+void Device::Release() {
   if (cudnn) cudnnDestroy(cudnn);
+  cudnn = nullptr;
   if (stream) {
     cudaStreamSynchronize(stream);
     cudaStreamDestroy(stream);
   }
+  stream = nullptr;
 }
 
 DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : device_(std::move(device)), bytes_(bytes) {
