@@ -205,10 +205,13 @@ void CudaContext::Drain() {
   CR_CUDA(cudaMemcpy(&e, label_error, sizeof e, cudaMemcpyDeviceToHost));
   if (e.set) {
     CR_CUDA(cudaMemsetAsync(label_error, 0, sizeof e, device->stream));
-    const char* op = e.op == 0 ? "softmaxCrossEntropy" : "softmaxCrossEntropyBackward";
+    // Named as the op was when enqueued (Describe: the op and its input shapes), as on the CPU.
+    const std::string n = std::to_string(e.rows), k = std::to_string(e.classes);
+    const std::string op = std::string(e.op == 0 ? "softmaxCrossEntropy" : "softmaxCrossEntropyBackward") + " [" + n +
+                           ", " + k + "] [" + n + "]";
     throw NativeError("cuda", op, "ERR_LABEL_OUT_OF_RANGE",
-                      std::string(op) + ": label " + std::to_string(e.label) + " at row " + std::to_string(e.row) +
-                          " is outside [0, " + std::to_string(e.classes) + ")");
+                      op + ": label " + std::to_string(e.label) + " at row " + std::to_string(e.row) + " is outside [0, " +
+                          k + ")");
   }
 }
 
