@@ -195,11 +195,15 @@ ConvGeometry ReadParams(const Napi::CallbackInfo& info, size_t i, const std::vec
   if (g.groups < 1 || x[1] % g.groups != 0 || w[0] % g.groups != 0 || w[1] * g.groups != x[1]) {
     bad("channels do not match groups = " + std::to_string(g.groups));
   }
+  for (int64_t d : w) {
+    if (d < 1) bad("weight dimensions must be positive");
+  }
   g.y = ConvOutputDims(x, w, g.stride, g.padding, g.dilation);
   if (g.y[2] < 1 || g.y[3] < 1) bad("the kernel does not fit the padded input");
-  // cuDNN's descriptors take int dimensions and strides.
-  CheckedNumel(info.Env(), x);
-  if (x[0] * x[1] * x[2] * x[3] > INT32_MAX || g.y[0] * g.y[1] * g.y[2] * g.y[3] > INT32_MAX) {
+  // cuDNN's descriptors take int dimensions and strides. CheckedNumel first: the plain product
+  // of the output's dims (a huge padding, many filters) could overflow int64.
+  if (CheckedNumel(info.Env(), x) > INT32_MAX || CheckedNumel(info.Env(), w) > INT32_MAX ||
+      CheckedNumel(info.Env(), g.y) > INT32_MAX) {
     bad("tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
   }
   return g;

@@ -20,6 +20,11 @@ ConvGeometry ReadParams(Napi::Env env, const CudaStoragePtr& x, const CudaStorag
     throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": expected input [N, in] and weight [out, in], got " +
                                          x->ShapeString() + " and " + w->ShapeString());
   }
+  // cuDNN's descriptors take int dimensions and strides (input, weight and output [N, out]).
+  if (x->Numel() > INT32_MAX || w->Numel() > INT32_MAX || x->dims[0] * w->dims[0] > INT32_MAX) {
+    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": tensors above 2^31 elements are not supported by cuDNN's "
+                                         "4-D descriptors (input " + x->ShapeString() + ", weight " + w->ShapeString() + ")");
+  }
   return AsConv(x->dims[0], x->dims[1], w->dims[0]);
 }
 
