@@ -39,7 +39,7 @@ std::string Key(const ConvGeometry& g, bool tf32) {
 }
 
 std::shared_ptr<Plan> GetPlan(CudaContext& ctx, const ConvGeometry& g) {
-  const bool tf32 = ctx.tf32;
+  const bool tf32 = g.tf32;
   return ctx.Plan<Plan>(Key(g, tf32), [&] {
     auto p = std::make_shared<Plan>();
     SetTensor4d(p->x, g.x);
@@ -182,6 +182,7 @@ ConvGeometry ReadParams(const Napi::CallbackInfo& info, size_t i, const std::vec
   g.padding = IntsArg(info, i + 1, "padding", 2);
   g.dilation = IntsArg(info, i + 2, "dilation", 2);
   g.groups = IntArg(info, i + 3, "groups");
+  g.tf32 = AnyCtx(info.Env()).tf32;
   auto bad = [&](const std::string& why) {
     throw Napi::RangeError::New(info.Env(), "conv2d: " + why + " (input " + ShapeString(x) + ", weight " + ShapeString(w) + ")");
   };

@@ -8,8 +8,10 @@ namespace cr::cuda {
 
 namespace {
 
+// Never TF32: PyTorch's float32 matrix products (torch.backends.cuda.matmul.allow_tf32) default
+// to full float32, and setTf32() is documented as a switch for convolutions.
 ConvGeometry AsConv(int64_t n, int64_t in, int64_t out) {
-  return ConvGeometry{{n, in, 1, 1}, {out, in, 1, 1}, {n, out, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1};
+  return ConvGeometry{{n, in, 1, 1}, {out, in, 1, 1}, {n, out, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, false};
 }
 
 // Checks x [N, in] and w [out, in].
