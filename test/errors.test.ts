@@ -5,6 +5,7 @@
  */
 import { afterAll, describe, expect, test } from 'vitest';
 import { Tensor, defaultBackend, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
+import { bindingOf } from '../lib/backend/backends.js';
 
 const x = randn([2, 3, 8, 8], { seed: 1 });
 const w = randn([4, 3, 3, 3], { seed: 2 });
@@ -136,5 +137,17 @@ describe('failures during execution', () => {
 
   test('the native layer itself refuses foreign values without crashing', () => {
     expect(memory().backends[defaultBackend()]).toBeDefined();
+  });
+
+  test('the native layer uses floor division for output sizes: a kernel larger than the padded input is refused', () => {
+    // (2 - 3) / 2 truncates to 0 in C++, which would make a 1x1 output; PyTorch's floor gives 0.
+    const b = bindingOf(defaultBackend());
+    const xb = b.upload(new Float32Array(4), [1, 1, 2, 2]);
+    const wb = b.upload(new Float32Array(9), [1, 1, 3, 3]);
+    expect(() => b.conv2dForward(xb, wb, null, [2, 2], [0, 0], [1, 1], 1)).toThrow(RangeError);
+    expect(() => b.maxPool2dForward(xb, [3, 3], [2, 2], [0, 0])).toThrow(RangeError);
+    expect(() => b.avgPool2dForward(xb, [3, 3], [2, 2], [0, 0])).toThrow(RangeError);
+    b.release(xb);
+    b.release(wb);
   });
 });
