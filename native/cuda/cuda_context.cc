@@ -178,6 +178,15 @@ CudaContext::CudaContext() : CommonContext("cuda", 1 << 14) {
              std::to_string(props.minor) + "; this build has code for 8.0 and newer (CMAKE_CUDA_ARCHITECTURES)";
     return;
   }
+  // Every buffer comes from cudaMallocAsync; a driver or virtualised GPU without memory pools
+  // would fail at the first allocation, so say so here.
+  int pools = 0;
+  if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) != cudaSuccess || !pools) {
+    cudaGetLastError();
+    reason = std::string("GPU 0 (") + props.name + ") does not support stream-ordered memory pools (cudaMallocAsync), "
+             "which this backend allocates from";
+    return;
+  }
   try {
     device = std::make_shared<Device>(0, props);
     label_error_mem_ = std::make_unique<DeviceMemory>(device, sizeof(kernels::LabelError));
