@@ -59,7 +59,8 @@ std::shared_ptr<Plan> GetPlan(CudaContext& ctx, const ConvGeometry& g) {
 }
 
 // The first heuristic choice that succeeds within the workspace cap; `fallback` (which needs no
-// workspace for ungrouped convolutions) when none does.
+// workspace for ungrouped convolutions) when none does. The caller then asks cuDNN for the chosen
+// algorithm's exact workspace size rather than trusting the heuristic's estimate.
 template <typename Perf, typename Algo>
 void Choose(const Perf* perf, int n, Algo fallback, Algo* algo, size_t* ws) {
   for (int i = 0; i < n; ++i) {
@@ -107,21 +108,23 @@ void ConvForward(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x, CudaSt
                  CudaStorage& y) {
   auto p = GetPlan(ctx, g);
   cudnnHandle_t h = ctx.device->cudnn;
+  auto size_of = [&](cudnnConvolutionFwdAlgo_t a) {
+    size_t s = 0;
+    CR_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(h, p->x.get(), p->w.get(), p->conv.get(), p->y.get(), a, &s));
+    return s;
+  };
   if (!p->have_fwd) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
     CR_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, p->x.get(), p->w.get(), p->conv.get(), p->y.get(),
                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
     Choose(perf, n, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &p->fwd, &p->fwd_ws);
+    p->fwd_ws = size_of(p->fwd);
     p->have_fwd = true;
   }
   cudnnConvolutionFwdAlgo_t algo = p->fwd;
   size_t bytes = p->fwd_ws;
-  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, [&](cudnnConvolutionFwdAlgo_t a) {
-    size_t s = 0;
-    CR_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(h, p->x.get(), p->w.get(), p->conv.get(), p->y.get(), a, &s));
-    return s;
-  });
+  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, size_of);
   CR_CUDNN(cudnnConvolutionForward(h, &kOne, p->x.get(), x.Ptr(), p->w.get(), w.Ptr(), p->conv.get(), algo, ws, bytes,
                                    &kZero, p->y.get(), y.Ptr()));
   if (bias) CR_CUDNN(cudnnAddTensor(h, &kOne, p->bias.get(), bias->Ptr(), &kOne, p->y.get(), y.Ptr()));
@@ -130,21 +133,23 @@ void ConvForward(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x, CudaSt
 void ConvBackwardData(CudaContext& ctx, const ConvGeometry& g, CudaStorage& dy, CudaStorage& w, CudaStorage& dx) {
   auto p = GetPlan(ctx, g);
   cudnnHandle_t h = ctx.device->cudnn;
+  auto size_of = [&](cudnnConvolutionBwdDataAlgo_t a) {
+    size_t s = 0;
+    CR_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w.get(), p->y.get(), p->conv.get(), p->x.get(), a, &s));
+    return s;
+  };
   if (!p->have_data) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     CR_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->w.get(), p->y.get(), p->conv.get(), p->x.get(),
                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
     Choose(perf, n, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, &p->data, &p->data_ws);
+    p->data_ws = size_of(p->data);
     p->have_data = true;
   }
   cudnnConvolutionBwdDataAlgo_t algo = p->data;
   size_t bytes = p->data_ws;
-  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, [&](cudnnConvolutionBwdDataAlgo_t a) {
-    size_t s = 0;
-    CR_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w.get(), p->y.get(), p->conv.get(), p->x.get(), a, &s));
-    return s;
-  });
+  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, size_of);
   CR_CUDNN(cudnnConvolutionBackwardData(h, &kOne, p->w.get(), w.Ptr(), p->y.get(), dy.Ptr(), p->conv.get(), algo, ws,
                                         bytes, &kZero, p->x.get(), dx.Ptr()));
 }
@@ -153,21 +158,23 @@ void ConvBackwardWeights(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x
                          CudaStorage* db) {
   auto p = GetPlan(ctx, g);
   cudnnHandle_t h = ctx.device->cudnn;
+  auto size_of = [&](cudnnConvolutionBwdFilterAlgo_t a) {
+    size_t s = 0;
+    CR_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x.get(), p->y.get(), p->conv.get(), p->w.get(), a, &s));
+    return s;
+  };
   if (!p->have_filter) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
     CR_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->x.get(), p->y.get(), p->conv.get(), p->w.get(),
                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
     Choose(perf, n, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, &p->filter, &p->filter_ws);
+    p->filter_ws = size_of(p->filter);
     p->have_filter = true;
   }
   cudnnConvolutionBwdFilterAlgo_t algo = p->filter;
   size_t bytes = p->filter_ws;
-  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, [&](cudnnConvolutionBwdFilterAlgo_t a) {
-    size_t s = 0;
-    CR_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x.get(), p->y.get(), p->conv.get(), p->w.get(), a, &s));
-    return s;
-  });
+  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, size_of);
   CR_CUDNN(cudnnConvolutionBackwardFilter(h, &kOne, p->x.get(), x.Ptr(), p->y.get(), dy.Ptr(), p->conv.get(), algo, ws,
                                           bytes, &kZero, p->w.get(), dw.Ptr()));
   if (db) CR_CUDNN(cudnnConvolutionBackwardBias(h, &kOne, p->y.get(), dy.Ptr(), &kZero, p->bias.get(), db->Ptr()));
