@@ -14,6 +14,13 @@ if [ -n "${CUDNN_ROOT:-}" ]; then
   echo "setup-cudnn: CUDNN_ROOT=${CUDNN_ROOT} is set; the build uses it"
   exit 0
 fi
+# The cu13 wheel's libraries need a CUDA 13 driver (580+); beside a CUDA 12 toolkit the addon
+# would build but cuDNN would not start on an older driver.
+nvcc_bin="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+cuda_major="$("$nvcc_bin" --version 2>/dev/null | sed -n 's/.*release \([0-9][0-9]*\)\..*/\1/p' | head -1)"
+if [ -z "${CUDNN_WHEEL:-}" ] && [ -n "$cuda_major" ] && [ "$cuda_major" != 13 ]; then
+  echo "setup-cudnn: warning: nvcc is CUDA $cuda_major but $wheel is for CUDA 13; set CUDNN_WHEEL=nvidia-cudnn-cu$cuda_major==9.x to match" >&2
+fi
 want="${wheel##*==}"
 have="$(python3 -c 'import importlib.metadata as m; print(m.version("'"${wheel%%==*}"'"))' 2>/dev/null || true)"
 if [ "$have" = "$want" ]; then

@@ -4,7 +4,8 @@
  * disposed tensors and unavailable backends. Native failures carry .code, .op and .backend.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { Tensor, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
+import { Tensor, defaultBackend, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
+import { bindingOf } from '../lib/backend/backends.js';
 
 const x = randn([2, 3, 8, 8], { seed: 1 });
 const w = randn([4, 3, 3, 3], { seed: 2 });
@@ -117,8 +118,11 @@ describe('failures during execution', () => {
     const loss = ops.softmaxCrossEntropy(logits, labels);
     const err = await loss.data().then(() => null, (e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
-    expect(err).toMatchObject({ code: 'ERR_LABEL_OUT_OF_RANGE', backend: 'cpu' });
-    expect((err as { op: string }).op).toMatch(/softmaxCrossEntropy/);
+    // On the default backend: cuda where a GPU is usable (the kernel records the label, the sync
+    // point reports it), else cpu. Both name the op with its shapes.
+    expect(err).toMatchObject({ code: 'ERR_LABEL_OUT_OF_RANGE', backend: defaultBackend() });
+    expect((err as { op: string }).op).toBe('softmaxCrossEntropy [2, 3] [2]');
+    expect((err as Error).message).toMatch(/label 7 at row 1 is outside \[0, 3\)/);
     // The failure is reported once; the library keeps working.
     await sync();
     const ok = ops.relu(tensor([-1, 2]));
@@ -132,6 +136,18 @@ describe('failures during execution', () => {
   });
 
   test('the native layer itself refuses foreign values without crashing', () => {
-    expect(memory().backends.cpu).toBeDefined();
+    expect(memory().backends[defaultBackend()]).toBeDefined();
+  });
+
+  test('the native layer uses floor division for output sizes: a kernel larger than the padded input is refused', () => {
+    // (2 - 3) / 2 truncates to 0 in C++, which would make a 1x1 output; PyTorch's floor gives 0.
+    const b = bindingOf(defaultBackend());
+    const xb = b.upload(new Float32Array(4), [1, 1, 2, 2]);
+    const wb = b.upload(new Float32Array(9), [1, 1, 3, 3]);
+    expect(() => b.conv2dForward(xb, wb, null, [2, 2], [0, 0], [1, 1], 1)).toThrow(RangeError);
+    expect(() => b.maxPool2dForward(xb, [3, 3], [2, 2], [0, 0])).toThrow(RangeError);
+    expect(() => b.avgPool2dForward(xb, [3, 3], [2, 2], [0, 0])).toThrow(RangeError);
+    b.release(xb);
+    b.release(wb);
   });
 });

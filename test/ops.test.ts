@@ -202,6 +202,26 @@ describe.each(backendCases)('$name backend', ({ name: backend, available }) => {
       }
     });
 
+    // Post-ReLU activations (the ResNet stem's max pooling) are full of exact ties. PyTorch sends
+    // each output's gradient to one input, the first maximum of the window; a library that split
+    // it or gave it to every tied input would differ here.
+    test.each([
+      [[2, 3, 7, 7], [3, 3], [2, 2], [1, 1]],
+      [[1, 4, 6, 6], [2, 2], [2, 2], [0, 0]],
+    ] as [Shape4, [number, number], [number, number], [number, number]][])('maxPool2d backward with tied maxima %j kernel %j stride %j padding %j', (shape, kernel, stride, padding) => {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const v = Float64Array.from({ length: n }, () => Math.floor(rng.uniform() * 3));
+      const x = tensor(Float32Array.from(v), shape, { backend, requiresGrad: true });
+      const params = { kernel, stride, padding };
+      const m = ops.maxPool2d(x, params);
+      const rm = ref.maxPool2dForward(v, shape, params);
+      expectClose(values(m), rm.y, 'max y');
+      const dy = random(rng, rm.shape, backend);
+      m.backward(dy.t);
+      expectClose(values(x.grad!), ref.maxPool2dBackward(v, shape, dy.v, params), 'max dx with ties');
+      for (const t of [x, m, dy.t]) t.dispose();
+    });
+
     test('globalAvgPool and flatten', () => {
       const shape: Shape4 = [3, 16, 5, 6];
       const x = random(rng, shape, backend, { requiresGrad: true });

@@ -86,7 +86,12 @@ PoolParams ReadParams(const Napi::CallbackInfo& info, const char* op, size_t i, 
     if (p.padding[k] < 0 || p.padding[k] > p.kernel[k] / 2) bad("padding must be between 0 and half the kernel");
   }
   p.y = {x[0], x[1], 0, 0};
-  for (int k = 0; k < 2; ++k) p.y[2 + k] = (x[2 + k] + 2 * p.padding[k] - p.kernel[k]) / p.stride[k] + 1;
+  // Floor division as in PyTorch: a negative span (kernel larger than the padded input) is no
+  // output, where C++'s truncation toward zero would give 1.
+  for (int k = 0; k < 2; ++k) {
+    const int64_t span = x[2 + k] + 2 * p.padding[k] - p.kernel[k];
+    p.y[2 + k] = span < 0 ? 0 : span / p.stride[k] + 1;
+  }
   if (p.y[2] < 1 || p.y[3] < 1) bad("the kernel does not fit the padded input");
   return p;
 }

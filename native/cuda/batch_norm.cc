@@ -57,10 +57,15 @@ class Checker {
     if (!(momentum >= 0 && momentum <= 1)) Bad("momentum must be in [0, 1], got " + Number(momentum));
   }
 
-  // Rounded through float like the CPU backend, so both normalize with the same epsilon.
+  // Rounded through float like the CPU backend, so both normalize with the same epsilon. cuDNN
+  // refuses an epsilon below CUDNN_BN_MIN_EPSILON (0 in cuDNN 9, 1e-5 in old releases): checked
+  // here so that it is an argument error, not a CUDNN_STATUS_BAD_PARAM at the next sync point.
   double Eps(double eps) const {
     float f = static_cast<float>(eps);
     if (!(f > 0) || !std::isfinite(f)) Bad("eps must be positive and representable as float32, got " + Number(eps));
+    if (double(f) < CUDNN_BN_MIN_EPSILON) {
+      Bad("eps must be at least cuDNN's CUDNN_BN_MIN_EPSILON = " + Number(CUDNN_BN_MIN_EPSILON) + ", got " + Number(eps));
+    }
     return double(f);
   }
 

@@ -39,7 +39,7 @@ std::string Key(const ConvGeometry& g, bool tf32) {
 }
 
 std::shared_ptr<Plan> GetPlan(CudaContext& ctx, const ConvGeometry& g) {
-  const bool tf32 = ctx.tf32;
+  const bool tf32 = g.tf32;
   return ctx.Plan<Plan>(Key(g, tf32), [&] {
     auto p = std::make_shared<Plan>();
     SetTensor4d(p->x, g.x);
@@ -59,7 +59,8 @@ std::shared_ptr<Plan> GetPlan(CudaContext& ctx, const ConvGeometry& g) {
 }
 
 // The first heuristic choice that succeeds within the workspace cap; `fallback` (which needs no
-// workspace for ungrouped convolutions) when none does.
+// workspace for ungrouped convolutions) when none does. The caller then asks cuDNN for the chosen
+// algorithm's exact workspace size rather than trusting the heuristic's estimate.
 template <typename Perf, typename Algo>
 void Choose(const Perf* perf, int n, Algo fallback, Algo* algo, size_t* ws) {
   for (int i = 0; i < n; ++i) {
@@ -95,7 +96,10 @@ std::vector<int64_t> ConvOutputDims(const std::vector<int64_t>& x, const std::ve
   std::vector<int64_t> y = {x[0], w[0], 0, 0};
   for (int i = 0; i < 2; ++i) {
     int64_t k_eff = (w[2 + i] - 1) * dilation[i] + 1;
-    y[2 + i] = (x[2 + i] + 2 * padding[i] - k_eff) / stride[i] + 1;
+    // C++ division truncates toward zero: a kernel up to `stride` larger than the padded input
+    // would give 1 instead of PyTorch's floor, which is <= 0 (no output).
+    const int64_t span = x[2 + i] + 2 * padding[i] - k_eff;
+    y[2 + i] = span < 0 ? 0 : span / stride[i] + 1;
   }
   return y;
 }
@@ -104,21 +108,23 @@ void ConvForward(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x, CudaSt
                  CudaStorage& y) {
   auto p = GetPlan(ctx, g);
   cudnnHandle_t h = ctx.device->cudnn;
+  auto size_of = [&](cudnnConvolutionFwdAlgo_t a) {
+    size_t s = 0;
+    CR_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(h, p->x.get(), p->w.get(), p->conv.get(), p->y.get(), a, &s));
+    return s;
+  };
   if (!p->have_fwd) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int n = 0;
     CR_CUDNN(cudnnGetConvolutionForwardAlgorithm_v7(h, p->x.get(), p->w.get(), p->conv.get(), p->y.get(),
                                                     CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &n, perf));
     Choose(perf, n, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, &p->fwd, &p->fwd_ws);
+    p->fwd_ws = size_of(p->fwd);
     p->have_fwd = true;
   }
   cudnnConvolutionFwdAlgo_t algo = p->fwd;
   size_t bytes = p->fwd_ws;
-  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, [&](cudnnConvolutionFwdAlgo_t a) {
-    size_t s = 0;
-    CR_CUDNN(cudnnGetConvolutionForwardWorkspaceSize(h, p->x.get(), p->w.get(), p->conv.get(), p->y.get(), a, &s));
-    return s;
-  });
+  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, size_of);
   CR_CUDNN(cudnnConvolutionForward(h, &kOne, p->x.get(), x.Ptr(), p->w.get(), w.Ptr(), p->conv.get(), algo, ws, bytes,
                                    &kZero, p->y.get(), y.Ptr()));
   if (bias) CR_CUDNN(cudnnAddTensor(h, &kOne, p->bias.get(), bias->Ptr(), &kOne, p->y.get(), y.Ptr()));
@@ -127,21 +133,23 @@ void ConvForward(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x, CudaSt
 void ConvBackwardData(CudaContext& ctx, const ConvGeometry& g, CudaStorage& dy, CudaStorage& w, CudaStorage& dx) {
   auto p = GetPlan(ctx, g);
   cudnnHandle_t h = ctx.device->cudnn;
+  auto size_of = [&](cudnnConvolutionBwdDataAlgo_t a) {
+    size_t s = 0;
+    CR_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w.get(), p->y.get(), p->conv.get(), p->x.get(), a, &s));
+    return s;
+  };
   if (!p->have_data) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     CR_CUDNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(h, p->w.get(), p->y.get(), p->conv.get(), p->x.get(),
                                                          CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
     Choose(perf, n, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, &p->data, &p->data_ws);
+    p->data_ws = size_of(p->data);
     p->have_data = true;
   }
   cudnnConvolutionBwdDataAlgo_t algo = p->data;
   size_t bytes = p->data_ws;
-  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, [&](cudnnConvolutionBwdDataAlgo_t a) {
-    size_t s = 0;
-    CR_CUDNN(cudnnGetConvolutionBackwardDataWorkspaceSize(h, p->w.get(), p->y.get(), p->conv.get(), p->x.get(), a, &s));
-    return s;
-  });
+  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, size_of);
   CR_CUDNN(cudnnConvolutionBackwardData(h, &kOne, p->w.get(), w.Ptr(), p->y.get(), dy.Ptr(), p->conv.get(), algo, ws,
                                         bytes, &kZero, p->x.get(), dx.Ptr()));
 }
@@ -150,21 +158,23 @@ void ConvBackwardWeights(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x
                          CudaStorage* db) {
   auto p = GetPlan(ctx, g);
   cudnnHandle_t h = ctx.device->cudnn;
+  auto size_of = [&](cudnnConvolutionBwdFilterAlgo_t a) {
+    size_t s = 0;
+    CR_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x.get(), p->y.get(), p->conv.get(), p->w.get(), a, &s));
+    return s;
+  };
   if (!p->have_filter) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int n = 0;
     CR_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(h, p->x.get(), p->y.get(), p->conv.get(), p->w.get(),
                                                            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
     Choose(perf, n, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, &p->filter, &p->filter_ws);
+    p->filter_ws = size_of(p->filter);
     p->have_filter = true;
   }
   cudnnConvolutionBwdFilterAlgo_t algo = p->filter;
   size_t bytes = p->filter_ws;
-  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, [&](cudnnConvolutionBwdFilterAlgo_t a) {
-    size_t s = 0;
-    CR_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(h, p->x.get(), p->y.get(), p->conv.get(), p->w.get(), a, &s));
-    return s;
-  });
+  void* ws = Workspace(ctx, &algo, &bytes, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, size_of);
   CR_CUDNN(cudnnConvolutionBackwardFilter(h, &kOne, p->x.get(), x.Ptr(), p->y.get(), dy.Ptr(), p->conv.get(), algo, ws,
                                           bytes, &kZero, p->w.get(), dw.Ptr()));
   if (db) CR_CUDNN(cudnnConvolutionBackwardBias(h, &kOne, p->y.get(), dy.Ptr(), &kZero, p->bias.get(), db->Ptr()));
@@ -182,6 +192,7 @@ ConvGeometry ReadParams(const Napi::CallbackInfo& info, size_t i, const std::vec
   g.padding = IntsArg(info, i + 1, "padding", 2);
   g.dilation = IntsArg(info, i + 2, "dilation", 2);
   g.groups = IntArg(info, i + 3, "groups");
+  g.tf32 = AnyCtx(info.Env()).tf32;
   auto bad = [&](const std::string& why) {
     throw Napi::RangeError::New(info.Env(), "conv2d: " + why + " (input " + ShapeString(x) + ", weight " + ShapeString(w) + ")");
   };
@@ -195,11 +206,15 @@ ConvGeometry ReadParams(const Napi::CallbackInfo& info, size_t i, const std::vec
   if (g.groups < 1 || x[1] % g.groups != 0 || w[0] % g.groups != 0 || w[1] * g.groups != x[1]) {
     bad("channels do not match groups = " + std::to_string(g.groups));
   }
+  for (int64_t d : w) {
+    if (d < 1) bad("weight dimensions must be positive");
+  }
   g.y = ConvOutputDims(x, w, g.stride, g.padding, g.dilation);
   if (g.y[2] < 1 || g.y[3] < 1) bad("the kernel does not fit the padded input");
-  // cuDNN's descriptors take int dimensions and strides.
-  CheckedNumel(info.Env(), x);
-  if (x[0] * x[1] * x[2] * x[3] > INT32_MAX || g.y[0] * g.y[1] * g.y[2] * g.y[3] > INT32_MAX) {
+  // cuDNN's descriptors take int dimensions and strides. CheckedNumel first: the plain product
+  // of the output's dims (a huge padding, many filters) could overflow int64.
+  if (CheckedNumel(info.Env(), x) > INT32_MAX || CheckedNumel(info.Env(), w) > INT32_MAX ||
+      CheckedNumel(info.Env(), g.y) > INT32_MAX) {
     bad("tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
   }
   return g;

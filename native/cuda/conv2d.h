@@ -10,6 +10,9 @@ struct ConvGeometry {
   std::vector<int64_t> x, w, y;  // logical NCHW / OIHW dims
   std::vector<int64_t> stride, padding, dilation;
   int64_t groups;
+  // TF32 tensor-core math allowed; read from the context when the op is enqueued, so that
+  // setTf32() applies exactly to the ops enqueued after it.
+  bool tf32;
 };
 
 // PyTorch's output size (floor division).

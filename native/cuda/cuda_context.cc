@@ -54,24 +54,34 @@ void SetTensor4d(const TensorDesc& d, const std::vector<int64_t>& s) {
 }
 
 Device::Device(int index_, const cudaDeviceProp& props_) : index(index_), props(props_) {
-  CR_CUDA(cudaSetDevice(index));
-  CR_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  CR_CUDA(cudaDeviceGetDefaultMemPool(&pool, index));
-  // Keep freed blocks for reuse instead of returning them to the driver at every
-  // synchronization: a training step frees and allocates the same activations each iteration.
-  // emptyCache() trims the pool.
-  uint64_t keep = UINT64_MAX;
-  CR_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-  CR_CUDNN(cudnnCreate(&cudnn));
-  CR_CUDNN(cudnnSetStream(cudnn, stream));
+  try {
+    CR_CUDA(cudaSetDevice(index));
+    CR_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CR_CUDA(cudaDeviceGetDefaultMemPool(&pool, index));
+    // Keep freed blocks for reuse instead of returning them to the driver at every
+    // synchronization: a training step frees and allocates the same activations each iteration.
+    // emptyCache() trims the pool.
+    uint64_t keep = UINT64_MAX;
+    CR_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    CR_CUDNN(cudnnCreate(&cudnn));
+    CR_CUDNN(cudnnSetStream(cudnn, stream));
+  } catch (...) {
+    // A throwing constructor runs no destructor: release what was made before the failure.
+    Release();
+    throw;
+  }
 }
 
-Device::~Device() {
+Device::~Device() { Release(); }
+
+void Device::Release() {
   if (cudnn) cudnnDestroy(cudnn);
+  cudnn = nullptr;
   if (stream) {
     cudaStreamSynchronize(stream);
     cudaStreamDestroy(stream);
   }
+  stream = nullptr;
 }
 
 DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : device_(std::move(device)), bytes_(bytes) {
@@ -101,7 +111,11 @@ CudaStorage::~CudaStorage() {
 }
 
 void* CudaStorage::Ptr() {
-  if (!ptr_ && bytes > 0) {
+  // Only an opaque storage (a max-pooling workspace) has no bytes. Handing its null pointer to a
+  // kernel or a copy would be an illegal address, a sticky error that ends the CUDA context for
+  // the whole process, so using one as data fails the op instead.
+  if (bytes == 0) Fail("ERR_OPAQUE_BUFFER", "a buffer of shape " + ShapeString() + " is an opaque workspace and holds no values");
+  if (!ptr_) {
     CR_CUDA(cudaMallocAsync(&ptr_, bytes, device_->stream));
     if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, device_->stream));
   }
@@ -164,6 +178,15 @@ CudaContext::CudaContext() : CommonContext("cuda", 1 << 14) {
              std::to_string(props.minor) + "; this build has code for 8.0 and newer (CMAKE_CUDA_ARCHITECTURES)";
     return;
   }
+  // Every buffer comes from cudaMallocAsync; a driver or virtualised GPU without memory pools
+  // would fail at the first allocation, so say so here.
+  int pools = 0;
+  if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) != cudaSuccess || !pools) {
+    cudaGetLastError();
+    reason = std::string("GPU 0 (") + props.name + ") does not support stream-ordered memory pools (cudaMallocAsync), "
+             "which this backend allocates from";
+    return;
+  }
   try {
     device = std::make_shared<Device>(0, props);
     label_error_mem_ = std::make_unique<DeviceMemory>(device, sizeof(kernels::LabelError));
@@ -191,10 +214,13 @@ void CudaContext::Drain() {
   CR_CUDA(cudaMemcpy(&e, label_error, sizeof e, cudaMemcpyDeviceToHost));
   if (e.set) {
     CR_CUDA(cudaMemsetAsync(label_error, 0, sizeof e, device->stream));
-    const char* op = e.op == 0 ? "softmaxCrossEntropy" : "softmaxCrossEntropyBackward";
+    // Named as the op was when enqueued (Describe: the op and its input shapes), as on the CPU.
+    const std::string n = std::to_string(e.rows), k = std::to_string(e.classes);
+    const std::string op = std::string(e.op == 0 ? "softmaxCrossEntropy" : "softmaxCrossEntropyBackward") + " [" + n +
+                           ", " + k + "] [" + n + "]";
     throw NativeError("cuda", op, "ERR_LABEL_OUT_OF_RANGE",
-                      std::string(op) + ": label " + std::to_string(e.label) + " at row " + std::to_string(e.row) +
-                          " is outside [0, " + std::to_string(e.classes) + ")");
+                      op + ": label " + std::to_string(e.label) + " at row " + std::to_string(e.row) + " is outside [0, " +
+                          k + ")");
   }
 }
 

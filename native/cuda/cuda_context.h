@@ -88,6 +88,9 @@ class Device {
   cudaStream_t stream = nullptr;
   cudaMemPool_t pool = nullptr;
   cudnnHandle_t cudnn = nullptr;
+
+ private:
+  void Release();
 };
 
 // Device memory from the stream-ordered pool, allocated and freed in stream order.

@@ -8,8 +8,10 @@ namespace cr::cuda {
 
 namespace {
 
+// Never TF32: PyTorch's float32 matrix products (torch.backends.cuda.matmul.allow_tf32) default
+// to full float32, and setTf32() is documented as a switch for convolutions.
 ConvGeometry AsConv(int64_t n, int64_t in, int64_t out) {
-  return ConvGeometry{{n, in, 1, 1}, {out, in, 1, 1}, {n, out, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1};
+  return ConvGeometry{{n, in, 1, 1}, {out, in, 1, 1}, {n, out, 1, 1}, {1, 1}, {0, 0}, {1, 1}, 1, false};
 }
 
 // Checks x [N, in] and w [out, in].
@@ -19,6 +21,11 @@ ConvGeometry ReadParams(Napi::Env env, const CudaStoragePtr& x, const CudaStorag
   if (x->dims.size() != 2 || w->dims.size() != 2 || x->dims[1] != w->dims[1]) {
     throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": expected input [N, in] and weight [out, in], got " +
                                          x->ShapeString() + " and " + w->ShapeString());
+  }
+  // cuDNN's descriptors take int dimensions and strides (input, weight and output [N, out]).
+  if (x->Numel() > INT32_MAX || w->Numel() > INT32_MAX || x->dims[0] * w->dims[0] > INT32_MAX) {
+    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": tensors above 2^31 elements are not supported by cuDNN's "
+                                         "4-D descriptors (input " + x->ShapeString() + ", weight " + w->ShapeString() + ")");
   }
   return AsConv(x->dims[0], x->dims[1], w->dims[0]);
 }

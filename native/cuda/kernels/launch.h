@@ -13,7 +13,8 @@ namespace cr::cuda::kernels {
 
 // Where a kernel records the first out-of-range label it meets; read at the next sync point.
 struct LabelError {
-  int set, op, row, label, classes;
+  int set, op, label, classes;
+  long long row, rows;
 };
 
 cudaError_t Relu(const float* x, float* y, int64_t n, cudaStream_t stream);

@@ -9,11 +9,12 @@ namespace cr::cuda::kernels {
 
 namespace {
 
-__device__ void RecordBadLabel(int* error, int op, int64_t row, int32_t label, int64_t k) {
+__device__ void RecordBadLabel(int* error, int op, int64_t row, int32_t label, int64_t n, int64_t k) {
   LabelError* e = reinterpret_cast<LabelError*>(error);
   if (atomicCAS(&e->set, 0, 1) == 0) {
     e->op = op;
-    e->row = int(row);
+    e->row = row;
+    e->rows = n;
     e->label = label;
     e->classes = int(k);
   }
@@ -26,7 +27,7 @@ __global__ void XentForward(const float* logits, const int32_t* labels, int64_t 
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
     const int32_t label = labels[i];
     if (label < 0 || label >= k) {
-      RecordBadLabel(error, 0, i, label, k);
+      RecordBadLabel(error, 0, i, label, n, k);
       continue;
     }
     total += math::SoftmaxXentRow(logits + i * k, k, label, smoothing, probs + i * k);
@@ -47,7 +48,7 @@ __global__ void XentBackward(const float* probs, const int32_t* labels, int64_t 
     const int64_t row = i / k;
     const int32_t label = labels[row];
     if (label < 0 || label >= k) {
-      if (i % k == 0) RecordBadLabel(error, 1, row, label, k);
+      if (i % k == 0) RecordBadLabel(error, 1, row, label, n, k);
       continue;
     }
     dx[i] = math::SoftmaxXentGrad(probs[i], i % k == label, k, smoothing, scale);
