@@ -3,12 +3,56 @@
 #include <cmath>
 #include <cstdio>
 
+#include "args.h"
+#include "errors.h"
+
 namespace cr {
 
 std::string FormatNumber(double v) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%g", v);
   return buf;
+}
+
+void RequireDType(Napi::Env env, const Storage& s, DType dtype, const char* what) {
+  if (s.dtype != dtype) {
+    throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what + " to be " + DTypeName(dtype) + ", got " +
+                                        DTypeName(s.dtype));
+  }
+}
+
+void RequireFloat(Napi::Env env, const Storage& s, const char* what) { RequireDType(env, s, DType::kFloat32, what); }
+
+void RequireSameShape(Napi::Env env, const Storage& a, const Storage& b) {
+  if (a.dims != b.dims) {
+    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": shapes " + a.ShapeString() + " and " + b.ShapeString() + " differ");
+  }
+}
+
+std::pair<int64_t, int64_t> ReadScoresAndLabels(Napi::Env env, const Storage& scores, const char* what,
+                                                const Storage& labels) {
+  RequireDType(env, scores, DType::kFloat32, what);
+  RequireDType(env, labels, DType::kInt32, "labels");
+  if (scores.dims.size() != 2 || labels.dims.size() != 1 || labels.dims[0] != scores.dims[0]) {
+    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": expected " + what + " [N, K] and labels [N], got " +
+                                         scores.ShapeString() + " and " + labels.ShapeString());
+  }
+  return {scores.dims[0], scores.dims[1]};
+}
+
+double LabelSmoothingArg(const Napi::CallbackInfo& info, size_t i) {
+  double eps = NumberArg(info, i, "labelSmoothing");
+  if (eps < 0 || eps >= 1) {
+    throw Napi::RangeError::New(info.Env(), OpScope::CurrentOp() + ": labelSmoothing must be in [0, 1), got " + std::to_string(eps));
+  }
+  return eps;
+}
+
+void CheckLossGradient(Napi::Env env, const Storage& dloss) {
+  RequireDType(env, dloss, DType::kFloat32, "loss gradient");
+  if (!dloss.dims.empty()) {
+    throw Napi::RangeError::New(env, "softmaxCrossEntropyBackward: loss gradient must have shape [], got " + dloss.ShapeString());
+  }
 }
 
 BatchNormChecker::BatchNormChecker(Napi::Env env, const char* op, const Storage& x) : env_(env), op_(op), x_(x) {

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "storage.h"
@@ -15,6 +16,22 @@ namespace cr {
 
 // "%g" of `v`, for error messages.
 std::string FormatNumber(double v);
+
+// Throws a TypeError unless `s` holds `dtype`: "<op>: expected <what> to be <dtype>, got <dtype>".
+void RequireDType(Napi::Env env, const Storage& s, DType dtype, const char* what);
+// Throws a TypeError unless `s` holds float32 (int32 buffers are labels only).
+void RequireFloat(Napi::Env env, const Storage& s, const char* what);
+// Throws a RangeError unless `a` and `b` have the same shape.
+void RequireSameShape(Napi::Env env, const Storage& a, const Storage& b);
+
+// Softmax cross-entropy: checks the float32 scores [N, K] (logits or probabilities, named
+// `what`) and the int32 labels [N], and returns {N, K}.
+std::pair<int64_t, int64_t> ReadScoresAndLabels(Napi::Env env, const Storage& scores, const char* what,
+                                                const Storage& labels);
+// The label smoothing in [0, 1) at argument `i`.
+double LabelSmoothingArg(const Napi::CallbackInfo& info, size_t i);
+// The float32 scalar gradient of the loss that softmaxCrossEntropyBackward takes.
+void CheckLossGradient(Napi::Env env, const Storage& dloss);
 
 // Batch normalization over a 4-D float32 input x with C = x.dims[1] channels: every failure is a
 // RangeError "<op>: <why> (input <x's shape>)".

@@ -9,7 +9,6 @@
 #include <cstdint>
 #include <cstring>
 
-#include "../common/checks.h"
 #include "cpu_context.h"
 #include "ops.h"
 

@@ -7,7 +7,6 @@
 // exponentialAverageFactor = momentum, PyTorch's rule, the running variance from the unbiased
 // batch variance (PyTorch's cuDNN path relies on this; the header does not spell it out, and
 // the conformance test checks it against the reference on a GPU).
-#include "../common/checks.h"
 #include "cuda_context.h"
 #include "ops.h"
 
