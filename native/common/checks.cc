@@ -55,6 +55,51 @@ void CheckLossGradient(Napi::Env env, const Storage& dloss) {
   }
 }
 
+PoolGeometry ReadPoolGeometry(const Napi::CallbackInfo& info, const char* op, size_t i, const std::vector<int64_t>& x,
+                              PoolDimsCheck check_dims) {
+  PoolGeometry p;
+  p.x = x;
+  p.kernel = IntsArg(info, i, "kernel", 2);
+  p.stride = IntsArg(info, i + 1, "stride", 2);
+  p.padding = IntsArg(info, i + 2, "padding", 2);
+  const PoolFailure bad = [&](const std::string& why) {
+    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + why + " (input " + ShapeString(x) + ", kernel " +
+                                                ShapeString(p.kernel) + ", stride " + ShapeString(p.stride) +
+                                                ", padding " + ShapeString(p.padding) + ")");
+  };
+  if (x.size() != 4) bad("expected a 4-D input");
+  check_dims(info.Env(), x, bad);
+  for (int k = 0; k < 2; ++k) {
+    if (p.kernel[k] < 1 || p.stride[k] < 1) bad("kernel and stride must be >= 1");
+    if (p.padding[k] < 0 || p.padding[k] > p.kernel[k] / 2) bad("padding must be between 0 and half the kernel");
+  }
+  p.y = {x[0], x[1], 0, 0};
+  // Floor division as in PyTorch: a negative span (kernel larger than the padded input) is no
+  // output, where C++'s truncation toward zero would give 1.
+  for (int k = 0; k < 2; ++k) {
+    const int64_t span = x[2 + k] + 2 * p.padding[k] - p.kernel[k];
+    p.y[2 + k] = span < 0 ? 0 : span / p.stride[k] + 1;
+  }
+  if (p.y[2] < 1 || p.y[3] < 1) bad("the kernel does not fit the padded input");
+  return p;
+}
+
+void CheckPoolInput(Napi::Env env, const char* op, const Storage& x) {
+  if (x.dtype != DType::kFloat32) {
+    throw Napi::RangeError::New(env, std::string(op) + ": expected a float32 input, got int32");
+  }
+}
+
+void CheckPoolGradient(Napi::Env env, const char* op, const Storage& dy, const std::vector<int64_t>& y) {
+  if (dy.dims != y) {
+    throw Napi::RangeError::New(env, std::string(op) + ": gradient of shape " + dy.ShapeString() +
+                                         " does not match the output " + ShapeString(y));
+  }
+  if (dy.dtype != DType::kFloat32) {
+    throw Napi::RangeError::New(env, std::string(op) + ": expected a float32 gradient, got int32");
+  }
+}
+
 BatchNormChecker::BatchNormChecker(Napi::Env env, const char* op, const Storage& x) : env_(env), op_(op), x_(x) {
   if (x.dims.size() != 4) Bad("expected a 4-D input");
   if (x.dtype != DType::kFloat32) Bad("expected a float32 input, got int32");

@@ -6,6 +6,7 @@
 #include <napi.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,26 @@ std::pair<int64_t, int64_t> ReadScoresAndLabels(Napi::Env env, const Storage& sc
 double LabelSmoothingArg(const Napi::CallbackInfo& info, size_t i);
 // The float32 scalar gradient of the loss that softmaxCrossEntropyBackward takes.
 void CheckLossGradient(Napi::Env env, const Storage& dloss);
+
+// 2-D pooling geometry in PyTorch's floor mode: input x, output y, and the kernel, stride and
+// padding read from arguments i, i + 1, i + 2.
+struct PoolGeometry {
+  std::vector<int64_t> x, y;
+  std::vector<int64_t> kernel, stride, padding;
+};
+
+// Reports a bad pooling argument: throws a RangeError "<op>: <why> (input ..., kernel ..., ...)".
+using PoolFailure = std::function<void(const std::string& why)>;
+// The backend's rule on the 4-D input's dimensions, run before the kernel is checked.
+using PoolDimsCheck = void (*)(Napi::Env env, const std::vector<int64_t>& x, const PoolFailure& bad);
+
+// Reads and checks the geometry (kernel, stride, padding from argument `i` on) of pooling `x`.
+PoolGeometry ReadPoolGeometry(const Napi::CallbackInfo& info, const char* op, size_t i, const std::vector<int64_t>& x,
+                              PoolDimsCheck check_dims);
+// The pooling input must be float32.
+void CheckPoolInput(Napi::Env env, const char* op, const Storage& x);
+// The pooling output gradient must be float32 and of the output's shape `y`.
+void CheckPoolGradient(Napi::Env env, const char* op, const Storage& dy, const std::vector<int64_t>& y);
 
 // Batch normalization over a 4-D float32 input x with C = x.dims[1] channels: every failure is a
 // RangeError "<op>: <why> (input <x's shape>)".
