@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <unordered_set>
 
 #include "args.h"
 #include "errors.h"
@@ -97,6 +98,34 @@ void CheckPoolGradient(Napi::Env env, const char* op, const Storage& dy, const s
   }
   if (dy.dtype != DType::kFloat32) {
     throw Napi::RangeError::New(env, std::string(op) + ": expected a float32 gradient, got int32");
+  }
+}
+
+void CheckSgdBuffers(Napi::Env env, const std::vector<const Storage*>& params, const std::vector<const Storage*>& grads,
+                     const std::vector<const Storage*>& bufs, float momentum) {
+  const bool use_bufs = momentum != 0;
+  auto bad = [&](const std::string& why) { throw Napi::RangeError::New(env, "sgdStep: " + why); };
+  if (grads.size() != params.size()) {
+    bad(std::to_string(params.size()) + " params but " + std::to_string(grads.size()) + " grads");
+  }
+  if (bufs.size() != (use_bufs ? params.size() : 0)) {
+    bad(std::to_string(bufs.size()) + " momentum buffers for " + std::to_string(params.size()) + " params and momentum " +
+        std::to_string(momentum));
+  }
+  std::unordered_set<const Storage*> seen;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Storage* triple[] = {params[i], grads[i], use_bufs ? bufs[i] : nullptr};
+    for (const Storage* s : triple) {
+      if (s && s->dtype != DType::kFloat32) {
+        throw Napi::TypeError::New(env, "sgdStep: parameter " + std::to_string(i) + " has an " + DTypeName(s->dtype) +
+                                            " parameter, gradient or buffer; all must be float32");
+      }
+      if (s && s->dims != params[i]->dims) {
+        bad("parameter " + std::to_string(i) + " has shape " + params[i]->ShapeString() + " but a gradient or buffer of shape " +
+            s->ShapeString());
+      }
+    }
+    if (!seen.insert(params[i]).second) bad("parameter " + std::to_string(i) + " appears twice");
   }
 }
 

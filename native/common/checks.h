@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,24 @@ PoolGeometry ReadPoolGeometry(const Napi::CallbackInfo& info, const char* op, si
 void CheckPoolInput(Napi::Env env, const char* op, const Storage& x);
 // The pooling output gradient must be float32 and of the output's shape `y`.
 void CheckPoolGradient(Napi::Env env, const char* op, const Storage& dy, const std::vector<int64_t>& y);
+
+// sgdStep's buffer lists: as many grads as params, one momentum buffer per param when momentum
+// is not 0 and none otherwise, all float32 and of their param's shape, no param twice.
+void CheckSgdBuffers(Napi::Env env, const std::vector<const Storage*>& params, const std::vector<const Storage*>& grads,
+                     const std::vector<const Storage*>& bufs, float momentum);
+
+template <typename S>
+void CheckSgdBuffers(Napi::Env env, const std::vector<std::shared_ptr<S>>& params,
+                     const std::vector<std::shared_ptr<S>>& grads, const std::vector<std::shared_ptr<S>>& bufs,
+                     float momentum) {
+  auto raw = [](const std::vector<std::shared_ptr<S>>& v) {
+    std::vector<const Storage*> out;
+    out.reserve(v.size());
+    for (const auto& s : v) out.push_back(s.get());
+    return out;
+  };
+  CheckSgdBuffers(env, raw(params), raw(grads), raw(bufs), momentum);
+}
 
 // Batch normalization over a 4-D float32 input x with C = x.dims[1] channels: every failure is a
 // RangeError "<op>: <why> (input <x's shape>)".
