@@ -101,6 +101,20 @@ void CheckPoolGradient(Napi::Env env, const char* op, const Storage& dy, const s
   }
 }
 
+std::vector<int64_t> ConvOutputDims(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                                    const std::vector<int64_t>& dilation) {
+  std::vector<int64_t> y = {x[0], w[0], 0, 0};
+  for (int i = 0; i < 2; ++i) {
+    int64_t k_eff = (w[2 + i] - 1) * dilation[i] + 1;
+    // C++ division truncates toward zero: a kernel up to `stride` larger than the padded input
+    // would give 1 instead of PyTorch's floor, which is <= 0 (no output).
+    const int64_t span = x[2 + i] + 2 * padding[i] - k_eff;
+    y[2 + i] = span < 0 ? 0 : span / stride[i] + 1;
+  }
+  return y;
+}
+
 void CheckSgdBuffers(Napi::Env env, const std::vector<const Storage*>& params, const std::vector<const Storage*>& grads,
                      const std::vector<const Storage*>& bufs, float momentum) {
   const bool use_bufs = momentum != 0;

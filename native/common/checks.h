@@ -55,6 +55,11 @@ void CheckPoolInput(Napi::Env env, const char* op, const Storage& x);
 // The pooling output gradient must be float32 and of the output's shape `y`.
 void CheckPoolGradient(Napi::Env env, const char* op, const Storage& dy, const std::vector<int64_t>& y);
 
+// A convolution's output dims [N, O, H, W] for input x and weight w, PyTorch's floor division.
+std::vector<int64_t> ConvOutputDims(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
+                                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                                    const std::vector<int64_t>& dilation);
+
 // sgdStep's buffer lists: as many grads as params, one momentum buffer per param when momentum
 // is not 0 and none otherwise, all float32 and of their param's shape, no param twice.
 void CheckSgdBuffers(Napi::Env env, const std::vector<const Storage*>& params, const std::vector<const Storage*>& grads,

@@ -90,20 +90,6 @@ void* Workspace(CudaContext& ctx, Algo* algo, size_t* bytes, Algo fallback, Size
 
 }  // namespace
 
-std::vector<int64_t> ConvOutputDims(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
-                                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                                    const std::vector<int64_t>& dilation) {
-  std::vector<int64_t> y = {x[0], w[0], 0, 0};
-  for (int i = 0; i < 2; ++i) {
-    int64_t k_eff = (w[2 + i] - 1) * dilation[i] + 1;
-    // C++ division truncates toward zero: a kernel up to `stride` larger than the padded input
-    // would give 1 instead of PyTorch's floor, which is <= 0 (no output).
-    const int64_t span = x[2 + i] + 2 * padding[i] - k_eff;
-    y[2 + i] = span < 0 ? 0 : span / stride[i] + 1;
-  }
-  return y;
-}
-
 void ConvForward(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x, CudaStorage& w, CudaStorage* bias,
                  CudaStorage& y) {
   auto p = GetPlan(ctx, g);
