@@ -6,9 +6,7 @@
 // plain [C] vectors. The running statistics are updated in place on the worker, right after the
 // primitive that computed the batch statistics: a loop over C, negligible next to the primitive.
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 
 #include "cpu_context.h"
@@ -47,59 +45,16 @@ std::string Key(const char* op, const Desc& md, float eps) {
   return k;
 }
 
-class Checker {
+// The shared checks, and one of oneDNN's: running statistics are written through a raw pointer,
+// so their memory must be the plain vector.
+class Checker : public BatchNormChecker {
  public:
-  Checker(Napi::Env env, const char* op, const CpuStorage& x) : env_(env), op_(op), x_(x) {
-    if (x.dims.size() != 4) Bad("expected a 4-D input");
-    if (x.dtype != DType::kFloat32) Bad("expected a float32 input, got int32");
-    c_ = x.dims[1];
-  }
+  using BatchNormChecker::BatchNormChecker;
 
-  void Vector(const CpuStorage& s, const char* what) const {
-    if (s.dims != std::vector<int64_t>{c_} || s.dtype != DType::kFloat32) {
-      Bad(std::string(what) + " must be float32 [" + std::to_string(c_) + "], got " + DTypeName(s.dtype) + " " +
-          s.ShapeString());
-    }
-  }
-
-  // Running statistics are written through a raw pointer, so their memory must be the plain vector.
   void Running(const CpuStorage& s, const char* what) const {
     Vector(s, what);
-    if (s.md != VectorDesc(c_)) Bad(std::string(what) + " is not a plain [C] buffer");
+    if (s.md != VectorDesc(channels())) Bad(std::string(what) + " is not a plain [C] buffer");
   }
-
-  void Gradient(const CpuStorage& dy) const {
-    if (dy.dims != x_.dims) Bad("gradient of shape " + dy.ShapeString() + " does not match the input");
-    if (dy.dtype != DType::kFloat32) Bad("expected a float32 gradient, got int32");
-  }
-
-  void Momentum(double momentum) const {
-    if (!(momentum >= 0 && momentum <= 1)) Bad("momentum must be in [0, 1], got " + Number(momentum));
-  }
-
-  float Eps(double eps) const {
-    float f = static_cast<float>(eps);
-    if (!(f > 0) || !std::isfinite(f)) Bad("eps must be positive and representable as float32, got " + Number(eps));
-    return f;
-  }
-
-  [[noreturn]] void Bad(const std::string& why) const {
-    throw Napi::RangeError::New(env_, std::string(op_) + ": " + why + " (input " + x_.ShapeString() + ")");
-  }
-
-  int64_t channels() const { return c_; }
-
- private:
-  static std::string Number(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-  }
-
-  Napi::Env env_;
-  const char* op_;
-  const CpuStorage& x_;
-  int64_t c_ = 0;
 };
 
 dnnl::batch_normalization_forward::primitive_desc TrainingPd(CpuContext& ctx, const Desc& md, float eps) {

@@ -63,20 +63,6 @@ struct ConvParams {
   }
 };
 
-std::vector<int64_t> OutputDims(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
-                                const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                                const std::vector<int64_t>& dilation) {
-  std::vector<int64_t> y = {x[0], w[0], 0, 0};
-  for (int i = 0; i < 2; ++i) {
-    int64_t k_eff = (w[2 + i] - 1) * dilation[i] + 1;
-    // C++ division truncates toward zero: a kernel up to `stride` larger than the padded input
-    // would give 1 instead of PyTorch's floor, which is <= 0 (no output).
-    const int64_t span = x[2 + i] + 2 * padding[i] - k_eff;
-    y[2 + i] = span < 0 ? 0 : span / stride[i] + 1;
-  }
-  return y;
-}
-
 // Reads and checks the geometry arguments shared by the three entry points, starting at `i`.
 ConvParams ReadParams(const Napi::CallbackInfo& info, size_t i, const std::vector<int64_t>& x,
                       const std::vector<int64_t>& w, bool bias) {
@@ -99,7 +85,7 @@ ConvParams ReadParams(const Napi::CallbackInfo& info, size_t i, const std::vecto
   if (p.groups < 1 || x[1] % p.groups != 0 || w[0] % p.groups != 0 || w[1] * p.groups != x[1]) {
     bad("channels do not match groups = " + std::to_string(p.groups));
   }
-  p.y = OutputDims(x, w, p.stride, p.padding, p.dilation);
+  p.y = ConvOutputDims(x, w, p.stride, p.padding, p.dilation);
   if (p.y[2] < 1 || p.y[3] < 1) bad("the kernel does not fit the padded input");
   return p;
 }

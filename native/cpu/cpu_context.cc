@@ -73,12 +73,6 @@ void Execute(CpuContext& ctx, const dnnl::primitive& prim, std::unordered_map<in
   prim.execute(ctx.stream, args);
 }
 
-void RequireFloat(Napi::Env env, const CpuStoragePtr& s, const char* what) {
-  if (s->dtype != DType::kFloat32) {
-    throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what + " to be float32, got " + DTypeName(s->dtype));
-  }
-}
-
 memory::dims Dims(const std::vector<int64_t>& d) { return memory::dims(d.begin(), d.end()); }
 
 memory::data_type DnnlType(DType dtype) {

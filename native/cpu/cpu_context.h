@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../common/args.h"
+#include "../common/checks.h"
 #include "../common/context.h"
 #include "../common/errors.h"
 #include "../common/storage.h"
@@ -92,8 +93,6 @@ memory Mem(CpuContext& ctx, const CpuStorage& s, const Desc& as);
 CpuStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype, const Desc& md);
 CpuStoragePtr Arg(Napi::Env env, Napi::Value v, const char* what);
 CpuStoragePtr OptionalArg(Napi::Env env, Napi::Value v, const char* what);
-// Throws a TypeError unless `s` holds float32 (int32 buffers are labels only).
-void RequireFloat(Napi::Env env, const CpuStoragePtr& s, const char* what);
 
 memory::dims Dims(const std::vector<int64_t>& d);
 // The plain row-major (NCHW for rank 4) descriptor of these dims.

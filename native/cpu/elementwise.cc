@@ -28,19 +28,13 @@ struct BinaryEntry {
   dnnl::binary prim;
 };
 
-void RequireSameShape(Napi::Env env, const CpuStoragePtr& a, const CpuStoragePtr& b) {
-  if (a->dims != b->dims) {
-    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": shapes " + a->ShapeString() + " and " + b->ShapeString() + " differ");
-  }
-}
-
 // y = f(x) for one of oneDNN's elementwise algorithms; the output keeps x's layout.
 Napi::Value Unary(const Napi::CallbackInfo& info, const char* op, algorithm alg, float alpha) {
   return Guard(info, "cpu", op, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     CpuContext& ctx = Ctx(env);
     CpuStoragePtr x = Arg(env, info[0], "input");
-    RequireFloat(env, x, "input");
+    RequireFloat(env, *x, "input");
     std::string key = std::string(op) + ";" + std::to_string(alpha) + ";";
     AppendDesc(key, x->md);
     auto e = ctx.Cached<UnaryEntry>(key, [&] {
@@ -72,9 +66,9 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
     CpuContext& ctx = Ctx(env);
     CpuStoragePtr y = Arg(env, info[0], "output");
     CpuStoragePtr dy = Arg(env, info[1], "gradient");
-    RequireFloat(env, y, "output");
-    RequireFloat(env, dy, "gradient");
-    RequireSameShape(env, y, dy);
+    RequireFloat(env, *y, "output");
+    RequireFloat(env, *dy, "gradient");
+    RequireSameShape(env, *y, *dy);
     std::string key = "relu_bwd;";
     AppendDesc(key, y->md);
     auto e = ctx.Cached<ReluBackwardEntry>(key, [&] {
@@ -104,9 +98,9 @@ Napi::Value Add(const Napi::CallbackInfo& info, const char* op, bool relu) {
     CpuContext& ctx = Ctx(env);
     CpuStoragePtr a = Arg(env, info[0], "first operand");
     CpuStoragePtr b = Arg(env, info[1], "second operand");
-    RequireFloat(env, a, "first operand");
-    RequireFloat(env, b, "second operand");
-    RequireSameShape(env, a, b);
+    RequireFloat(env, *a, "first operand");
+    RequireFloat(env, *b, "second operand");
+    RequireSameShape(env, *a, *b);
     std::string key = relu ? "add_relu;" : "add;";
     AppendDesc(key, a->md);
     auto e = ctx.Cached<BinaryEntry>(key, [&] {

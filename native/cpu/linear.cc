@@ -32,8 +32,8 @@ struct LinearParams {
 
 // Checks x [N, in] and w [out, in].
 LinearParams ReadParams(Napi::Env env, const CpuStoragePtr& x, const CpuStoragePtr& w, bool bias) {
-  RequireFloat(env, x, "input");
-  RequireFloat(env, w, "weight");
+  RequireFloat(env, *x, "input");
+  RequireFloat(env, *w, "weight");
   if (x->dims.size() != 2 || w->dims.size() != 2 || x->dims[1] != w->dims[1]) {
     throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": expected input [N, in] and weight [out, in], got " +
                                          x->ShapeString() + " and " + w->ShapeString());
@@ -68,7 +68,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     CpuStoragePtr b = OptionalArg(env, info[2], "bias");
     LinearParams p = ReadParams(env, x, w, b != nullptr);
     if (b) {
-      RequireFloat(env, b, "bias");
+      RequireFloat(env, *b, "bias");
       if (b->dims != std::vector<int64_t>{p.out}) {
         throw Napi::RangeError::New(env, "linear: bias must have shape [" + std::to_string(p.out) + "], got " + b->ShapeString());
       }
@@ -101,7 +101,7 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     CpuStoragePtr dy = Arg(env, info[2], "gradient");
     bool with_bias = BoolArg(info, 3, "withBias");
     LinearParams p = ReadParams(env, x, w, with_bias);
-    RequireFloat(env, dy, "gradient");
+    RequireFloat(env, *dy, "gradient");
     if (dy->dims != std::vector<int64_t>{p.n, p.out}) {
       throw Napi::RangeError::New(env, "linearBackward: gradient of shape " + dy->ShapeString() + " does not match output " +
                                            ShapeString({p.n, p.out}));

@@ -32,10 +32,8 @@ tag LayoutOf(const Desc& md) {
   return tag::nchw;
 }
 
-struct PoolParams {
+struct PoolParams : PoolGeometry {
   algorithm alg;
-  std::vector<int64_t> x, y;  // logical dims
-  std::vector<int64_t> kernel, stride, padding;
 
   // Right padding such that oneDNN's output size equals PyTorch's floor division; it may be
   // negative (down to 1 - stride), which oneDNN accepts.
@@ -57,23 +55,9 @@ struct PoolParams {
   }
 };
 
-// Reads and checks the geometry (kernel, stride, padding from argument `i` on) of pooling `x`.
-PoolParams ReadParams(const Napi::CallbackInfo& info, const char* op, size_t i, algorithm alg,
-                      const std::vector<int64_t>& x) {
-  PoolParams p;
-  p.alg = alg;
-  p.x = x;
-  p.kernel = IntsArg(info, i, "kernel", 2);
-  p.stride = IntsArg(info, i + 1, "stride", 2);
-  p.padding = IntsArg(info, i + 2, "padding", 2);
-  auto bad = [&](const std::string& why) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + why + " (input " + ShapeString(x) + ", kernel " +
-                                                ShapeString(p.kernel) + ", stride " + ShapeString(p.stride) +
-                                                ", padding " + ShapeString(p.padding) + ")");
-  };
-  if (x.size() != 4) bad("expected a 4-D input");
-  // Bounds the input a backward op allocates from a shape it was given; also keeps every size
-  // oneDNN computes from it far from overflow.
+// Bounds the input a backward op allocates from a shape it was given; also keeps every size
+// oneDNN computes from it far from overflow.
+void CheckDims(Napi::Env env, const std::vector<int64_t>& x, const PoolFailure& bad) {
   constexpr int64_t kMaxNumel = int64_t(1) << 34;
   int64_t numel = 1;
   for (int64_t d : x) {
@@ -81,19 +65,11 @@ PoolParams ReadParams(const Napi::CallbackInfo& info, const char* op, size_t i, 
     if (numel > kMaxNumel / d) bad("input too large");
     numel *= d;
   }
-  for (int k = 0; k < 2; ++k) {
-    if (p.kernel[k] < 1 || p.stride[k] < 1) bad("kernel and stride must be >= 1");
-    if (p.padding[k] < 0 || p.padding[k] > p.kernel[k] / 2) bad("padding must be between 0 and half the kernel");
-  }
-  p.y = {x[0], x[1], 0, 0};
-  // Floor division as in PyTorch: a negative span (kernel larger than the padded input) is no
-  // output, where C++'s truncation toward zero would give 1.
-  for (int k = 0; k < 2; ++k) {
-    const int64_t span = x[2 + k] + 2 * p.padding[k] - p.kernel[k];
-    p.y[2 + k] = span < 0 ? 0 : span / p.stride[k] + 1;
-  }
-  if (p.y[2] < 1 || p.y[3] < 1) bad("the kernel does not fit the padded input");
-  return p;
+}
+
+PoolParams ReadParams(const Napi::CallbackInfo& info, const char* op, size_t i, algorithm alg,
+                      const std::vector<int64_t>& x) {
+  return PoolParams{ReadPoolGeometry(info, op, i, x, CheckDims), alg};
 }
 
 struct ForwardEntry {
@@ -138,20 +114,8 @@ std::shared_ptr<BackwardEntry> CachedBackward(CpuContext& ctx, const PoolParams&
 
 CpuStoragePtr Input(const Napi::CallbackInfo& info, const char* op) {
   CpuStoragePtr x = Arg(info.Env(), info[0], "input");
-  if (x->dtype != DType::kFloat32) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": expected a float32 input, got int32");
-  }
+  CheckPoolInput(info.Env(), op, *x);
   return x;
-}
-
-void CheckGradient(const Napi::CallbackInfo& info, const char* op, const CpuStorage& dy, const PoolParams& p) {
-  if (dy.dims != p.y) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": gradient of shape " + dy.ShapeString() +
-                                                " does not match the output " + ShapeString(p.y));
-  }
-  if (dy.dtype != DType::kFloat32) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": expected a float32 gradient, got int32");
-  }
 }
 
 // maxPool2dForward(x, kernel, stride, padding) -> [y, workspace]
@@ -188,7 +152,7 @@ Napi::Value MaxBackward(const Napi::CallbackInfo& info) {
     auto ws = std::dynamic_pointer_cast<Workspace>(Arg(env, info[1], "workspace"));
     std::vector<int64_t> xdims = IntsArg(info, 2, "input shape", 4);
     PoolParams p = ReadParams(info, "maxPool2dBackward", 3, algorithm::pooling_max, xdims);
-    CheckGradient(info, "maxPool2dBackward", *dy, p);
+    CheckPoolGradient(env, "maxPool2dBackward", *dy, p.y);
     if (!ws || ws->forward_key != p.Key("pool_fwd", ws->layout)) {
       throw Napi::RangeError::New(env, "maxPool2dBackward: the workspace does not come from maxPool2dForward of input " +
                                            ShapeString(xdims) + " with this kernel, stride and padding");
@@ -234,7 +198,7 @@ Napi::Value AvgBackward(const Napi::CallbackInfo& info) {
     CpuStoragePtr dy = Arg(env, info[0], "gradient");
     std::vector<int64_t> xdims = IntsArg(info, 1, "input shape", 4);
     PoolParams p = ReadParams(info, "avgPool2dBackward", 2, algorithm::pooling_avg_include_padding, xdims);
-    CheckGradient(info, "avgPool2dBackward", *dy, p);
+    CheckPoolGradient(env, "avgPool2dBackward", *dy, p.y);
     // The gradient's layout stands for the forward's, so that it needs no reorder.
     auto e = CachedBackward(ctx, p, LayoutOf(dy->md));
     CpuStoragePtr dys = InLayout(ctx, dy, e->pd.diff_dst_desc());

@@ -1,8 +1,6 @@
 // SGD with momentum, Nesterov and weight decay over all parameters in one queued task: a
 // ResNet has hundreds of small parameters (batch-norm vectors), and one task per parameter
 // would cost more in queueing than in arithmetic.
-#include <unordered_set>
-
 #include "cpu_context.h"
 #include "ops.h"
 
@@ -43,29 +41,7 @@ Napi::Value Step(const Napi::CallbackInfo& info) {
     const bool nesterov = BoolArg(info, 6, "nesterov");
     const bool first = BoolArg(info, 7, "firstStep");
     const bool use_bufs = momentum != 0;
-    auto bad = [&](const std::string& why) { throw Napi::RangeError::New(env, "sgdStep: " + why); };
-    if (grads.size() != params.size()) {
-      bad(std::to_string(params.size()) + " params but " + std::to_string(grads.size()) + " grads");
-    }
-    if (bufs.size() != (use_bufs ? params.size() : 0)) {
-      bad(std::to_string(bufs.size()) + " momentum buffers for " + std::to_string(params.size()) + " params and momentum " +
-          std::to_string(momentum));
-    }
-    std::unordered_set<const CpuStorage*> seen;
-    for (size_t i = 0; i < params.size(); ++i) {
-      const CpuStorage* triple[] = {params[i].get(), grads[i].get(), use_bufs ? bufs[i].get() : nullptr};
-      for (const CpuStorage* s : triple) {
-        if (s && s->dtype != DType::kFloat32) {
-          throw Napi::TypeError::New(env, "sgdStep: parameter " + std::to_string(i) + " has an " + DTypeName(s->dtype) +
-                                              " parameter, gradient or buffer; all must be float32");
-        }
-        if (s && s->dims != params[i]->dims) {
-          bad("parameter " + std::to_string(i) + " has shape " + params[i]->ShapeString() + " but a gradient or buffer of shape " +
-              s->ShapeString());
-        }
-      }
-      if (!seen.insert(params[i].get()).second) bad("parameter " + std::to_string(i) + " appears twice");
-    }
+    CheckSgdBuffers(env, params, grads, bufs, momentum);
 
     std::vector<Slot> slots;
     slots.reserve(params.size());

@@ -13,33 +13,6 @@ namespace {
 // Below this many logits a parallel region costs more than it saves.
 constexpr int64_t kParallelMin = int64_t(1) << 15;
 
-void RequireDType(Napi::Env env, const CpuStoragePtr& s, DType dtype, const char* what) {
-  if (s->dtype != dtype) {
-    throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what + " to be " + DTypeName(dtype) + ", got " +
-                                        DTypeName(s->dtype));
-  }
-}
-
-// Checks the [N, K] float32 scores and int32 labels [N] and returns {N, K}.
-std::pair<int64_t, int64_t> ReadShapes(Napi::Env env, const CpuStoragePtr& scores, const char* what,
-                                       const CpuStoragePtr& labels) {
-  RequireDType(env, scores, DType::kFloat32, what);
-  RequireDType(env, labels, DType::kInt32, "labels");
-  if (scores->dims.size() != 2 || labels->dims.size() != 1 || labels->dims[0] != scores->dims[0]) {
-    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": expected " + what + " [N, K] and labels [N], got " +
-                                         scores->ShapeString() + " and " + labels->ShapeString());
-  }
-  return {scores->dims[0], scores->dims[1]};
-}
-
-double SmoothingArg(const Napi::CallbackInfo& info, size_t i) {
-  double eps = NumberArg(info, i, "labelSmoothing");
-  if (eps < 0 || eps >= 1) {
-    throw Napi::RangeError::New(info.Env(), OpScope::CurrentOp() + ": labelSmoothing must be in [0, 1), got " + std::to_string(eps));
-  }
-  return eps;
-}
-
 // Runs on the worker, before any output is written, so a bad label fails the op instead of
 // indexing out of bounds.
 void CheckLabels(const int32_t* labels, int64_t n, int64_t k) {
@@ -58,8 +31,8 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     CpuContext& ctx = Ctx(env);
     CpuStoragePtr logits = Arg(env, info[0], "logits");
     CpuStoragePtr labels = Arg(env, info[1], "labels");
-    auto [n, k] = ReadShapes(env, logits, "logits", labels);
-    double eps = SmoothingArg(info, 2);
+    auto [n, k] = ReadScoresAndLabels(env, *logits, "logits", *labels);
+    double eps = LabelSmoothingArg(info, 2);
     CpuStoragePtr xs = InLayout(ctx, logits, PlainDesc(logits->dims, DType::kFloat32));
     CpuStoragePtr ls = InLayout(ctx, labels, PlainDesc(labels->dims, DType::kInt32));
     CpuStoragePtr loss = Alloc({}, DType::kFloat32, PlainDesc({}, DType::kFloat32));
@@ -102,13 +75,10 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     CpuContext& ctx = Ctx(env);
     CpuStoragePtr probs = Arg(env, info[0], "probabilities");
     CpuStoragePtr labels = Arg(env, info[1], "labels");
-    auto [n, k] = ReadShapes(env, probs, "probabilities", labels);
-    double eps = SmoothingArg(info, 2);
+    auto [n, k] = ReadScoresAndLabels(env, *probs, "probabilities", *labels);
+    double eps = LabelSmoothingArg(info, 2);
     CpuStoragePtr dloss = Arg(env, info[3], "loss gradient");
-    RequireDType(env, dloss, DType::kFloat32, "loss gradient");
-    if (!dloss->dims.empty()) {
-      throw Napi::RangeError::New(env, "softmaxCrossEntropyBackward: loss gradient must have shape [], got " + dloss->ShapeString());
-    }
+    CheckLossGradient(env, *dloss);
     CpuStoragePtr ps = InLayout(ctx, probs, PlainDesc(probs->dims, DType::kFloat32));
     CpuStoragePtr ls = InLayout(ctx, labels, PlainDesc(labels->dims, DType::kInt32));
     CpuStoragePtr dx = Alloc(probs->dims, DType::kFloat32, PlainDesc(probs->dims, DType::kFloat32));

@@ -7,9 +7,6 @@
 // exponentialAverageFactor = momentum, PyTorch's rule, the running variance from the unbiased
 // batch variance (PyTorch's cuDNN path relies on this; the header does not spell it out, and
 // the conformance test checks it against the reference on a GPU).
-#include <cmath>
-#include <cstdio>
-
 #include "cuda_context.h"
 #include "ops.h"
 
@@ -32,60 +29,24 @@ std::shared_ptr<Plan> GetPlan(CudaContext& ctx, const std::vector<int64_t>& dims
   });
 }
 
-class Checker {
+// The shared checks, and cuDNN's limits.
+class Checker : public BatchNormChecker {
  public:
-  Checker(Napi::Env env, const char* op, const CudaStorage& x) : env_(env), op_(op), x_(x) {
-    if (x.dims.size() != 4) Bad("expected a 4-D input");
-    if (x.dtype != DType::kFloat32) Bad("expected a float32 input, got int32");
+  Checker(Napi::Env env, const char* op, const CudaStorage& x) : BatchNormChecker(env, op, x) {
     if (x.Numel() > INT32_MAX) Bad("tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
-    c_ = x.dims[1];
-  }
-
-  void Vector(const CudaStorage& s, const char* what) const {
-    if (s.dims != std::vector<int64_t>{c_} || s.dtype != DType::kFloat32) {
-      Bad(std::string(what) + " must be float32 [" + std::to_string(c_) + "], got " + DTypeName(s.dtype) + " " +
-          s.ShapeString());
-    }
-  }
-
-  void Gradient(const CudaStorage& dy) const {
-    if (dy.dims != x_.dims) Bad("gradient of shape " + dy.ShapeString() + " does not match the input");
-    if (dy.dtype != DType::kFloat32) Bad("expected a float32 gradient, got int32");
-  }
-
-  void Momentum(double momentum) const {
-    if (!(momentum >= 0 && momentum <= 1)) Bad("momentum must be in [0, 1], got " + Number(momentum));
   }
 
   // Rounded through float like the CPU backend, so both normalize with the same epsilon. cuDNN
   // refuses an epsilon below CUDNN_BN_MIN_EPSILON (0 in cuDNN 9, 1e-5 in old releases): checked
   // here so that it is an argument error, not a CUDNN_STATUS_BAD_PARAM at the next sync point.
   double Eps(double eps) const {
-    float f = static_cast<float>(eps);
-    if (!(f > 0) || !std::isfinite(f)) Bad("eps must be positive and representable as float32, got " + Number(eps));
+    const float f = BatchNormChecker::Eps(eps);
     if (double(f) < CUDNN_BN_MIN_EPSILON) {
-      Bad("eps must be at least cuDNN's CUDNN_BN_MIN_EPSILON = " + Number(CUDNN_BN_MIN_EPSILON) + ", got " + Number(eps));
+      Bad("eps must be at least cuDNN's CUDNN_BN_MIN_EPSILON = " + FormatNumber(CUDNN_BN_MIN_EPSILON) + ", got " +
+          FormatNumber(eps));
     }
     return double(f);
   }
-
-  [[noreturn]] void Bad(const std::string& why) const {
-    throw Napi::RangeError::New(env_, std::string(op_) + ": " + why + " (input " + x_.ShapeString() + ")");
-  }
-
-  int64_t channels() const { return c_; }
-
- private:
-  static std::string Number(double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", v);
-    return buf;
-  }
-
-  Napi::Env env_;
-  const char* op_;
-  const CudaStorage& x_;
-  int64_t c_ = 0;
 };
 
 // batchNormForwardTraining(x, weight, bias, runningMean | null, runningVar | null, momentum, eps)

@@ -90,20 +90,6 @@ void* Workspace(CudaContext& ctx, Algo* algo, size_t* bytes, Algo fallback, Size
 
 }  // namespace
 
-std::vector<int64_t> ConvOutputDims(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
-                                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                                    const std::vector<int64_t>& dilation) {
-  std::vector<int64_t> y = {x[0], w[0], 0, 0};
-  for (int i = 0; i < 2; ++i) {
-    int64_t k_eff = (w[2 + i] - 1) * dilation[i] + 1;
-    // C++ division truncates toward zero: a kernel up to `stride` larger than the padded input
-    // would give 1 instead of PyTorch's floor, which is <= 0 (no output).
-    const int64_t span = x[2 + i] + 2 * padding[i] - k_eff;
-    y[2 + i] = span < 0 ? 0 : span / stride[i] + 1;
-  }
-  return y;
-}
-
 void ConvForward(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x, CudaStorage& w, CudaStorage* bias,
                  CudaStorage& y) {
   auto p = GetPlan(ctx, g);
@@ -228,11 +214,11 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     CudaStoragePtr x = Arg(env, info[0], "input");
     CudaStoragePtr w = Arg(env, info[1], "weight");
     CudaStoragePtr b = OptionalArg(env, info[2], "bias");
-    RequireFloat(env, x, "input");
-    RequireFloat(env, w, "weight");
+    RequireFloat(env, *x, "input");
+    RequireFloat(env, *w, "weight");
     ConvGeometry g = ReadParams(info, 3, x->dims, w->dims);
     if (b) {
-      RequireFloat(env, b, "bias");
+      RequireFloat(env, *b, "bias");
       if (b->dims.size() != 1 || b->dims[0] != w->dims[0]) {
         throw Napi::RangeError::New(env, "conv2d: bias must have shape [" + std::to_string(w->dims[0]) + "], got " + b->ShapeString());
       }
@@ -250,8 +236,8 @@ Napi::Value BackwardData(const Napi::CallbackInfo& info) {
     CudaContext& ctx = Live(env);
     CudaStoragePtr dy = Arg(env, info[0], "gradient");
     CudaStoragePtr w = Arg(env, info[1], "weight");
-    RequireFloat(env, dy, "gradient");
-    RequireFloat(env, w, "weight");
+    RequireFloat(env, *dy, "gradient");
+    RequireFloat(env, *w, "weight");
     std::vector<int64_t> xdims = IntsArg(info, 2, "input shape", 4);
     ConvGeometry g = ReadParams(info, 3, xdims, w->dims);
     if (dy->dims != g.y) {
@@ -270,8 +256,8 @@ Napi::Value BackwardWeights(const Napi::CallbackInfo& info) {
     CudaContext& ctx = Live(env);
     CudaStoragePtr x = Arg(env, info[0], "input");
     CudaStoragePtr dy = Arg(env, info[1], "gradient");
-    RequireFloat(env, x, "input");
-    RequireFloat(env, dy, "gradient");
+    RequireFloat(env, *x, "input");
+    RequireFloat(env, *dy, "gradient");
     std::vector<int64_t> wdims = IntsArg(info, 2, "weight shape", 4);
     bool with_bias = BoolArg(info, 3, "withBias");
     for (int64_t d : wdims) {

@@ -15,11 +15,6 @@ struct ConvGeometry {
   bool tf32;
 };
 
-// PyTorch's output size (floor division).
-std::vector<int64_t> ConvOutputDims(const std::vector<int64_t>& x, const std::vector<int64_t>& w,
-                                    const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                                    const std::vector<int64_t>& dilation);
-
 // Run on the worker. `bias`, `db` may be null.
 void ConvForward(CudaContext& ctx, const ConvGeometry& g, CudaStorage& x, CudaStorage& w, CudaStorage* bias,
                  CudaStorage& y);

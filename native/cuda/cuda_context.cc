@@ -269,12 +269,6 @@ CudaStoragePtr OptionalArg(Napi::Env env, Napi::Value v, const char* what) {
   return Arg(env, v, what);
 }
 
-void RequireFloat(Napi::Env env, const CudaStoragePtr& s, const char* what) {
-  if (s->dtype != DType::kFloat32) {
-    throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what + " to be float32, got " + DTypeName(s->dtype));
-  }
-}
-
 void Enqueue(CudaContext& ctx, std::string name, std::function<void()> task) {
   const int index = ctx.device->index;
   ctx.queue.Push(std::move(name), [index, task = std::move(task)] {

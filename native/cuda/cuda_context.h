@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../common/args.h"
+#include "../common/checks.h"
 #include "../common/context.h"
 #include "../common/errors.h"
 #include "../common/storage.h"
@@ -174,7 +175,6 @@ CudaContext& AnyCtx(Napi::Env env);
 CudaStoragePtr Alloc(CudaContext& ctx, const std::vector<int64_t>& dims, DType dtype = DType::kFloat32);
 CudaStoragePtr Arg(Napi::Env env, Napi::Value v, const char* what);
 CudaStoragePtr OptionalArg(Napi::Env env, Napi::Value v, const char* what);
-void RequireFloat(Napi::Env env, const CudaStoragePtr& s, const char* what);
 
 // Pushes a task for op `name` that runs with the device current on the worker.
 void Enqueue(CudaContext& ctx, std::string name, std::function<void()> task);

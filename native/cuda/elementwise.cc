@@ -7,19 +7,13 @@ namespace cr::cuda {
 
 namespace {
 
-void RequireSameShape(Napi::Env env, const CudaStoragePtr& a, const CudaStoragePtr& b) {
-  if (a->dims != b->dims) {
-    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": shapes " + a->ShapeString() + " and " + b->ShapeString() + " differ");
-  }
-}
-
 // relu(x) -> y
 Napi::Value Relu(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "relu", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     CudaContext& ctx = Live(env);
     CudaStoragePtr x = Arg(env, info[0], "input");
-    RequireFloat(env, x, "input");
+    RequireFloat(env, *x, "input");
     CudaStoragePtr y = Alloc(ctx, x->dims);
     Enqueue(ctx, Describe("relu", {x.get()}), [&ctx, x, y] {
       CR_CUDA(kernels::Relu(x->F(), y->F(), x->Numel(), ctx.device->stream));
@@ -34,7 +28,7 @@ Napi::Value Scale(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     CudaContext& ctx = Live(env);
     CudaStoragePtr x = Arg(env, info[0], "input");
-    RequireFloat(env, x, "input");
+    RequireFloat(env, *x, "input");
     const float alpha = float(NumberArg(info, 1, "alpha"));
     CudaStoragePtr y = Alloc(ctx, x->dims);
     Enqueue(ctx, Describe("scale", {x.get()}), [&ctx, x, y, alpha] {
@@ -51,9 +45,9 @@ Napi::Value ReluBackward(const Napi::CallbackInfo& info) {
     CudaContext& ctx = Live(env);
     CudaStoragePtr y = Arg(env, info[0], "output");
     CudaStoragePtr dy = Arg(env, info[1], "gradient");
-    RequireFloat(env, y, "output");
-    RequireFloat(env, dy, "gradient");
-    RequireSameShape(env, y, dy);
+    RequireFloat(env, *y, "output");
+    RequireFloat(env, *dy, "gradient");
+    RequireSameShape(env, *y, *dy);
     CudaStoragePtr dx = Alloc(ctx, y->dims);
     Enqueue(ctx, Describe("reluBackward", {y.get(), dy.get()}), [&ctx, y, dy, dx] {
       CR_CUDA(kernels::ReluBackward(y->F(), dy->F(), dx->F(), y->Numel(), ctx.device->stream));
@@ -68,9 +62,9 @@ Napi::Value Add(const Napi::CallbackInfo& info, const char* op, bool relu) {
     CudaContext& ctx = Live(env);
     CudaStoragePtr a = Arg(env, info[0], "first operand");
     CudaStoragePtr b = Arg(env, info[1], "second operand");
-    RequireFloat(env, a, "first operand");
-    RequireFloat(env, b, "second operand");
-    RequireSameShape(env, a, b);
+    RequireFloat(env, *a, "first operand");
+    RequireFloat(env, *b, "second operand");
+    RequireSameShape(env, *a, *b);
     CudaStoragePtr y = Alloc(ctx, a->dims);
     Enqueue(ctx, Describe(op, {a.get(), b.get()}), [&ctx, a, b, y, relu] {
       CR_CUDA(kernels::Add(a->F(), b->F(), y->F(), a->Numel(), relu, ctx.device->stream));

@@ -16,8 +16,8 @@ ConvGeometry AsConv(int64_t n, int64_t in, int64_t out) {
 
 // Checks x [N, in] and w [out, in].
 ConvGeometry ReadParams(Napi::Env env, const CudaStoragePtr& x, const CudaStoragePtr& w) {
-  RequireFloat(env, x, "input");
-  RequireFloat(env, w, "weight");
+  RequireFloat(env, *x, "input");
+  RequireFloat(env, *w, "weight");
   if (x->dims.size() != 2 || w->dims.size() != 2 || x->dims[1] != w->dims[1]) {
     throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": expected input [N, in] and weight [out, in], got " +
                                          x->ShapeString() + " and " + w->ShapeString());
@@ -41,7 +41,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     ConvGeometry g = ReadParams(env, x, w);
     const int64_t out = w->dims[0];
     if (b) {
-      RequireFloat(env, b, "bias");
+      RequireFloat(env, *b, "bias");
       if (b->dims != std::vector<int64_t>{out}) {
         throw Napi::RangeError::New(env, "linear: bias must have shape [" + std::to_string(out) + "], got " + b->ShapeString());
       }
@@ -62,7 +62,7 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     CudaStoragePtr dy = Arg(env, info[2], "gradient");
     bool with_bias = BoolArg(info, 3, "withBias");
     ConvGeometry g = ReadParams(env, x, w);
-    RequireFloat(env, dy, "gradient");
+    RequireFloat(env, *dy, "gradient");
     const std::vector<int64_t> ydims = {x->dims[0], w->dims[0]};
     if (dy->dims != ydims) {
       throw Napi::RangeError::New(env, "linearBackward: gradient of shape " + dy->ShapeString() + " does not match output " +

@@ -20,10 +20,8 @@ void SetPool(const PoolDesc& d, bool max, const std::vector<int64_t>& kernel, co
 
 namespace {
 
-struct PoolParams {
+struct PoolParams : PoolGeometry {
   bool max;
-  std::vector<int64_t> x, y;
-  std::vector<int64_t> kernel, stride, padding;
 
   std::string Key() const {
     std::string k = max ? "pool;max;" : "pool;avg;";
@@ -50,36 +48,15 @@ std::shared_ptr<Plan> GetPlan(CudaContext& ctx, const PoolParams& p) {
   });
 }
 
-PoolParams ReadParams(const Napi::CallbackInfo& info, const char* op, size_t i, bool max, const std::vector<int64_t>& x) {
-  PoolParams p;
-  p.max = max;
-  p.x = x;
-  p.kernel = IntsArg(info, i, "kernel", 2);
-  p.stride = IntsArg(info, i + 1, "stride", 2);
-  p.padding = IntsArg(info, i + 2, "padding", 2);
-  auto bad = [&](const std::string& why) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": " + why + " (input " + ShapeString(x) + ", kernel " +
-                                                ShapeString(p.kernel) + ", stride " + ShapeString(p.stride) +
-                                                ", padding " + ShapeString(p.padding) + ")");
-  };
-  if (x.size() != 4) bad("expected a 4-D input");
+void CheckDims(Napi::Env env, const std::vector<int64_t>& x, const PoolFailure& bad) {
   for (int64_t d : x) {
     if (d < 1) bad("input dimensions must be positive");
   }
-  if (CheckedNumel(info.Env(), x) > INT32_MAX) bad("tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
-  for (int k = 0; k < 2; ++k) {
-    if (p.kernel[k] < 1 || p.stride[k] < 1) bad("kernel and stride must be >= 1");
-    if (p.padding[k] < 0 || p.padding[k] > p.kernel[k] / 2) bad("padding must be between 0 and half the kernel");
-  }
-  p.y = {x[0], x[1], 0, 0};
-  // Floor division as in PyTorch: a negative span (kernel larger than the padded input) is no
-  // output, where C++'s truncation toward zero would give 1.
-  for (int k = 0; k < 2; ++k) {
-    const int64_t span = x[2 + k] + 2 * p.padding[k] - p.kernel[k];
-    p.y[2 + k] = span < 0 ? 0 : span / p.stride[k] + 1;
-  }
-  if (p.y[2] < 1 || p.y[3] < 1) bad("the kernel does not fit the padded input");
-  return p;
+  if (CheckedNumel(env, x) > INT32_MAX) bad("tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
+}
+
+PoolParams ReadParams(const Napi::CallbackInfo& info, const char* op, size_t i, bool max, const std::vector<int64_t>& x) {
+  return PoolParams{ReadPoolGeometry(info, op, i, x, CheckDims), max};
 }
 
 struct Workspace : CudaStorage {
@@ -92,20 +69,8 @@ struct Workspace : CudaStorage {
 
 CudaStoragePtr Input(const Napi::CallbackInfo& info, const char* op) {
   CudaStoragePtr x = Arg(info.Env(), info[0], "input");
-  if (x->dtype != DType::kFloat32) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": expected a float32 input, got int32");
-  }
+  CheckPoolInput(info.Env(), op, *x);
   return x;
-}
-
-void CheckGradient(const Napi::CallbackInfo& info, const char* op, const CudaStorage& dy, const PoolParams& p) {
-  if (dy.dims != p.y) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": gradient of shape " + dy.ShapeString() +
-                                                " does not match the output " + ShapeString(p.y));
-  }
-  if (dy.dtype != DType::kFloat32) {
-    throw Napi::RangeError::New(info.Env(), std::string(op) + ": expected a float32 gradient, got int32");
-  }
 }
 
 Napi::Value Forward(const Napi::CallbackInfo& info, const char* op, bool max) {
@@ -147,7 +112,7 @@ Napi::Value MaxBackward(const Napi::CallbackInfo& info) {
     auto ws = std::dynamic_pointer_cast<Workspace>(Arg(env, info[1], "workspace"));
     std::vector<int64_t> xdims = IntsArg(info, 2, "input shape", 4);
     PoolParams p = ReadParams(info, "maxPool2dBackward", 3, true, xdims);
-    CheckGradient(info, "maxPool2dBackward", *dy, p);
+    CheckPoolGradient(env, "maxPool2dBackward", *dy, p.y);
     if (!ws || ws->key != p.Key()) {
       throw Napi::RangeError::New(env, "maxPool2dBackward: the workspace does not come from maxPool2dForward of input " +
                                            ShapeString(xdims) + " with this kernel, stride and padding");
@@ -166,7 +131,7 @@ Napi::Value AvgBackward(const Napi::CallbackInfo& info) {
     CudaStoragePtr dy = Arg(env, info[0], "gradient");
     std::vector<int64_t> xdims = IntsArg(info, 1, "input shape", 4);
     PoolParams p = ReadParams(info, "avgPool2dBackward", 2, false, xdims);
-    CheckGradient(info, "avgPool2dBackward", *dy, p);
+    CheckPoolGradient(env, "avgPool2dBackward", *dy, p.y);
     CudaStoragePtr dx = Alloc(ctx, p.x);
     EnqueueBackward(ctx, "avgPool2dBackward", p, dy, nullptr, nullptr, dx);
     return WrapStorage(env, dx);

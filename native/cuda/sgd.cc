@@ -1,8 +1,6 @@
 // SGD with momentum, Nesterov and weight decay over all parameters in one queued task and a
 // few kernel launches (kernels/sgd.cu), for the same reason as on the CPU: hundreds of small
 // parameters.
-#include <unordered_set>
-
 #include "cuda_context.h"
 #include "ops.h"
 
@@ -37,29 +35,7 @@ Napi::Value Step(const Napi::CallbackInfo& info) {
     h.nesterov = BoolArg(info, 6, "nesterov");
     h.first = BoolArg(info, 7, "firstStep");
     const bool use_bufs = h.momentum != 0;
-    auto bad = [&](const std::string& why) { throw Napi::RangeError::New(env, "sgdStep: " + why); };
-    if (grads.size() != params.size()) {
-      bad(std::to_string(params.size()) + " params but " + std::to_string(grads.size()) + " grads");
-    }
-    if (bufs.size() != (use_bufs ? params.size() : 0)) {
-      bad(std::to_string(bufs.size()) + " momentum buffers for " + std::to_string(params.size()) + " params and momentum " +
-          std::to_string(h.momentum));
-    }
-    std::unordered_set<const CudaStorage*> seen;
-    for (size_t i = 0; i < params.size(); ++i) {
-      const CudaStorage* triple[] = {params[i].get(), grads[i].get(), use_bufs ? bufs[i].get() : nullptr};
-      for (const CudaStorage* s : triple) {
-        if (s && s->dtype != DType::kFloat32) {
-          throw Napi::TypeError::New(env, "sgdStep: parameter " + std::to_string(i) + " has an " + DTypeName(s->dtype) +
-                                              " parameter, gradient or buffer; all must be float32");
-        }
-        if (s && s->dims != params[i]->dims) {
-          bad("parameter " + std::to_string(i) + " has shape " + params[i]->ShapeString() + " but a gradient or buffer of shape " +
-              s->ShapeString());
-        }
-      }
-      if (!seen.insert(params[i].get()).second) bad("parameter " + std::to_string(i) + " appears twice");
-    }
+    CheckSgdBuffers(env, params, grads, bufs, h.momentum);
     if (!use_bufs) bufs.assign(params.size(), nullptr);
     Enqueue(ctx, "sgdStep (" + std::to_string(params.size()) + " parameters)",
             [&ctx, params = std::move(params), grads = std::move(grads), bufs = std::move(bufs), h] {

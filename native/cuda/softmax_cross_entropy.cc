@@ -9,32 +9,6 @@ namespace cr::cuda {
 
 namespace {
 
-void RequireDType(Napi::Env env, const CudaStoragePtr& s, DType dtype, const char* what) {
-  if (s->dtype != dtype) {
-    throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what + " to be " + DTypeName(dtype) + ", got " +
-                                        DTypeName(s->dtype));
-  }
-}
-
-std::pair<int64_t, int64_t> ReadShapes(Napi::Env env, const CudaStoragePtr& scores, const char* what,
-                                       const CudaStoragePtr& labels) {
-  RequireDType(env, scores, DType::kFloat32, what);
-  RequireDType(env, labels, DType::kInt32, "labels");
-  if (scores->dims.size() != 2 || labels->dims.size() != 1 || labels->dims[0] != scores->dims[0]) {
-    throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": expected " + what + " [N, K] and labels [N], got " +
-                                         scores->ShapeString() + " and " + labels->ShapeString());
-  }
-  return {scores->dims[0], scores->dims[1]};
-}
-
-double SmoothingArg(const Napi::CallbackInfo& info, size_t i) {
-  double eps = NumberArg(info, i, "labelSmoothing");
-  if (eps < 0 || eps >= 1) {
-    throw Napi::RangeError::New(info.Env(), OpScope::CurrentOp() + ": labelSmoothing must be in [0, 1), got " + std::to_string(eps));
-  }
-  return eps;
-}
-
 // softmaxCrossEntropyForward(logits, labels, labelSmoothing) -> [loss, probs]
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "softmaxCrossEntropy", [&]() -> Napi::Value {
@@ -42,8 +16,8 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     CudaContext& ctx = Live(env);
     CudaStoragePtr logits = Arg(env, info[0], "logits");
     CudaStoragePtr labels = Arg(env, info[1], "labels");
-    auto [n, k] = ReadShapes(env, logits, "logits", labels);
-    double eps = SmoothingArg(info, 2);
+    auto [n, k] = ReadScoresAndLabels(env, *logits, "logits", *labels);
+    double eps = LabelSmoothingArg(info, 2);
     CudaStoragePtr loss = Alloc(ctx, {});
     CudaStoragePtr probs = Alloc(ctx, logits->dims);
     Enqueue(ctx, Describe("softmaxCrossEntropy", {logits.get(), labels.get()}),
@@ -62,13 +36,10 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     CudaContext& ctx = Live(env);
     CudaStoragePtr probs = Arg(env, info[0], "probabilities");
     CudaStoragePtr labels = Arg(env, info[1], "labels");
-    auto [n, k] = ReadShapes(env, probs, "probabilities", labels);
-    double eps = SmoothingArg(info, 2);
+    auto [n, k] = ReadScoresAndLabels(env, *probs, "probabilities", *labels);
+    double eps = LabelSmoothingArg(info, 2);
     CudaStoragePtr dloss = Arg(env, info[3], "loss gradient");
-    RequireDType(env, dloss, DType::kFloat32, "loss gradient");
-    if (!dloss->dims.empty()) {
-      throw Napi::RangeError::New(env, "softmaxCrossEntropyBackward: loss gradient must have shape [], got " + dloss->ShapeString());
-    }
+    CheckLossGradient(env, *dloss);
     CudaStoragePtr dx = Alloc(ctx, probs->dims);
     Enqueue(ctx, Describe("softmaxCrossEntropyBackward", {probs.get(), labels.get()}),
             [&ctx, probs, labels, dloss, dx, n = n, k = k, eps] {
