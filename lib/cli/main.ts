@@ -33,6 +33,7 @@ train options:
   --schedule S       step (÷10 at 50% and 75%) | cosine (default step)
   --warmup-epochs N  linear warm-up (default 0)
   --label-smoothing X (default 0)     --no-augment    --limit N (use the first N images)
+  --download         CIFAR: fetch the official archive (MD5 verified) if its files are missing
   --seed N           (default 1)      --backend cpu|cuda          --threads N
   --out DIR          output folder (default runs/<model>-<depth>-<dataset>)
   --resume           continue from the checkpoint in --out
@@ -68,7 +69,7 @@ const OPTIONS = {
   'drop-path': { type: 'string' }, dataset: { type: 'string' }, data: { type: 'string' }, epochs: { type: 'string' },
   batch: { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, momentum: { type: 'string' },
   schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
-  'no-augment': { type: 'boolean' }, limit: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
+  'no-augment': { type: 'boolean' }, download: { type: 'boolean' }, limit: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
   threads: { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
   depths: { type: 'string' }, help: { type: 'boolean', short: 'h' },
 } as const;
@@ -99,6 +100,7 @@ function runOptions(v: Values, defaults: Partial<RunOptions> = {}): RunOptions {
   };
   if (v.data !== undefined) o.data = v.data;
   if (v.limit !== undefined) o.limit = num('limit', v.limit, 0, { int: true, min: 1 });
+  if (v.download) o.download = true;
   if (v.backend !== undefined) o.backend = oneOf('backend', v.backend, ['cpu', 'cuda'] as const, 'cpu') as BackendName;
   return o;
 }

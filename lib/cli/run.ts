@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { BackendName } from '../backend/backends.js';
 import { loadCifar } from '../data/cifar.js';
 import { DATASET_STATS, type Dataset, subset } from '../data/dataset.js';
+import { downloadCifar } from '../data/download.js';
 import { loadFashionMnist } from '../data/idx.js';
 import { DataLoader } from '../data/loader.js';
 import { saveSafetensors } from '../io/safetensors.js';
@@ -37,6 +38,8 @@ export interface RunOptions {
   labelSmoothing: number;
   augment: boolean;
   limit?: number;
+  /** CIFAR only: fetch the official archive (MD5 checked) when its files are missing. */
+  download?: boolean;
   seed: number;
   backend?: BackendName;
   out: string;
@@ -49,8 +52,9 @@ export const DEFAULTS: Omit<RunOptions, 'out'> = {
 };
 
 /** Loads a split of the run's dataset, cut to `limit` images when given. */
-export async function loadDataset(o: Pick<RunOptions, 'dataset' | 'data' | 'limit'>, split: 'train' | 'test'): Promise<Dataset> {
+export async function loadDataset(o: Pick<RunOptions, 'dataset' | 'data' | 'limit' | 'download'>, split: 'train' | 'test'): Promise<Dataset> {
   const dir = o.data;
+  if (o.download && o.dataset !== 'fashion-mnist') await downloadCifar({ variant: o.dataset === 'cifar10' ? 10 : 100, ...(dir === undefined ? {} : { dir }) });
   const full = o.dataset === 'fashion-mnist'
     ? await loadFashionMnist(dir === undefined ? { split } : { dir, split })
     : await loadCifar({ variant: o.dataset === 'cifar10' ? 10 : 100, split, ...(dir === undefined ? {} : { dir }) });

@@ -7,6 +7,7 @@
 export { type Dataset, type ChannelStats, dataRoot, subset, DATASET_STATS } from './dataset.js';
 export { readIdx, loadFashionMnist, IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, type IdxArray, type ReadIdxOptions, type LoadFashionMnistOptions } from './idx.js';
 export { loadCifar, type LoadCifarOptions } from './cifar.js';
+export { downloadCifar, CIFAR_ARCHIVES, type DownloadCifarOptions } from './download.js';
 export { randomPadCrop, randomFlip, normalize } from './transforms.js';
 export { DataLoader, type DataLoaderOptions, type AugmentOptions, type Batch, type BatchArrays, type LoaderPosition, type LoaderStats } from './loader.js';
 export { Rng } from '../tensor/random.js';
