@@ -122,14 +122,16 @@ export interface BatchNorm2dLayerOptions {
  *
  * `num_batches_tracked` is an int32 scalar tensor (shape []) counting training-mode forward
  * calls (PyTorch's is int64; 2³¹ steps is beyond any training run). It is informational here,
- * as in PyTorch with a fixed momentum: the count lives in JS and each training forward uploads
- * it, since no op increments a tensor in place.
+ * as in PyTorch with a fixed momentum: the count lives in JS, and is written into the buffer
+ * only when the buffer is handed out (`stateDict`, `namedBuffers`), so that a training step
+ * does not upload one scalar per layer.
  */
 export class BatchNorm2d extends Module {
   readonly numFeatures: number;
   readonly eps: number;
   readonly momentum: number;
   #batches = 0;
+  #exported = 0;
 
   constructor(numFeatures: number, options?: BatchNorm2dLayerOptions) {
     super();
@@ -177,14 +179,21 @@ export class BatchNorm2d extends Module {
       weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
       training: this.training, momentum: this.momentum, eps: this.eps,
     });
-    if (this.training) this.buffer('num_batches_tracked')._assign(Int32Array.of(++this.#batches));
+    if (this.training) this.#batches++;
     return y;
+  }
+
+  protected override beforeExport(): void {
+    if (this.#exported === this.#batches) return;
+    this.buffer('num_batches_tracked')._assign(Int32Array.of(this.#batches));
+    this.#exported = this.#batches;
   }
 
   // A loaded count arrives in the buffer; the JS copy must follow it. One blocking read of a
   // scalar per layer, at load time only.
   protected override afterLoad(): void {
     this.#batches = this.buffer('num_batches_tracked').dataSync()[0]!;
+    this.#exported = this.#batches;
   }
 }
 

@@ -112,6 +112,12 @@ export abstract class Module {
    */
   protected afterLoad(): void {}
 
+  /**
+   * Called on every module before its buffers are handed out (`stateDict`, `namedBuffers`), for
+   * state kept in JS on the hot path and written into its buffer only when someone looks.
+   */
+  protected beforeExport(): void {}
+
   get #label(): string {
     return this.constructor.name;
   }
@@ -173,6 +179,7 @@ export abstract class Module {
   namedBuffers(): [string, Tensor<DType>][] {
     const out: [string, Tensor<DType>][] = [];
     for (const [prefix, m] of this.namedModules()) {
+      m.beforeExport();
       for (const [name, entry] of m.#buffers) out.push([join(prefix, name), entry.tensor]);
     }
     return out;
@@ -199,6 +206,7 @@ export abstract class Module {
   stateDict(): Record<string, Tensor<DType>> {
     const out: Record<string, Tensor<DType>> = {};
     for (const [prefix, m] of this.namedModules()) {
+      m.beforeExport();
       for (const [name, t] of m.#params) out[join(prefix, name)] = t;
       for (const [name, entry] of m.#buffers) if (entry.persistent) out[join(prefix, name)] = entry.tensor;
     }
