@@ -16,8 +16,7 @@ const { values: args } = parseArgs({ options: { threads: { type: 'string', defau
 process.env.OMP_NUM_THREADS = args.threads;
 const batches = Number(args.batches);
 
-const { data, ops, optim, tidy } = await import('../lib/index.js');
-const { resnet20 } = await import('./resnet20.js');
+const { data, models, ops, optim, tidy } = await import('../lib/index.js');
 
 const BATCH = 128;
 const n = BATCH * batches;
@@ -26,8 +25,8 @@ for (let i = 0; i < images.length; i++) images[i] = (i * 2654435761) >>> 24;
 const labels = Int32Array.from({ length: n }, (_, i) => i % 10);
 const dataset = { images, labels, n, channels: 3, height: 32, width: 32, classes: 10 };
 
-const net = resnet20('cpu');
-const opt = new optim.SGD(net.params, { lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
+const net = models.cifarResNet({ depth: 20, shortcut: 'B', seed: 1, backend: 'cpu' });
+const opt = new optim.SGD(net.parameters(), { lr: 0.05, momentum: 0.9, weightDecay: 5e-4 });
 
 async function run(prefetch: boolean): Promise<{ stepMs: number; prepareMs: number; waitMs: number; uploadMs: number }> {
   const loader = new data.DataLoader(dataset, {
@@ -37,7 +36,7 @@ async function run(prefetch: boolean): Promise<{ stepMs: number; prepareMs: numb
   const t0 = performance.now();
   for await (const { x, y } of loader) {
     const loss = tidy(() => {
-      const l = ops.softmaxCrossEntropy(net.forward(x, true), y);
+      const l = ops.softmaxCrossEntropy(net.forward(x), y);
       l.backward();
       return l;
     });

@@ -6,9 +6,7 @@
  *     node --import tsx bench/gpu.ts [--reps 10] [--warmup 3] [--json out.json]
  */
 import { writeFileSync } from 'node:fs';
-import { backends, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
-import { resnet20 } from './resnet20.js';
-import { resnet50 } from './resnet50.js';
+import { backends, models, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -28,18 +26,24 @@ if (!cuda.available) {
 interface Row { model: string; batch: number; tf32: boolean; imgPerSec: number }
 const rows: Row[] = [];
 
-for (const [model, batch, size, classes, make] of [
-  ['resnet20', 128, 32, 10, resnet20],
-  ['resnet50', 64, 224, 1000, resnet50],
+// The same networks as bench/gpu_torch.py: ResNet-20 with projection shortcuts, torchvision's ResNet-50.
+const make = {
+  resnet20: () => models.cifarResNet({ depth: 20, shortcut: 'B', seed: 1, backend: 'cuda' }),
+  resnet50: () => models.resnet50({ seed: 1, backend: 'cuda' }),
+};
+
+for (const [model, batch, size, classes] of [
+  ['resnet20', 128, 32, 10],
+  ['resnet50', 64, 224, 1000],
 ] as const) {
   for (const tf32 of [true, false]) {
     setTf32(tf32);
-    const net = make('cuda', 1, classes);
+    const net = make[model]();
     const x = randn([batch, 3, size, size], { backend: 'cuda', seed: 9 });
     const labels = Array.from({ length: batch }, (_, i) => i % classes);
-    const sgd = new optim.SGD(net.params, { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
+    const sgd = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
     const step = () => {
-      tidy(() => ops.softmaxCrossEntropy(net.forward(x, true), labels).backward());
+      tidy(() => ops.softmaxCrossEntropy(net.forward(x), labels).backward());
       sgd.step();
       sgd.zeroGrad();
     };

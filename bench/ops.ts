@@ -32,8 +32,7 @@ const warmup = Number(args.warmup);
 // OpenMP reads its thread count when the addon loads: set it before importing the library.
 process.env.OMP_NUM_THREADS = String(threads);
 
-const { backends, noGrad, ops, optim, randn, ones, zeros, sync, tidy, setNumThreads } = await import('../lib/index.js');
-const { resnet20 } = await import('./resnet20.js');
+const { backends, models, noGrad, ops, optim, randn, ones, zeros, sync, tidy, setNumThreads } = await import('../lib/index.js');
 type Tensor = import('../lib/index.js').Tensor;
 
 const BATCH = 128;
@@ -134,20 +133,22 @@ function perSec(s: Stat): { median: number; min: number; max: number } {
 }
 
 async function network(): Promise<NetResult> {
-  const net = resnet20('cpu');
-  const params = net.params.reduce((n, p) => n + p.size, 0);
+  // He et al.'s CIFAR ResNet-20 with projection shortcuts, as bench/ops_torch.py builds it.
+  const net = models.cifarResNet({ depth: 20, shortcut: 'B', seed: 1, backend: 'cpu' });
+  const params = net.parameters().reduce((n, p) => n + p.size, 0);
   const x = randn([BATCH, 3, 32, 32], { seed: 9 });
   const labels = Array.from({ length: BATCH }, (_, i) => i % 10);
-  const opt = new optim.SGD(net.params, { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
+  const opt = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
   const train = await time(() => {
     tidy(() => {
-      const loss = ops.softmaxCrossEntropy(net.forward(x, true), labels);
+      const loss = ops.softmaxCrossEntropy(net.forward(x), labels);
       loss.backward();
     });
     opt.step();
     opt.zeroGrad();
   });
-  const infer = await time(() => noGrad(() => tidy(() => { net.forward(x, false); })));
+  net.eval();
+  const infer = await time(() => noGrad(() => tidy(() => { net.forward(x); })));
   opt.dispose();
   net.dispose();
   x.dispose();
