@@ -2,6 +2,7 @@
  * Reverse-mode differentiation over the recorded nodes.
  * @module
  */
+import { tidy } from '../tensor/scope.js';
 import { Tensor, sameShape } from '../tensor/tensor.js';
 import type { GradNode } from './node.js';
 
@@ -42,33 +43,42 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
       pending.delete(node);
       let inputs: (Tensor | null)[];
       try {
-        inputs = node.apply(g);
+        // A closure that fails half-way (a memory limit, say) frees what it had computed.
+        inputs = tidy(() => node.apply(g));
       } finally {
         g.dispose();
       }
-      node.edges.forEach((edge, i) => {
-        const gi = inputs[i] ?? null;
-        if (!gi) return;
-        if (!edge) {
-          gi.dispose();
-        } else if (edge.kind === 'leaf') {
-          accumulateLeaf(edge.tensor, gi);
-        } else {
-          const prev = pending.get(edge.node);
-          pending.set(edge.node, prev ? sum(prev, gi) : gi);
-        }
-      });
+      try {
+        node.edges.forEach((edge, i) => {
+          const gi = inputs[i] ?? null;
+          inputs[i] = null;
+          if (!gi) return;
+          if (!edge) {
+            gi.dispose();
+          } else if (edge.kind === 'leaf') {
+            accumulateLeaf(edge.tensor, gi);
+          } else {
+            const prev = pending.get(edge.node);
+            pending.set(edge.node, prev ? sum(prev, gi) : gi);
+          }
+        });
+      } finally {
+        for (const gi of inputs) gi?.dispose();
+      }
     }
   } finally {
     for (const g of pending.values()) g.dispose();
   }
 }
 
+/** a + b; consumes both, also when the addition throws. */
 function sum(a: Tensor, b: Tensor): Tensor {
-  const s = Tensor._wrap(a._binding().add(a._live('backward', 'a gradient'), b._live('backward', 'a gradient')), a.shape, a.backend);
-  a.dispose();
-  b.dispose();
-  return s;
+  try {
+    return Tensor._wrap(a._binding().add(a._live('backward', 'a gradient'), b._live('backward', 'a gradient')), a.shape, a.backend);
+  } finally {
+    a.dispose();
+    b.dispose();
+  }
 }
 
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {

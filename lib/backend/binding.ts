@@ -37,6 +37,8 @@ export interface NativeMemory {
   buffers: number;
   bytes: number;
   peakBytes: number;
+  /** 0: no limit. */
+  limitBytes: number;
   pendingOps: number;
 }
 
@@ -46,6 +48,8 @@ export interface Binding {
   /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */
   sync(): Promise<void>;
   syncBlocking(): void;
+  /** Caps the bytes live buffers may hold together (0: no cap); see `Storage::SetLimit`. */
+  setMemoryLimit(bytes: number): void;
   /** Frees the memory the backend's caching allocator holds for reuse. */
   emptyCache(): void;
   /** Bytes held by the caching allocator for reuse (not counted in `memory().bytes`). */

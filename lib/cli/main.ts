@@ -2,9 +2,11 @@
  * The command line: `cudnn-resnet <command> [options]`.
  * @module
  */
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type BackendName, setNumThreads } from '../backend/backends.js';
+import { setMemoryLimit } from '../tensor/create.js';
 import { loadCheckpoint, readCheckpointState } from '../train/checkpoint.js';
 import { evaluate } from '../train/fit.js';
 import { infoReport } from './info.js';
@@ -35,6 +37,8 @@ train options:
   --label-smoothing X (default 0)     --no-augment    --limit N (use the first N images)
   --download         CIFAR: fetch the official archive (MD5 verified) if its files are missing
   --seed N           (default 1)      --backend cpu|cuda          --threads N
+  --memory-limit SIZE  cap the backend's tensor memory, e.g. 2GiB, 512MiB (default: none); a run
+                     that reaches it stops with an error and keeps its last checkpoint
   --out DIR          output folder (default runs/<model>-<depth>-<dataset>)
   --resume           continue from the checkpoint in --out
 eval options:
@@ -58,6 +62,17 @@ function num(name: string, v: string | undefined, def: number, opts: { int?: boo
   return x;
 }
 
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, kib: 2 ** 10, m: 1e6, mb: 1e6, mib: 2 ** 20, g: 1e9, gb: 1e9, gib: 2 ** 30, t: 1e12, tb: 1e12, tib: 2 ** 40 };
+
+/** A byte count such as 1500000, 512MiB, 2GB or 1.5GiB. */
+export function parseBytes(name: string, v: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  const bytes = m && unit !== undefined ? Math.round(Number(m[1]) * unit) : Number.NaN;
+  if (!Number.isSafeInteger(bytes) || bytes < 1) fail(`--${name}: expected a size such as 2GiB, 512MiB or 1000000 (bytes), got '${v}'`);
+  return bytes;
+}
+
 function oneOf<T extends string>(name: string, v: string | undefined, allowed: readonly T[], def: T): T {
   if (v === undefined) return def;
   if (!(allowed as readonly string[]).includes(v)) fail(`--${name}: expected one of ${allowed.join(', ')}, got '${v}'`);
@@ -70,7 +85,7 @@ const OPTIONS = {
   batch: { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, momentum: { type: 'string' },
   schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
   'no-augment': { type: 'boolean' }, download: { type: 'boolean' }, limit: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
-  threads: { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
+  threads: { type: 'string' }, 'memory-limit': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
   depths: { type: 'string' }, help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -108,7 +123,19 @@ function runOptions(v: Values, defaults: Partial<RunOptions> = {}): RunOptions {
 async function train(v: Values): Promise<void> {
   const o = runOptions(v);
   const started = performance.now();
-  const r = await runTraining(o, { resume: Boolean(v.resume), progress: true, log: (l) => console.log(l) });
+  if (v['memory-limit'] !== undefined) setMemoryLimit(parseBytes('memory-limit', v['memory-limit']), o.backend);
+  let r;
+  try {
+    r = await runTraining(o, { resume: Boolean(v.resume), progress: true, log: (l) => console.log(l) });
+  } catch (err) {
+    // Checkpoints are replaced atomically, so whatever stopped the run, the last one is whole.
+    const checkpoint = join(o.out, 'checkpoint.safetensors');
+    if (err instanceof Error && existsSync(checkpoint)) {
+      const { epoch } = await readCheckpointState(checkpoint);
+      err.message += `\nthe checkpoint of epoch ${epoch} is kept in ${checkpoint}: continue with --resume --out ${o.out}`;
+    }
+    throw err;
+  }
   const last = r.history.at(-1)!;
   console.log(`test accuracy: ${(100 * (1 - (last.testError ?? Number.NaN))).toFixed(2)}% after ${last.epoch} epochs (${((performance.now() - started) / 60000).toFixed(1)} min)`);
   console.log(`checkpoint: ${r.checkpoint}`);

@@ -20,10 +20,24 @@ export function shapeStr(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;
 }
 
+/**
+ * Names the two ways a value can look like a tensor without being one of ours: a structured
+ * clone (postMessage, structuredClone copy a tensor's fields but not its memory, which belongs
+ * to the thread that made it) and a tensor of another copy of this library.
+ */
+function foreignTensor(value: unknown): string | null {
+  if (value === null || typeof value !== 'object' || !('shape' in value) || !('backend' in value) || !('_buf' in value)) return null;
+  if (Object.getPrototypeOf(value) === Object.prototype) {
+    return 'a copy of a Tensor (postMessage and structuredClone copy its fields, not its memory, which stays with ' +
+      'the thread that made it): send `await t.data()` and `t.shape` instead, and call tensor() on the other side';
+  }
+  return 'a Tensor of another copy of cudnn-resnet (two versions of the package are loaded); use one copy';
+}
+
 /** A live tensor of the given dtype (and rank), or a TypeError/RangeError/Error naming the op. */
 export function checkTensor(op: string, name: string, value: unknown, opts: { dtype?: DType; rank?: number; layout?: string } = {}): Tensor<DType> {
   if (!(value instanceof Tensor)) {
-    throw new TypeError(`${op}: expected ${name} to be a Tensor, got ${show(value)}`);
+    throw new TypeError(`${op}: expected ${name} to be a Tensor, got ${foreignTensor(value) ?? show(value)}`);
   }
   if (value.isDisposed) throw new Error(`${op}: ${name} (shape ${shapeStr(value.shape)}) is disposed`);
   const dtype = opts.dtype ?? 'float32';
@@ -108,13 +122,16 @@ export function checkBool(op: string, name: string, value: unknown): boolean {
 /** Largest element count a tensor may have; keeps byte counts exact and allocations sane. */
 export const MAX_ELEMENTS = 2 ** 34;
 
-/** A shape: an array of positive integers whose product stays below MAX_ELEMENTS. */
+/** Largest size of one dimension: the native side (and cuDNN's descriptors) hold dimensions as int32. */
+export const MAX_DIM = 2 ** 31 - 1;
+
+/** A shape: an array of positive integers up to MAX_DIM whose product stays below MAX_ELEMENTS. */
 export function checkShape(op: string, value: unknown): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${op}: expected shape to be an array of integers, got ${show(value)}`);
   if (value.length > 5) throw new RangeError(`${op}: shapes of rank above 5 are not supported, got ${show(value)}`);
   let n = 1;
   const shape = value.map((d, i) => {
-    const v = checkInt(op, `shape[${i}]`, d, 1);
+    const v = checkInt(op, `shape[${i}]`, d, 1, MAX_DIM);
     n *= v;
     return v;
   });

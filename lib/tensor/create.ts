@@ -143,6 +143,8 @@ export interface BackendMemory {
   pendingOps: number;
   /** Freed memory the backend keeps for reuse (see `emptyCache()`). */
   cachedBytes: number;
+  /** The cap set by `setMemoryLimit` on `bytes`, or null when there is none. */
+  limitBytes: number | null;
 }
 
 /** What is allocated, per loaded backend, and in total. */
@@ -161,7 +163,7 @@ export function memory(): MemoryInfo {
     const m = binding.memory();
     const entry: BackendMemory = {
       tensors: liveTensorCount(name), buffers: m.buffers, bytes: m.bytes, peakBytes: m.peakBytes, pendingOps: m.pendingOps,
-      cachedBytes: binding.cachedBytes(),
+      cachedBytes: binding.cachedBytes(), limitBytes: m.limitBytes > 0 ? m.limitBytes : null,
     };
     out.backends[name] = entry;
     out.numTensors += entry.tensors;
@@ -176,6 +178,29 @@ export function memory(): MemoryInfo {
  */
 export function emptyCache(backend?: BackendName): void {
   bindingOf(parseBackend('emptyCache', backend)).emptyCache();
+}
+
+/**
+ * Caps the memory a backend's tensors may hold together (`memory().backends[b].bytes`: every
+ * live buffer, including those autograd saved for backward and those queued ops still use).
+ * An op or constructor whose outputs would go past the cap throws, before allocating anything,
+ * an `Error` with `code: 'ERR_MEMORY_LIMIT'` that names the op, the shape and the bytes
+ * requested; nothing is left half-done, and the library keeps working once memory is freed or
+ * the cap raised. `null`, `0` or `Infinity` removes the cap. The cap is per process (all
+ * worker threads share it) and does not include the caching allocator's idle blocks
+ * (`cachedBytes`, freed by `emptyCache()`) or oneDNN/cuDNN scratch space.
+ */
+export function setMemoryLimit(bytes: number | null, backend?: BackendName): void {
+  const name = parseBackend('setMemoryLimit', backend);
+  let limit = 0;
+  if (bytes !== null && bytes !== Infinity) {
+    if (typeof bytes !== 'number') throw new TypeError(`setMemoryLimit: expected a byte count or null, got ${show(bytes)}`);
+    if (!Number.isSafeInteger(bytes) || bytes < 0) {
+      throw new RangeError(`setMemoryLimit: expected an integer byte count >= 0 (or null for no limit), got ${bytes}`);
+    }
+    limit = bytes;
+  }
+  bindingOf(name).setMemoryLimit(limit);
 }
 
 /** Resolves once every op enqueued so far on the backend has run; rejects with the first failure. */

@@ -113,15 +113,20 @@ export async function evaluate(model: Trainable, data: BatchSource, epoch = 0): 
   let wrong = 0;
   let n = 0;
   for await (const { x, y } of data.batches(epoch)) {
-    const [logits, loss] = noGrad(() => tidy(() => {
-      const out = model.forward(x);
-      return [out, softmaxCrossEntropy(out, y)] as const;
-    }));
-    const [lv, yv, l] = await Promise.all([logits.data(), y.data(), loss.item()]);
-    lossSum += l * yv.length;
-    wrong += countErrors(lv, yv, logits.shape[1]!);
-    n += yv.length;
-    for (const t of [x, y, logits, loss]) t.dispose();
+    const owned: { dispose(): void }[] = [x, y];
+    try {
+      const [logits, loss] = noGrad(() => tidy(() => {
+        const out = model.forward(x);
+        return [out, softmaxCrossEntropy(out, y)] as const;
+      }));
+      owned.push(logits, loss);
+      const [lv, yv, l] = await Promise.all([logits.data(), y.data(), loss.item()]);
+      lossSum += l * yv.length;
+      wrong += countErrors(lv, yv, logits.shape[1]!);
+      n += yv.length;
+    } finally {
+      for (const t of owned) t.dispose();
+    }
   }
   return { loss: n ? lossSum / n : Number.NaN, error: n ? wrong / n : Number.NaN, images: n };
 }
@@ -173,8 +178,12 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     let images = 0;
     let pending: Pending | null = null;
     const settle = async (p: Pending) => {
-      const [l, lv, yv] = await Promise.all([p.loss.item(), p.logits.data(), p.labels.data()]);
-      for (const t of [p.loss, p.logits, p.labels]) t.dispose();
+      let l: number, lv: Float32Array, yv: Int32Array;
+      try {
+        [l, lv, yv] = await Promise.all([p.loss.item(), p.logits.data(), p.labels.data()]);
+      } finally {
+        for (const t of [p.loss, p.logits, p.labels]) t.dispose();
+      }
       if (!Number.isFinite(l)) throw new NonFiniteLossError(p.step, epoch, l);
       lossSum += l * yv.length;
       wrong += countErrors(lv, yv, lv.length / yv.length);
@@ -186,23 +195,37 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     };
     try {
       for await (const { x, y } of trainData.batches(epoch)) {
-        optimizer.lr = schedule ? schedule(step, totalSteps) : baseLr;
-        const [loss, logits] = tidy(() => {
-          const out = model.forward(x);
-          const l = softmaxCrossEntropy(out, y, { labelSmoothing });
-          l.backward();
-          return [l, out.detach()] as const;
-        });
-        optimizer.step();
-        optimizer.zeroGrad();
+        // Whatever throws inside a step (a memory limit, a user module, a schedule) must leave
+        // no tensor of that step behind.
+        const owned: { dispose(): void }[] = [x, y];
+        let current: Pending;
+        try {
+          optimizer.lr = schedule ? schedule(step, totalSteps) : baseLr;
+          const [loss, logits] = tidy(() => {
+            const out = model.forward(x);
+            const l = softmaxCrossEntropy(out, y, { labelSmoothing });
+            l.backward();
+            return [l, out.detach()] as const;
+          });
+          owned.push(loss, logits);
+          optimizer.step();
+          optimizer.zeroGrad();
+          current = { loss, logits, labels: y, step };
+        } catch (err) {
+          for (const t of owned) t.dispose();
+          // A backward that stopped half-way left gradients in some parameters only.
+          optimizer.zeroGrad();
+          throw err;
+        }
         x.dispose();
-        const current: Pending = { loss, logits, labels: y, step };
-        if (pending) await settle(pending);
+        const previous = pending;
         pending = current;
+        if (previous) await settle(previous);
         step++;
       }
-      if (pending) await settle(pending);
+      const last = pending;
       pending = null;
+      if (last) await settle(last);
     } finally {
       if (pending) for (const t of [pending.loss, pending.logits, pending.labels]) t.dispose();
     }

@@ -52,7 +52,9 @@ std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const cha
     Napi::Value e = a.Get(k);
     if (!e.IsNumber()) BadArg(info, name, "an array of integers");
     double d = e.As<Napi::Number>().DoubleValue();
-    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 2147483647.0) BadArg(info, name, "an array of integers");
+    if (!std::isfinite(d) || std::floor(d) != d || std::fabs(d) > 2147483647.0) {
+      BadArg(info, name, "an array of integers of magnitude below 2^31");
+    }
     out[k] = static_cast<int64_t>(d);
   }
   return out;

@@ -1,5 +1,6 @@
 #include "context.h"
 
+#include <cmath>
 #include <future>
 
 #include "errors.h"
@@ -85,8 +86,22 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   o.Set("buffers", Napi::Number::New(info.Env(), double(st.live_buffers)));
   o.Set("bytes", Napi::Number::New(info.Env(), double(st.live_bytes)));
   o.Set("peakBytes", Napi::Number::New(info.Env(), double(st.peak_bytes)));
+  o.Set("limitBytes", Napi::Number::New(info.Env(), double(st.limit_bytes)));
   o.Set("pendingOps", Napi::Number::New(info.Env(), double(GetContext(info.Env()).queue.Pending())));
   return o;
+}
+
+Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
+  return Guard(info, GetContext(info.Env()).backend, "setMemoryLimit", [&]() -> Napi::Value {
+    Napi::Value v = info[0];
+    const double bytes = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+    // 2^53: the largest byte count a JS number holds exactly.
+    if (!(bytes >= 0 && bytes <= 9007199254740992.0) || bytes != std::floor(bytes)) {
+      throw Napi::RangeError::New(info.Env(), "setMemoryLimit: expected a byte count (an integer >= 0, 0 for no limit)");
+    }
+    Storage::SetLimit(static_cast<int64_t>(bytes));
+    return info.Env().Undefined();
+  });
 }
 
 Napi::Value Sync(const Napi::CallbackInfo& info) {
@@ -184,6 +199,7 @@ void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx) {
   exports.Set("share", Napi::Function::New(env, Share, "share"));
   exports.Set("shapeOf", Napi::Function::New(env, ShapeOf, "shapeOf"));
   exports.Set("memory", Napi::Function::New(env, Memory, "memory"));
+  exports.Set("setMemoryLimit", Napi::Function::New(env, SetMemoryLimit, "setMemoryLimit"));
   exports.Set("sync", Napi::Function::New(env, Sync, "sync"));
   exports.Set("syncBlocking", Napi::Function::New(env, SyncBlocking, "syncBlocking"));
 }

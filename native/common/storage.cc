@@ -1,11 +1,22 @@
 #include "storage.h"
 
+#include <cstdio>
+
+#include "errors.h"
+
 namespace cr {
 
 namespace {
 std::atomic<int64_t> live_buffers{0};
 std::atomic<int64_t> live_bytes{0};
 std::atomic<int64_t> peak_bytes{0};
+std::atomic<int64_t> limit_bytes{0};
+
+std::string MiB(int64_t bytes) {
+  char buf[32];
+  snprintf(buf, sizeof buf, "%.1f MiB", double(bytes) / (1 << 20));
+  return buf;
+}
 }  // namespace
 
 const char* DTypeName(DType dtype) { return dtype == DType::kFloat32 ? "float32" : "int32"; }
@@ -14,8 +25,17 @@ size_t DTypeSize(DType) { return 4; }
 
 Storage::Storage(std::vector<int64_t> dims_, DType dtype_, size_t bytes_)
     : dims(std::move(dims_)), dtype(dtype_), bytes(bytes_) {
+  const int64_t size = static_cast<int64_t>(bytes);
+  int64_t now = live_bytes.fetch_add(size) + size;
+  const int64_t limit = limit_bytes.load();
+  if (limit > 0 && now > limit) {
+    live_bytes.fetch_sub(size);
+    Fail("ERR_MEMORY_LIMIT", "memory limit exceeded: " + std::to_string(size) + " bytes requested for a " +
+                                 DTypeName(dtype) + " " + cr::ShapeString(dims) + " tensor, " + MiB(now - size) +
+                                 " in use, limit " + std::to_string(limit) + " bytes (" + MiB(limit) +
+                                 "; see setMemoryLimit)");
+  }
   live_buffers.fetch_add(1);
-  int64_t now = live_bytes.fetch_add(static_cast<int64_t>(bytes)) + static_cast<int64_t>(bytes);
   int64_t peak = peak_bytes.load();
   while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
   }
@@ -34,7 +54,11 @@ int64_t Storage::Numel() const {
 
 std::string Storage::ShapeString() const { return cr::ShapeString(dims); }
 
-MemoryStats Storage::Stats() { return {live_buffers.load(), live_bytes.load(), peak_bytes.load()}; }
+MemoryStats Storage::Stats() {
+  return {live_buffers.load(), live_bytes.load(), peak_bytes.load(), limit_bytes.load()};
+}
+
+void Storage::SetLimit(int64_t bytes) { limit_bytes.store(bytes); }
 
 std::string ShapeString(const std::vector<int64_t>& dims) {
   std::string s = "[";

@@ -22,6 +22,8 @@ struct MemoryStats {
   int64_t live_buffers;
   int64_t live_bytes;
   int64_t peak_bytes;
+  // 0: no limit.
+  int64_t limit_bytes;
 };
 
 class Storage {
@@ -41,6 +43,11 @@ class Storage {
   std::string ShapeString() const;
 
   static MemoryStats Stats();
+  // Caps the bytes that live storages of this addon may hold together (0 removes the cap). A
+  // storage that would exceed it is refused in its constructor, before any memory is taken,
+  // with a NativeError ERR_MEMORY_LIMIT naming the current op: a cap the user sets must fail
+  // as an error they can catch, where the device or host running out might not.
+  static void SetLimit(int64_t bytes);
 };
 
 using StoragePtr = std::shared_ptr<Storage>;
