@@ -5,7 +5,7 @@
  * @internal
  * @module
  */
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
@@ -16,11 +16,47 @@ function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
 }
 
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files that writers of `path` killed mid-write left behind (a run
+ * SIGKILLed while saving every epoch would otherwise collect one per kill). Only files of
+ * processes that no longer exist are touched: a live writer's file is its own.
+ */
+function sweepStale(path: string): void {
+  const prefix = `.${basename(path)}.`;
+  let names: string[];
+  try {
+    names = readdirSync(dirname(path));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const pid = Number(name.slice(prefix.length).split('.')[0]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || alive(pid)) continue;
+    try {
+      unlinkSync(join(dirname(path), name));
+    } catch {
+      // Another writer swept it first.
+    }
+  }
+}
+
 /**
  * Writes `chunks` to a temporary file beside `path`, fsyncs it, renames it over `path` and
- * fsyncs the directory (so that the rename itself survives a power loss). @internal
+ * fsyncs the directory (so that the rename itself survives a power loss). Temporary files of
+ * earlier writers that died mid-write are removed first. @internal
  */
 export async function writeFileAtomic(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  sweepStale(path);
   const tmp = tempPathFor(path);
   const fh = await open(tmp, 'wx');
   try {
@@ -49,6 +85,7 @@ export async function writeFileAtomic(path: string, chunks: readonly Uint8Array[
 
 /** `writeFileAtomic`, blocking. @internal */
 export function writeFileAtomicSync(path: string, chunks: readonly Uint8Array[]): void {
+  sweepStale(path);
   const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'wx');
   try {
