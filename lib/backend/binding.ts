@@ -48,6 +48,11 @@ export interface Binding {
   /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */
   sync(): Promise<void>;
   syncBlocking(): void;
+  /**
+   * Bytes of the process's C heap in use (glibc mallinfo2: allocated and not freed, by anyone,
+   * including the caching allocator's idle blocks); -1 where unknown. For leak tests.
+   */
+  heapInUse(): number;
   /** Caps the bytes live buffers may hold together (0: no cap); see `Storage::SetLimit`. */
   setMemoryLimit(bytes: number): void;
   /** Frees the memory the backend's caching allocator holds for reuse. */

@@ -18,6 +18,9 @@ interface Held {
   binding: Binding;
   buf: NativeBuffer;
   shape: readonly number[];
+  backend: BackendName;
+  /** Whether the tensor counts in `memory().tensors` (user-visible, not saved by autograd). */
+  counted: boolean;
 }
 
 let leaked = 0;
@@ -25,6 +28,7 @@ let leaked = 0;
 // process keeps a leaking loop from flooding stderr.
 const registry = new FinalizationRegistry<Held>((held) => {
   held.binding.release(held.buf);
+  if (held.counted) liveTensors.set(held.backend, liveTensorCount(held.backend) - 1);
   if (leaked++ === 0) {
     process.emitWarning(
       `a tensor of shape [${held.shape.join(', ')}] was garbage-collected without dispose(); its memory was ` +
@@ -66,7 +70,7 @@ export class Tensor<D extends DType = 'float32'> {
     this.dtype = dtype;
     this.backend = backend;
     this.#internal = internal;
-    registry.register(this, { binding: bindingOf(backend), buf, shape: this.shape }, this);
+    this.#register(bindingOf(backend), buf);
     if (!internal) {
       liveTensors.set(backend, liveTensorCount(backend) + 1);
       track(this);
@@ -194,7 +198,12 @@ export class Tensor<D extends DType = 'float32'> {
     registry.unregister(this);
     binding.release(target);
     this._buf = buf;
-    registry.register(this, { binding, buf, shape: this.shape }, this);
+    this.#register(binding, buf);
+  }
+
+  /** Hands `buf` to the finalization backstop, in case this tensor is collected undisposed. */
+  #register(binding: Binding, buf: NativeBuffer): void {
+    registry.register(this, { binding, buf, shape: this.shape, backend: this.backend, counted: !this.#internal }, this);
   }
 
   /** The values in row-major (NCHW) order, once every op producing them has run. */
