@@ -1,6 +1,7 @@
 /**
  * The addon is context-aware: each worker_thread that loads it gets its own queue and state,
- * and two threads can train at once.
+ * and two threads can train at once. A tensor sent to another thread is refused there with a
+ * clear error, and readbacks resolve in the order they were asked for.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -57,4 +58,46 @@ test('two worker threads train at once, each with its own tensors', async () => 
   // The same seed again reproduces the first run exactly.
   const again = await run(1);
   expect(again.losses).toEqual(a.losses);
+});
+
+test('a tensor posted to another thread arrives as a copy of its fields, which ops refuse with a clear error', async () => {
+  const receiver = join(dir, 'receive.mjs');
+  writeFileSync(receiver, `
+import { parentPort } from 'node:worker_threads';
+import { ops } from 'cudnn-resnet';
+parentPort.once('message', (t) => {
+  try {
+    ops.relu(t);
+    parentPort.postMessage('no error');
+  } catch (err) {
+    parentPort.postMessage(err.constructor.name + ': ' + err.message);
+  }
+});
+`);
+  const { randn } = await import('../lib/index.js');
+  const t = randn([2, 3], { seed: 1 });
+  const worker = new Worker(receiver);
+  const reply = new Promise<string>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  worker.postMessage(t);
+  const message = await reply;
+  await worker.terminate();
+  expect(message).toMatch(/^TypeError: relu: expected input to be a Tensor, got a copy of a Tensor \(postMessage and structuredClone copy its fields, not its memory/);
+  // The original is untouched and still usable here.
+  expect((await t.data()).length).toBe(6);
+  t.dispose();
+});
+
+test('readbacks in flight resolve in the order they were asked for', async () => {
+  const { ops, randn } = await import('../lib/index.js');
+  const big = randn([32, 16, 64, 64], { seed: 2 });
+  const w = randn([16, 16, 3, 3], { seed: 3 });
+  const order: number[] = [];
+  // A slow readback (behind a large convolution) first, then small ones: each waits its turn.
+  const tensors = [ops.conv2d(big, w, { padding: 1 }), ...Array.from({ length: 8 }, (_, i) => randn([4], { seed: 10 + i }))];
+  await Promise.all(tensors.map((t, i) => t.data().then(() => order.push(i))));
+  expect(order).toEqual(tensors.map((_, i) => i));
+  for (const t of [big, w, ...tensors]) t.dispose();
 });
