@@ -1,7 +1,8 @@
 /**
  * The command line, end to end in child processes: info, argument errors, training on a small
  * dataset in the real Fashion-MNIST file format, evaluation of its checkpoint, and a run killed
- * mid-training that resumes to exactly the weights of an uninterrupted run.
+ * mid-training (or stopped by its memory limit) that resumes to exactly the weights of an
+ * uninterrupted run.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -103,5 +104,26 @@ describe('cudnn-resnet CLI', () => {
     const a = readFileSync(join(dir, 'full', 'model.safetensors'));
     const b = readFileSync(join(out, 'model.safetensors'));
     expect(b.equals(a)).toBe(true);
+  });
+
+  test('a run that reaches --memory-limit stops with the error, keeps its checkpoint, and resumes exactly', async () => {
+    const out = join(dir, 'capped');
+    await run(process.execPath, [bin, ...trainArgs(out, 1)], { env });
+    const afterEpoch1 = readFileSync(join(out, 'model.safetensors'));
+    const err = await run(process.execPath, [bin, ...trainArgs(out, 2), '--resume', '--memory-limit', '8MiB'], { env })
+      .then(() => null, (e: { code: number; stderr: string }) => e);
+    expect(err?.code).toBe(1);
+    expect(err!.stderr).toMatch(/^cudnn-resnet: \w+: memory limit exceeded: \d+ bytes requested for a float32 \[/);
+    expect(err!.stderr).toContain(`the checkpoint of epoch 1 is kept in ${join(out, 'checkpoint.safetensors')}: continue with --resume`);
+    expect(readFileSync(join(out, 'model.safetensors')).equals(afterEpoch1)).toBe(true);
+    await run(process.execPath, [bin, ...trainArgs(out, 2), '--resume'], { env });
+    // The same two runs without the failed attempt between them: it changed nothing.
+    const reference = join(dir, 'capped-reference');
+    await run(process.execPath, [bin, ...trainArgs(reference, 1)], { env });
+    await run(process.execPath, [bin, ...trainArgs(reference, 2), '--resume'], { env });
+    expect(readFileSync(join(out, 'model.safetensors')).equals(readFileSync(join(reference, 'model.safetensors')))).toBe(true);
+    const bad = await run(process.execPath, [bin, ...trainArgs(out, 2), '--memory-limit', 'lots'], { env }).then(() => null, (e: { code: number; stderr: string }) => e);
+    expect(bad?.code).toBe(2);
+    expect(bad!.stderr).toContain("--memory-limit: expected a size such as 2GiB, 512MiB or 1000000 (bytes), got 'lots'");
   });
 });
