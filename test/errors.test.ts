@@ -150,4 +150,30 @@ describe('failures during execution', () => {
     b.release(xb);
     b.release(wb);
   });
+
+  test('a convolution whose output would exceed 2^34 elements is refused, not allocated with an overflowed size (was a segfault)', () => {
+    // Padding 2^30 - 1 makes a [1, 1, 2^31, 2^31] output: 2^62 floats, whose byte count wrapped
+    // to 0 in the native layer, so the convolution wrote past a tiny buffer.
+    const x1 = randn([1, 1, 2, 2]);
+    const w1 = randn([1, 1, 1, 1]);
+    expect(() => ops.conv2d(x1, w1, { padding: 2 ** 30 - 1 })).toThrow(/conv2d: output \[1, 1, 2147483648, 2147483648\] has .* elements, more than the 17179869184 supported/);
+    const b = bindingOf(defaultBackend());
+    expect(() => b.conv2dForward(x1._buf!, w1._buf!, null, [1, 1], [2 ** 30 - 1, 2 ** 30 - 1], [1, 1], 1)).toThrow(RangeError);
+    // The backward ops take the input or weight shape as an argument: bounded the same way.
+    const dy = b.upload(new Float32Array(1), [1, 1, 1, 1]);
+    expect(() => b.conv2dBackwardData(dy, w1._buf!, [1, 1, 2 ** 31 - 1, 2 ** 31 - 1], [2 ** 31 - 1, 2 ** 31 - 1], [0, 0], [1, 1], 1)).toThrow(RangeError);
+    expect(() => b.conv2dBackwardWeights(x1._buf!, dy, [1, 1, 2 ** 31 - 1, 2 ** 31 - 1], false, [1, 1], [2 ** 30 - 1, 2 ** 30 - 1], [1, 1], 1)).toThrow(RangeError);
+    b.release(dy);
+    x1.dispose();
+    w1.dispose();
+  });
+
+  test('an int32 fill value outside the int32 range is refused (converting it was undefined behaviour)', () => {
+    const b = bindingOf(defaultBackend());
+    expect(() => b.fill([2], 1e300, 'int32')).toThrow(/fill: expected value to be an integer in the int32 range/);
+    expect(() => b.fill([2], 0.5, 'int32')).toThrow(TypeError);
+    const ok = b.fill([2], -(2 ** 31), 'int32');
+    expect(Array.from(b.downloadSync(ok))).toEqual([-(2 ** 31), -(2 ** 31)]);
+    b.release(ok);
+  });
 });

@@ -112,12 +112,13 @@ export const MAX_ELEMENTS = 2 ** 34;
 export function checkShape(op: string, value: unknown): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${op}: expected shape to be an array of integers, got ${show(value)}`);
   if (value.length > 5) throw new RangeError(`${op}: shapes of rank above 5 are not supported, got ${show(value)}`);
-  let n = 1;
-  const shape = value.map((d, i) => {
-    const v = checkInt(op, `shape[${i}]`, d, 1);
-    n *= v;
-    return v;
-  });
-  if (n > MAX_ELEMENTS) throw new RangeError(`${op}: shape ${shapeStr(shape)} has ${n} elements, more than the ${MAX_ELEMENTS} supported`);
+  const shape = value.map((d, i) => checkInt(op, `shape[${i}]`, d, 1));
+  return checkElements(op, 'shape', shape);
+}
+
+/** A shape the op computed (an output) or was given, refused when it has more than MAX_ELEMENTS elements. */
+export function checkElements(op: string, what: string, shape: number[], detail = ''): number[] {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n > MAX_ELEMENTS) throw new RangeError(`${op}: ${what} ${shapeStr(shape)} has ${n} elements, more than the ${MAX_ELEMENTS} supported${detail}`);
   return shape;
 }
