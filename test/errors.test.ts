@@ -4,7 +4,7 @@
  * disposed tensors and unavailable backends. Native failures carry .code, .op and .backend.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { Tensor, defaultBackend, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
+import { Tensor, data, defaultBackend, emptyCache, models, nn, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
 import { bindingOf } from '../lib/backend/backends.js';
 
 const x = randn([2, 3, 8, 8], { seed: 1 });
@@ -108,6 +108,64 @@ describe('argument errors name the op and the shapes', () => {
     loss.backward();
     expect(() => loss.backward()).toThrow(/already freed/);
     for (const t of [a, y, loss]) t.dispose();
+  });
+});
+
+// Found by the boundary fuzzer (test/fuzz/boundary.ts): each of these was an engine error
+// ("Cannot read private member", "Invalid typed array length"), a leak, or minutes of work.
+describe('odd arguments get the library\'s own errors and leave nothing allocated', () => {
+  test('a Proxy of a tensor or an object made from Tensor.prototype is not a tensor', async () => {
+    const t = randn([2, 3]);
+    await sync();
+    const before = memory();
+    const forged = Object.assign(Object.create(Tensor.prototype) as object, { shape: [2, 3], dtype: 'float32', backend: 'cpu', _buf: t._buf });
+    for (const fake of [new Proxy(t, {}), forged]) {
+      expect(() => ops.relu(fake as Tensor)).toThrow(/relu: expected input to be a Tensor, got an object/);
+      expect(() => ops.add(t, fake as Tensor)).toThrow(/add: expected b to be a Tensor/);
+    }
+    // The ops used to allocate their output, then fail on the private fields: one tensor leaked per call.
+    expect(memory().numTensors).toBe(before.numTensors);
+    t.dispose();
+  });
+
+  test('a wrong requiresGrad is refused before the tensor is made', () => {
+    const before = memory().numTensors;
+    expect(() => zeros([2], { requiresGrad: 'yes' as never })).toThrow(/zeros: expected requiresGrad to be a boolean/);
+    expect(() => randn([2], { requiresGrad: 1 as never })).toThrow(TypeError);
+    expect(() => tensor(Int32Array.of(1), [1], { requiresGrad: true })).toThrow(/only float32 tensors can require grad/);
+    expect(memory().numTensors).toBe(before);
+  });
+
+  test('messages stay short whatever the value: a sparse array of length 2^32 - 1 is not printed element by element', () => {
+    const started = performance.now();
+    expect(() => zeros(new Array(2 ** 32 - 1))).toThrow(/zeros: shapes of rank above 5 are not supported, got \[, , , , , , , , … \(4294967295 elements\)\]/);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(() => tensor([1], [1], { backend: 'x'.repeat(1000) as never })).toThrow(/got 'x{80}…' \(1000 characters\)/);
+  });
+
+  test('options must be plain objects: a Map or a Date with no own keys is not {}', () => {
+    const started = performance.now();
+    expect(() => models.resnet50(new Map() as never)).toThrow(/resnet50: expected an options object, got an object \(Map\)/);
+    expect(() => ops.conv2d(x, w, new Date() as never)).toThrow(/conv2d: expected an options object, got an object \(Date\)/);
+    // Refused before a ResNet-50 is built.
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  test('values that cannot become strings still get a message', () => {
+    expect(() => emptyCache(Object.create(null))).toThrow(/emptyCache: backend must be one of 'cpu', 'cuda', got an object \(Object\)/);
+    expect(() => { new data.Rng(1).state = [1, 2, 3, Symbol('s') as never]; }).toThrow(/Rng.state: expected the 4 or 5 numbers/);
+  });
+
+  test('sizes beyond what can be allocated are refused before anything is built', () => {
+    const before = memory().numTensors;
+    expect(() => randn([2 ** 33])).toThrow(/randn: shape \[8589934592\] has 8589934592 elements, more than the 4294967296 supported/);
+    expect(() => new nn.Conv2d(1, 2, [2 ** 30 - 1, 2 ** 30 - 1])).toThrow(/Conv2d: weight \[2, 1, 1073741823, 1073741823\] has/);
+    expect(() => models.resnet18({ numClasses: 2 ** 40 })).toThrow(/ResNet: fc.weight \[1099511627776, 512\] has/);
+    expect(() => models.cifarResNet({ depth: 6 * 2 ** 40 + 2 })).toThrow(/cifarResNet: expected depth to be an integer in \[8, 6002\]/);
+    // A block refused after its first layers were made frees them.
+    expect(() => new nn.BasicBlock(4, 2, { shortcut: 'A' })).toThrow(/shortcut 'A' pads channels and cannot reduce them/);
+    expect(() => new nn.BasicBlock(1, 2 ** 16)).toThrow(/Conv2d: weight \[65536, 65536, 3, 3\] has/);
+    expect(memory().numTensors).toBe(before);
   });
 });
 

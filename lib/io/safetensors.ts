@@ -12,7 +12,7 @@ import { type FileHandle, open } from 'node:fs/promises';
 import { type BackendName, parseBackend } from '../backend/backends.js';
 import { checkOptions, checkTensor, MAX_ELEMENTS, show, shapeStr } from '../ops/validate.js';
 import { tensor } from '../tensor/create.js';
-import { type DType, Tensor } from '../tensor/tensor.js';
+import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { checkPath, fileFormatError } from './file-error.js';
 
@@ -351,12 +351,12 @@ function compareUtf8(a: string, b: string): number {
 /** Validates the arguments and lays out the header exactly as the reference writer does. */
 function plan(op: string, path: unknown, tensors: unknown, options: unknown): { file: string; planned: Planned } {
   const file = checkPath(op, path);
-  if (!isPlainObject(tensors) || tensors instanceof Tensor) throw new TypeError(`${op}: expected tensors to be an object of name → Tensor, got ${show(tensors)}`);
+  if (!isPlainObject(tensors) || isTensor(tensors)) throw new TypeError(`${op}: expected tensors to be an object of name → Tensor, got ${show(tensors)}`);
   const opts = checkOptions(op, options, ['metadata']);
   const order: [string, Tensor<DType>][] = [];
   for (const [name, t] of Object.entries(tensors)) {
     if (name === METADATA_KEY) throw new RangeError(`${op}: '${METADATA_KEY}' is reserved for metadata and cannot name a tensor`);
-    const dtype = t instanceof Tensor ? t.dtype : 'float32';
+    const dtype = isTensor(t) ? t.dtype : 'float32';
     order.push([name, checkTensor(op, `tensors['${name}']`, t, { dtype })]);
   }
   let metaJson = '';

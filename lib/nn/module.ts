@@ -6,7 +6,7 @@
 import { type BackendName, bindingOf, parseBackend } from '../backend/backends.js';
 import { tensor } from '../tensor/create.js';
 import { keep } from '../tensor/scope.js';
-import { type DType, Tensor, sameShape } from '../tensor/tensor.js';
+import { type DType, Tensor, isTensor, sameShape } from '../tensor/tensor.js';
 import { checkBool, checkOptions, shapeStr, show } from '../ops/validate.js';
 
 /** Options of `Module.loadStateDict`. */
@@ -133,7 +133,7 @@ export abstract class Module {
   }
 
   #checkTensor(method: string, name: string, t: unknown): void {
-    if (!(t instanceof Tensor)) throw new TypeError(`${this.#label}.${method}: expected '${name}' to be a Tensor, got ${show(t)}`);
+    if (!isTensor(t)) throw new TypeError(`${this.#label}.${method}: expected '${name}' to be a Tensor, got ${show(t)}`);
     if (t.isDisposed) throw new Error(`${this.#label}.${method}: '${name}' (shape ${shapeStr(t.shape)}) is disposed`);
   }
 
@@ -226,7 +226,7 @@ export abstract class Module {
    */
   loadStateDict(dict: Record<string, Tensor<DType>>, options?: LoadStateDictOptions): LoadStateDictResult {
     const op = `${this.#label}.loadStateDict`;
-    if (dict === null || typeof dict !== 'object' || Array.isArray(dict) || dict instanceof Tensor) {
+    if (dict === null || typeof dict !== 'object' || Array.isArray(dict) || isTensor(dict)) {
       throw new TypeError(`${op}: expected an object of tensors by name, got ${show(dict)}`);
     }
     const opts = checkOptions(op, options, ['strict']);
@@ -242,7 +242,7 @@ export abstract class Module {
     for (const [key, target] of Object.entries(own)) {
       if (!Object.hasOwn(dict, key)) continue;
       const src: unknown = dict[key];
-      if (!(src instanceof Tensor)) {
+      if (!isTensor(src)) {
         problems.push(`${key}: expected a Tensor, got ${show(src)}`);
       } else if (src.isDisposed) {
         problems.push(`${key}: the tensor (shape ${shapeStr(src.shape)}) is disposed`);

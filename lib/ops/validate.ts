@@ -4,13 +4,16 @@
  * @internal
  * @module
  */
-import { Tensor, type DType } from '../tensor/tensor.js';
+import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
 
-/** How a value reads in an error message. */
+/** How a value reads in an error message: short, whatever its size (a sparse array of length 2^32 - 1, a long string). */
 export function show(value: unknown): string {
-  if (value instanceof Tensor) return value.toString();
-  if (typeof value === 'string') return `'${value}'`;
-  if (Array.isArray(value)) return `[${value.map((v) => (typeof v === 'number' ? String(v) : show(v))).join(', ')}]`;
+  if (isTensor(value)) return value.toString();
+  if (typeof value === 'string') return value.length > 80 ? `'${value.slice(0, 80)}…' (${value.length} characters)` : `'${value}'`;
+  if (Array.isArray(value)) {
+    const head = value.slice(0, 8).map((v) => (typeof v === 'number' ? String(v) : show(v))).join(', ');
+    return value.length > 8 ? `[${head}, … (${value.length} elements)]` : `[${head}]`;
+  }
   if (value === null) return 'null';
   if (typeof value === 'object') return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`;
   return `${String(value)} of type ${typeof value}`;
@@ -22,7 +25,7 @@ export function shapeStr(shape: readonly number[]): string {
 
 /** A live tensor of the given dtype (and rank), or a TypeError/RangeError/Error naming the op. */
 export function checkTensor(op: string, name: string, value: unknown, opts: { dtype?: DType; rank?: number; layout?: string } = {}): Tensor<DType> {
-  if (!(value instanceof Tensor)) {
+  if (!isTensor(value)) {
     throw new TypeError(`${op}: expected ${name} to be a Tensor, got ${show(value)}`);
   }
   if (value.isDisposed) throw new Error(`${op}: ${name} (shape ${shapeStr(value.shape)}) is disposed`);
@@ -51,10 +54,14 @@ export function checkSameBackend(op: string, tensors: Record<string, Tensor<DTyp
   }
 }
 
-/** An options object (or undefined) with only the known keys. */
+/**
+ * An options object (or undefined) with only the known keys. A built-in object (an array, a Map,
+ * a Date, a typed array, …) is refused: its entries are not options, and with no own keys it
+ * would pass for `{}`.
+ */
 export function checkOptions(op: string, value: unknown, known: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Tensor) {
+  if (value === null || typeof value !== 'object' || Object.prototype.toString.call(value) !== '[object Object]' || isTensor(value)) {
     throw new TypeError(`${op}: expected an options object, got ${show(value)}`);
   }
   for (const key of Object.keys(value)) {
@@ -108,6 +115,9 @@ export function checkBool(op: string, name: string, value: unknown): boolean {
 /** Largest element count a tensor may have; keeps byte counts exact and allocations sane. */
 export const MAX_ELEMENTS = 2 ** 34;
 
+/** Largest element count of a typed array (V8's limit): bounds tensors whose values are made in JavaScript. */
+export const MAX_ARRAY_ELEMENTS = 2 ** 32;
+
 /** A shape: an array of positive integers whose product stays below MAX_ELEMENTS. */
 export function checkShape(op: string, value: unknown): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${op}: expected shape to be an array of integers, got ${show(value)}`);
@@ -117,8 +127,11 @@ export function checkShape(op: string, value: unknown): number[] {
 }
 
 /** A shape the op computed (an output) or was given, refused when it has more than MAX_ELEMENTS elements. */
-export function checkElements(op: string, what: string, shape: number[], detail = ''): number[] {
+export function checkElements(op: string, what: string, shape: number[], detail = '', max = MAX_ELEMENTS): number[] {
   const n = shape.reduce((a, b) => a * b, 1);
-  if (n > MAX_ELEMENTS) throw new RangeError(`${op}: ${what} ${shapeStr(shape)} has ${n} elements, more than the ${MAX_ELEMENTS} supported${detail}`);
+  if (n > max) {
+    const why = max === MAX_ARRAY_ELEMENTS ? ' (its values are made in JavaScript, whose typed arrays hold at most that many)' : '';
+    throw new RangeError(`${op}: ${what} ${shapeStr(shape)} has ${n} elements, more than the ${max} supported${detail}${why}`);
+  }
   return shape;
 }

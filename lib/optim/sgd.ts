@@ -3,7 +3,7 @@
  * @module
  */
 import type { NativeBuffer } from '../backend/binding.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, isTensor } from '../tensor/tensor.js';
 import { checkBool, checkNumber, checkOptions, show } from '../ops/validate.js';
 
 export interface SGDOptions {
@@ -40,7 +40,7 @@ export class SGD {
     if (list.length === 0) throw new RangeError(`${op}: got an empty parameter list`);
     const seen = new Set<Tensor>();
     list.forEach((p, i) => {
-      if (!(p instanceof Tensor)) throw new TypeError(`${op}: params[${i}] is ${show(p)}, not a Tensor`);
+      if (!isTensor(p)) throw new TypeError(`${op}: params[${i}] is ${show(p)}, not a Tensor`);
       if (p.isDisposed) throw new Error(`${op}: params[${i}] (shape [${p.shape.join(', ')}]) is disposed`);
       if (!p.requiresGrad || p.gradFn !== null) {
         throw new TypeError(`${op}: params[${i}] (shape [${p.shape.join(', ')}]) must be a leaf tensor with requiresGrad = true`);
@@ -130,7 +130,7 @@ export class SGD {
       const m = /^(\d+)\.momentum_buffer$/.exec(key);
       const p = m ? this.params[Number(m[1])] : undefined;
       if (!p) throw new RangeError(`${op}: unexpected key '${key}' (expected '<index>.momentum_buffer' for ${this.params.length} parameters)`);
-      if (!(t instanceof Tensor) || t.isDisposed) throw new TypeError(`${op}: '${key}' is not a live Tensor`);
+      if (!isTensor(t) || t.isDisposed) throw new TypeError(`${op}: '${key}' is not a live Tensor`);
       if (t.shape.join() !== p.shape.join()) {
         throw new RangeError(`${op}: '${key}' has shape [${t.shape.join(', ')}], its parameter [${p.shape.join(', ')}]`);
       }

@@ -4,6 +4,7 @@
  * JS and uploaded.
  * @module
  */
+import { show } from '../ops/validate.js';
 
 /**
  * A seeded pseudo-random generator (xoshiro128**): the same seed gives the same sequence on
@@ -68,7 +69,7 @@ export class Rng {
 
   set state(st: number[]) {
     if (!Array.isArray(st) || (st.length !== 4 && st.length !== 5) || !st.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-      throw new TypeError(`Rng.state: expected the 4 or 5 numbers the state getter returned, got ${String(st)}`);
+      throw new TypeError(`Rng.state: expected the 4 or 5 numbers the state getter returned, got ${show(st)}`);
     }
     for (let i = 0; i < 4; i++) this.#s[i] = st[i]! >>> 0;
     this.#spare = st.length === 5 ? st[4]! : null;
@@ -83,7 +84,7 @@ let globalRng = new Rng((Date.now() ^ (process.pid << 16)) >>> 0);
 
 /** Reseeds the generator used when no `seed` is given. */
 export function seed(value: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`seed: expected an integer, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`seed: expected an integer, got ${show(value)}`);
   globalRng = new Rng(value);
 }
 

@@ -13,9 +13,13 @@ export interface WarmupOptions {
   warmupSteps?: number;
 }
 
+/** `inner` after a linear warm-up, its arguments checked. */
 function warmup(op: string, base: number, warmupSteps: number, inner: Schedule): Schedule {
-  if (warmupSteps === 0) return inner;
-  return (step, total) => (step < warmupSteps ? base * (0.1 + (0.9 * step) / warmupSteps) : inner(step, total));
+  return (step, total) => {
+    checkInt(op, 'totalSteps', total, 1);
+    checkInt(op, 'step', step, 0);
+    return step < warmupSteps ? base * (0.1 + (0.9 * step) / warmupSteps) : inner(step, total);
+  };
 }
 
 /** A constant rate. */
