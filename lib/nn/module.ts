@@ -7,7 +7,7 @@ import { type BackendName, bindingOf, parseBackend } from '../backend/backends.j
 import { tensor } from '../tensor/create.js';
 import { keep } from '../tensor/scope.js';
 import { type DType, Tensor, isTensor, sameShape } from '../tensor/tensor.js';
-import { checkBool, checkOptions, shapeStr, show } from '../ops/validate.js';
+import { checkBool, checkOptions, setOwn, shapeStr, show } from '../ops/validate.js';
 
 /** Options of `Module.loadStateDict`. */
 export interface LoadStateDictOptions {
@@ -207,8 +207,8 @@ export abstract class Module {
     const out: Record<string, Tensor<DType>> = {};
     for (const [prefix, m] of this.namedModules()) {
       m.beforeExport();
-      for (const [name, t] of m.#params) out[join(prefix, name)] = t;
-      for (const [name, entry] of m.#buffers) if (entry.persistent) out[join(prefix, name)] = entry.tensor;
+      for (const [name, t] of m.#params) setOwn(out, join(prefix, name), t);
+      for (const [name, entry] of m.#buffers) if (entry.persistent) setOwn(out, join(prefix, name), entry.tensor);
     }
     return out;
   }

@@ -72,6 +72,15 @@ export function checkOptions(op: string, value: unknown, known: readonly string[
   return value as Record<string, unknown>;
 }
 
+/**
+ * `record[key] = value` as an own enumerable property, also for the key '__proto__', which an
+ * assignment turns into the record's prototype: a tensor named '__proto__' in a file would
+ * vanish from the result and become the prototype of the others' record.
+ */
+export function setOwn<T>(record: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** An integer >= min (and <= max). */
 export function checkInt(op: string, name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number') throw new TypeError(`${op}: expected ${name} to be an integer, got ${show(value)}`);

@@ -6,7 +6,7 @@
 import { readSafetensorsHeader, loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { BackendName } from '../backend/backends.js';
 import type { Module } from '../nn/module.js';
-import { checkOptions, show } from '../ops/validate.js';
+import { checkOptions, setOwn, show } from '../ops/validate.js';
 import type { SGD } from '../optim/sgd.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 
@@ -91,8 +91,8 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
     const modelDict: Record<string, Tensor<DType>> = {};
     const optimDict: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(loaded)) {
-      if (k.startsWith('model.')) modelDict[k.slice(6)] = t;
-      else if (k.startsWith('optimizer.')) optimDict[k.slice(10)] = t as Tensor;
+      if (k.startsWith('model.')) setOwn(modelDict, k.slice(6), t);
+      else if (k.startsWith('optimizer.')) setOwn(optimDict, k.slice(10), t as Tensor);
       else throw new Error(`${op}: ${path} holds an unexpected tensor '${k}'`);
     }
     model.loadStateDict(modelDict, { strict: true });
