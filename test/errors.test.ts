@@ -4,7 +4,7 @@
  * disposed tensors and unavailable backends. Native failures carry .code, .op and .backend.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { Tensor, data, defaultBackend, emptyCache, models, nn, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
+import { Tensor, data, defaultBackend, emptyCache, models, nn, ops, optim, randn, sync, tensor, train, zeros, ones, memory } from '../lib/index.js';
 import { bindingOf } from '../lib/backend/backends.js';
 
 const x = randn([2, 3, 8, 8], { seed: 1 });
@@ -141,6 +141,18 @@ describe('odd arguments get the library\'s own errors and leave nothing allocate
     expect(() => zeros(new Array(2 ** 32 - 1))).toThrow(/zeros: shapes of rank above 5 are not supported, got \[, , , , , , , , … \(4294967295 elements\)\]/);
     expect(performance.now() - started).toBeLessThan(1000);
     expect(() => tensor([1], [1], { backend: 'x'.repeat(1000) as never })).toThrow(/got 'x{80}…' \(1000 characters\)/);
+  });
+
+  test('arrays of 2^32 - 1 holes fail at their first element, in milliseconds (forEach and spread walked them all)', () => {
+    const holes = () => new Array(2 ** 32 - 1) as never;
+    const started = performance.now();
+    expect(() => tensor(holes())).toThrow(/tensor: values\[0\] is undefined of type undefined, not a number/);
+    expect(() => new optim.SGD(holes(), { lr: 0.1 })).toThrow(/SGD: params\[0\] is undefined/);
+    expect(() => train.renderChart(holes(), { title: 't', xLabel: 'x', yLabel: 'y' })).toThrow(/renderChart: expected series\[0\] to be an object \{name, points\}, got undefined/);
+    expect(() => train.stepSchedule({ lr: 0.1, milestones: holes() })).toThrow(/stepSchedule: expected milestones\[0\] to be a number/);
+    expect(() => new models.ResNet({ block: 'basic', layers: holes(), widths: holes(), stem: 'cifar' })).toThrow(/ResNet: expected layers\[0\] to be an integer/);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(() => new data.Rng(1n as never)).toThrow(/Rng: expected seed to be an integer, got 1 of type bigint/);
   });
 
   test('options must be plain objects: a Map or a Date with no own keys is not {}', () => {

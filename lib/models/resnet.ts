@@ -9,7 +9,7 @@ import { parseBackend } from '../backend/backends.js';
 import * as ops from '../ops/index.js';
 import { Rng, rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { MAX_ARRAY_ELEMENTS, checkElements, checkFloat, checkInt, checkNumber, checkOptions, checkBool, shapeStr, show } from '../ops/validate.js';
+import { MAX_ARRAY_ELEMENTS, checkEach, checkElements, checkFloat, checkInt, checkNumber, checkOptions, checkBool, shapeStr, show } from '../ops/validate.js';
 import { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, type BlockOptions, type ShortcutKind } from '../nn/blocks.js';
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential, checkSeed } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -173,7 +173,7 @@ export class ResNet extends Module {
 
 function checkIntArray(op: string, name: string, value: unknown, max?: number): number[] {
   if (!Array.isArray(value) || value.length === 0) throw new TypeError(`${op}: expected ${name} to be a non-empty array of integers, got ${show(value)}`);
-  return value.map((v, i) => checkInt(op, `${name}[${i}]`, v, 1, max));
+  return checkEach(value, (v, i) => checkInt(op, `${name}[${i}]`, v, 1, max));
 }
 
 /**

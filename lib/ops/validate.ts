@@ -81,6 +81,16 @@ export function setOwn<T>(record: Record<string, T>, key: string, value: T): voi
   Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
 }
 
+/**
+ * `check(element, index)` of each element of an array, by index, and the results: a hole fails at
+ * once, where forEach/every/map skip holes and walk all 2^32 - 1 indices of `new Array(2 ** 32 - 1)`.
+ */
+export function checkEach<T>(value: readonly unknown[], check: (v: unknown, i: number) => T): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < value.length; i++) out.push(check(value[i], i));
+  return out;
+}
+
 /** An integer >= min (and <= max). */
 export function checkInt(op: string, name: string, value: unknown, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (typeof value !== 'number') throw new TypeError(`${op}: expected ${name} to be an integer, got ${show(value)}`);

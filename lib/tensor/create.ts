@@ -67,27 +67,23 @@ export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, s
     throw new RangeError(`${op}: ${values.length} values do not fill shape ${shapeStr(dims)} (${n} elements)`);
   }
   if (n === 0) throw new RangeError(`${op}: empty tensors are not supported`);
+  const isInt = dtype === 'int32';
+  const check = (i: number): number => {
+    const v = values[i];
+    if (typeof v !== 'number' || (isInt && (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31))) {
+      throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a ${isInt ? '32-bit integer' : 'number'}`);
+    }
+    return v;
+  };
   let data: Float32Array | Int32Array;
-  if (dtype === 'float32') {
-    data = values instanceof Float32Array ? values : new Float32Array(n);
-    if (data !== values) {
-      for (let i = 0; i < n; i++) {
-        const v = values[i];
-        if (typeof v !== 'number') throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a number`);
-        data[i] = v;
-      }
-    }
+  if (values instanceof (isInt ? Int32Array : Float32Array)) {
+    data = values as Float32Array | Int32Array;
   } else {
-    data = values instanceof Int32Array ? values : new Int32Array(n);
-    if (data !== values) {
-      for (let i = 0; i < n; i++) {
-        const v = values[i];
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) {
-          throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a 32-bit integer`);
-        }
-        data[i] = v;
-      }
-    }
+    // The first value is checked before the array is made: a plain array of 2^32 - 1 holes fails
+    // at once instead of after a 16 GiB allocation.
+    check(0);
+    data = isInt ? new Int32Array(n) : new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = check(i);
   }
   const buf = bindingOf(backend).upload(data, dims);
   return finish(Tensor._wrap<D>(buf, dims, backend, dtype), requiresGrad);

@@ -16,6 +16,7 @@ export class Rng {
 
   /** A generator whose sequence is determined by `seed` (taken modulo 2^32). */
   constructor(seed: number) {
+    if (typeof seed !== 'number' || !Number.isInteger(seed)) throw new TypeError(`Rng: expected seed to be an integer, got ${show(seed)}`);
     let x = seed >>> 0;
     for (let i = 0; i < 4; i++) {
       x = (x + 0x9e3779b9) >>> 0;

@@ -6,7 +6,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { noGrad } from '../autograd/grad-mode.js';
 import { softmaxCrossEntropy } from '../ops/loss.js';
-import { checkBool, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkBool, checkEach, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
 import { checkPath } from '../io/file-error.js';
 import type { SGD } from '../optim/sgd.js';
 import { tidy } from '../tensor/scope.js';
@@ -190,8 +190,14 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   if (onEpoch !== undefined && typeof onEpoch !== 'function') throw new TypeError(`${op}: expected onEpoch to be a function`);
   const metricsFile = opts.metricsFile === undefined ? undefined : checkPath(op, opts.metricsFile, 'metricsFile');
   const curvesFile = opts.curvesFile === undefined ? undefined : checkPath(op, opts.curvesFile, 'curvesFile');
-  if (opts.history !== undefined && !Array.isArray(opts.history)) throw new TypeError(`${op}: expected history to be an array of epoch metrics, got ${show(opts.history)}`);
-  const history: EpochMetrics[] = [...((opts.history as EpochMetrics[] | undefined) ?? [])];
+  const earlier = opts.history ?? [];
+  if (!Array.isArray(earlier)) throw new TypeError(`${op}: expected history to be an array of epoch metrics, got ${show(earlier)}`);
+  const history = checkEach(earlier, (m, i) => {
+    if (m === null || typeof m !== 'object' || typeof (m as EpochMetrics).epoch !== 'number') {
+      throw new TypeError(`${op}: expected history[${i}] to be the metrics of an epoch (with epoch), got ${show(m)}`);
+    }
+    return m as EpochMetrics;
+  });
   const perEpoch = trainData.batchesPerEpoch;
   const totalSteps = epochs * perEpoch;
   const baseLr = optimizer.lr;

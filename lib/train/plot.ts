@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { checkPath } from '../io/file-error.js';
-import { checkBool, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkBool, checkEach, checkNumber, checkOptions, show } from '../ops/validate.js';
 
 /** One line of a chart. */
 export interface Series {
@@ -52,12 +52,14 @@ function niceTicks(lo: number, hi: number, count: number): number[] {
 /** The series and options of a chart, checked. */
 function checkChart(op: string, series: unknown, options: unknown): [Series[], ChartOptions] {
   if (!Array.isArray(series)) throw new TypeError(`${op}: expected series to be an array of {name, points}, got ${show(series)}`);
-  series.forEach((s: unknown, i) => {
+  checkEach(series, (s, i) => {
+    if (s === null || typeof s !== 'object') throw new TypeError(`${op}: expected series[${i}] to be an object {name, points}, got ${show(s)}`);
     const o = checkOptions(`${op}: series[${i}]`, s, ['name', 'points', 'dashed']);
     if (typeof o.name !== 'string') throw new TypeError(`${op}: expected series[${i}].name to be a string, got ${show(o.name)}`);
     if (o.dashed !== undefined) checkBool(op, `series[${i}].dashed`, o.dashed);
     const points = o.points;
-    if (!Array.isArray(points) || !points.every((p: unknown) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number')) {
+    const isPair = (p: unknown) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number';
+    if (!Array.isArray(points) || checkEach(points, isPair).includes(false)) {
       throw new TypeError(`${op}: expected series[${i}].points to be an array of [x, y] number pairs, got ${show(points)}`);
     }
   });

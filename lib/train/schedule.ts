@@ -2,7 +2,7 @@
  * Learning-rate schedules: functions of training progress, evaluated before every step.
  * @module
  */
-import { checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkEach, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
 
 /** The learning rate for optimizer step `step` (0-based) of `totalSteps`. */
 export type Schedule = (step: number, totalSteps: number) => number;
@@ -47,15 +47,16 @@ export function stepSchedule(options: StepScheduleOptions): Schedule {
   const base = checkNumber(op, 'lr', opts.lr, 0);
   const milestones = (opts.milestones ?? [0.5, 0.75]) as unknown;
   if (!Array.isArray(milestones)) throw new TypeError(`${op}: expected milestones to be an array of fractions, got ${show(milestones)}`);
-  milestones.forEach((m, i) => {
+  const marks = checkEach(milestones, (m, i) => {
     checkNumber(op, `milestones[${i}]`, m, 0, 1);
     if (i > 0 && (m as number) <= (milestones[i - 1] as number)) throw new RangeError(`${op}: milestones must increase, got ${show(milestones)}`);
+    return m as number;
   });
   const gamma = opts.gamma === undefined ? 0.1 : checkNumber(op, 'gamma', opts.gamma, 0);
   const warmupSteps = opts.warmupSteps === undefined ? 0 : checkInt(op, 'warmupSteps', opts.warmupSteps, 0);
   return warmup(op, base, warmupSteps, (step, total) => {
     const progress = step / total;
-    const passed = (milestones as number[]).filter((m) => progress >= m).length;
+    const passed = marks.filter((m) => progress >= m).length;
     return base * gamma ** passed;
   });
 }
