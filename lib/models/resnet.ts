@@ -141,9 +141,7 @@ export class ResNet extends Module {
       this.#head.push(this.addModule('avgpool', new GlobalAvgPool()));
       this.#fc = this.addModule('fc', new Linear(channels, this.numClasses, { seed: nextSeed(), backend }));
     } catch (err) {
-      // A layer refused (too large, say) after others were made: free those.
-      this.dispose();
-      throw err;
+      throw this.abandon(err);
     }
   }
 

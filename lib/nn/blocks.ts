@@ -230,9 +230,7 @@ export class BasicBlock extends ResidualBlock {
       this.#bn2 = this.addModule('bn2', new BatchNorm2d(outChannels, { backend: b }));
       this.addShortcut(p, false);
     } catch (err) {
-      // A layer refused (too large, say) after others were made: free those.
-      this.dispose();
-      throw err;
+      throw this.abandon(err);
     }
   }
 
@@ -268,9 +266,7 @@ export class Bottleneck extends ResidualBlock {
       ];
       this.addShortcut(p, false);
     } catch (err) {
-      // A layer refused (too large, say) after others were made: free those.
-      this.dispose();
-      throw err;
+      throw this.abandon(err);
     }
   }
 
@@ -308,9 +304,7 @@ export class PreActBlock extends ResidualBlock {
       this.#conv2 = this.addModule('conv2', new Conv2d(outChannels, outChannels, 3, { padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
       this.addShortcut(p, true);
     } catch (err) {
-      // A layer refused (too large, say) after others were made: free those.
-      this.dispose();
-      throw err;
+      throw this.abandon(err);
     }
   }
 
@@ -347,9 +341,7 @@ export class PreActBottleneck extends ResidualBlock {
       ];
       this.addShortcut(p, true);
     } catch (err) {
-      // A layer refused (too large, say) after others were made: free those.
-      this.dispose();
-      throw err;
+      throw this.abandon(err);
     }
   }
 

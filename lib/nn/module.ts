@@ -107,6 +107,15 @@ export abstract class Module {
   }
 
   /**
+   * For a constructor that fails after it registered some children (a layer refused as too
+   * large, say): frees what they hold, and returns `err` for the constructor to rethrow.
+   */
+  protected abandon(err: unknown): unknown {
+    this.dispose();
+    return err;
+  }
+
+  /**
    * Called on every module after `loadStateDict` has copied values in, for state that lives
    * in JS as well as in a buffer.
    */

@@ -39,6 +39,8 @@ interface World {
   /** The compiled copy (dist/): its Tensor is another class over the same addon. */
   other: Lib | null;
   binding: Binding;
+  /** The addon of each usable backend ('cpu', and 'cuda' where a GPU is usable). */
+  natives: Record<string, Binding>;
   /** A second instance of the CPU addon (a copy of the .node loaded under another path). */
   foreign: Binding | null;
   dir: string;
@@ -49,6 +51,7 @@ async function makeWorld(): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'cudnn-resnet-fuzz-'));
   process.env.CUDNN_RESNET_DATA = dir;
   const binding = bindingOf('cpu');
+  const natives: Record<string, Binding> = Object.fromEntries(L.backends().filter((b) => b.available).map((b) => [b.name, bindingOf(b.name)]));
   let foreign: Binding | null = null;
   try {
     const copy = join(dir, 'foreign.node');
@@ -99,7 +102,7 @@ async function makeWorld(): Promise<World> {
   const model = tinyModel(L);
   await L.train.saveCheckpoint(files.checkpoint, { model, state: { epoch: 1 } });
   model.dispose();
-  return { lib: L, other, binding, foreign, dir, files };
+  return { lib: L, other, binding, natives, foreign, dir, files };
 }
 
 /** Flatten + Linear(16 → 2) on [N, 1, 4, 4] images: the model every training call uses. */
@@ -162,17 +165,21 @@ function makeFixtures(w: World): Fixtures {
     },
     handle(g, s, opts = {}) {
       const dtype = opts.dtype ?? 'float32';
-      const b = opts.instance === 'foreign' && w.foreign ? w.foreign : w.binding;
+      const otherBackend = Object.keys(w.natives).find((k) => k !== g.backend);
+      const b = (opts.instance === 'foreign' || (opts.instance === 'other-backend' && !otherBackend)) && w.foreign ? w.foreign
+        : opts.instance === 'other-backend' && otherBackend ? w.natives[otherBackend]! : w.natives[g.backend] ?? w.binding;
       const n = s.reduce((a, c) => a * c, 1);
       const h = g.own(b.upload(values(g, n, dtype), [...s]), (x) => b.release(x));
-      return arg(h, `H(${dtype} [${s.join(', ')}]${b !== w.binding ? ', foreign addon instance' : ''})`);
+      const whose = b === w.foreign ? ', foreign addon instance' : b !== w.natives[g.backend] ? ', another backend' : '';
+      return arg(h, `H(${dtype} [${s.join(', ')}]${whose})`);
     },
     badHandle(g, s) {
-      const ctor = (w.binding as unknown as { NativeBuffer: { prototype: object } }).NativeBuffer;
+      const native = w.natives[g.backend] ?? w.binding;
+      const ctor = (native as unknown as { NativeBuffer: { prototype: object } }).NativeBuffer;
       const bad = [
         () => {
           const h = fx.handle(g, s);
-          w.binding.release(h.v as NativeBuffer);
+          native.release(h.v as NativeBuffer);
           return arg(h.v, `${h.d} (released)`);
         },
         () => arg(Object.create(ctor.prototype), 'Object.create(NativeBuffer.prototype)'),
@@ -182,9 +189,9 @@ function makeFixtures(w: World): Fixtures {
         () => arg(ctor, 'the NativeBuffer class'),
         () => {
           const x = fx.handle(g, [2, 3, 6, 6]).v as NativeBuffer;
-          const [y, ws] = w.binding.maxPool2dForward(x, [2, 2], [2, 2], [0, 0]);
-          g.own(y, (h) => w.binding.release(h));
-          g.own(ws, (h) => w.binding.release(h));
+          const [y, ws] = native.maxPool2dForward(x, [2, 2], [2, 2], [0, 0]);
+          g.own(y, (h) => native.release(h));
+          g.own(ws, (h) => native.release(h));
           return arg(g.chance(0.5) ? ws : y, 'a maxPool2dForward output or workspace');
         },
         () => {
@@ -212,6 +219,8 @@ interface TargetOptions {
   scoped?: boolean;
   /** Internal (underscore or protected): engine errors for wrong arguments are not findings. */
   internal?: boolean;
+  /** The backend of the native handles the call's arguments are made of (default 'cpu'). */
+  backend?: string;
 }
 
 interface Target extends TargetOptions {
@@ -240,7 +249,11 @@ function buildTargets(w: World): Target[] {
   // Shapes of the valid calls: small, so that valid calls cost microseconds.
   const X4 = [2, 3, 6, 6];
   const W4 = [4, 3, 3, 3];
-  const backendS = opt(oneOf(['cpu']));
+  const backends = Object.keys(w.natives);
+  const backendS = opt(custom((g) => {
+    const be = g.pick(backends);
+    return arg(be, `'${be}'`);
+  }, [...['cuda', 'tpu', 'CPU', 'cpu:0', ''].filter((b) => !backends.includes(b)).map((b) => () => arg(b, `'${b}'`))]));
   const readPath = (valid: string) => custom(() => arg(valid, `'${valid}'`), [
     () => arg('', "''"), () => arg(join(w.dir, 'missing'), "'<tmp>/missing'"), () => arg(w.dir, "'<tmp>' (a directory)"),
     () => arg(w.files.garbage, "'<tmp>/garbage.bin'"), () => arg(w.files.empty, "'<tmp>/empty.bin'"), () => arg('/dev/zero', "'/dev/zero'"),
@@ -570,7 +583,7 @@ function buildTargets(w: World): Target[] {
   // --- train
   const tr = lib.train;
   const fitOpts = obj({
-    trainData: loaderS, evalData: opt(loaderS), epochs: int([1], [2 ** 40]), optimizer: custom((g) => arg(g.own(new lib.optim.SGD(tinyModelFor(g).parameters(), { lr: 0.1 }), (o) => o.dispose()), 'SGD(tinyModel)'), [() => arg({ step: 1 }, '{step: 1}')]),
+    trainData: loaderS, evalData: opt(loaderS), epochs: int([1]), optimizer: custom((g) => arg(g.own(new lib.optim.SGD(tinyModelFor(g).parameters(), { lr: 0.1 }), (o) => o.dispose()), 'SGD(tinyModel)'), [() => arg({ step: 1 }, '{step: 1}')]),
     schedule: opt(scheduleS), labelSmoothing: opt(number([0, 0.1], [1])), startEpoch: opt(int([0, 1], [2])), metricsFile: opt(custom(() => arg(join(w.dir, 'metrics.jsonl'), "'<tmp>/metrics.jsonl'"), [() => arg(join(w.files.garbage, 'm.jsonl'), "'<tmp>/garbage.bin/m.jsonl'")])),
     curvesFile: opt(custom(() => arg(join(w.dir, 'curves.svg'), "'<tmp>/curves.svg'"), [() => arg(w.dir, "'<tmp>'")])), progress: constant(false, 'false'), onStep: opt(fn(() => arg(() => undefined, '() => {}'))),
     onEpoch: opt(fn(() => arg(async () => undefined, 'async () => {}'))), history: opt(custom(() => arg([], '[]'), [() => arg([{ epoch: 'x' }], "[{epoch: 'x'}]")])),
@@ -609,8 +622,8 @@ function buildTargets(w: World): Target[] {
   add('train.readCheckpointState', [readPath(w.files.checkpoint)], tr.readCheckpointState as AnyFn);
   add('train.NonFiniteLossError', [int([3]), int([0]), number([Number.NaN])], (s, e, l) => new tr.NonFiniteLossError(s as number, e as number, l as number), { internal: true });
 
-  // --- the native addon, with handles of every kind
-  nativeTargets(w, add);
+  // --- the native addon of every usable backend, with handles of every kind
+  for (const be of Object.keys(w.natives)) nativeTargets(w, (name, args, call, opts) => add(be === 'cpu' ? name : name.replace(/^binding\./, `binding(${be}).`), args, call, { ...opts, backend: be }), be);
   // Both addon instances refuse each other's handles.
   if (w.foreign) {
     const f = w.foreign;
@@ -630,8 +643,9 @@ function withUrl(o: unknown, url: string): unknown {
   return o;
 }
 
-function nativeTargets(w: World, add: Add): void {
-  const b = w.binding as unknown as Record<string, AnyFn>;
+function nativeTargets(w: World, add: Add, backend: string): void {
+  const native = w.natives[backend]!;
+  const b = native as unknown as Record<string, AnyFn>;
   const nat = (name: string, args: Schema[]) => add(`binding.${name}`, args, (...a) => b[name]!(...a));
   const H = handle;
   const i32 = { dtype: 'int32' as const };
@@ -666,7 +680,7 @@ function nativeTargets(w: World, add: Add): void {
   nat('batchNormForwardTraining', [x4, c, c, nullable(c), nullable(c), number([0.1, 0, 1], [1.5]), number([1e-5], [0, 1e-50])]);
   nat('batchNormForwardInference', [x4, c, c, c, c, number([1e-5], [0])]);
   const saved = custom((g) => {
-    const bb = w.binding;
+    const bb = native;
     const x = g.fx.handle(g, [2, 3, 4, 4]).v as NativeBuffer;
     const gamma = g.fx.handle(g, [3]).v as NativeBuffer;
     const [y, s1, s2] = bb.batchNormForwardTraining(x, gamma, gamma, null, null, 0.1, 1e-5);
@@ -676,20 +690,20 @@ function nativeTargets(w: World, add: Add): void {
   add('binding.batchNormBackward', [x4, x4, c, either(saved, custom((g) => arg([g.fx.handle(g, [3]).v, g.fx.badHandle(g, [3]).v], '[H([3]), bad handle]'), [])), number([1e-5])],
     (x, dy, wt, s, eps) => {
       const [s1, s2] = Array.isArray(s) ? s : [s, s];
-      return w.binding.batchNormBackward(x as NativeBuffer, dy as NativeBuffer, wt as NativeBuffer, s1 as NativeBuffer, s2 as NativeBuffer, eps as number);
+      return native.batchNormBackward(x as NativeBuffer, dy as NativeBuffer, wt as NativeBuffer, s1 as NativeBuffer, s2 as NativeBuffer, eps as number);
     });
   const X = H([2, 3, 6, 6]);
   nat('maxPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);
   nat('avgPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);
   nat('avgPool2dBackward', [H([2, 3, 3, 3]), xShape, p([2]), p([2]), p([0])]);
   const workspace = custom((g) => {
-    const bb = w.binding;
+    const bb = native;
     const [y, ws] = bb.maxPool2dForward(g.fx.handle(g, [2, 3, 6, 6]).v as NativeBuffer, [2, 2], [2, 2], [0, 0]);
     g.own(y, (q) => bb.release(q));
     g.own(ws, (q) => bb.release(q));
     return arg(ws, 'workspace of maxPool2dForward([2, 3, 6, 6], 2, 2, 0)');
   }, [(g) => g.fx.handle(g, [2, 3, 3, 3]), (g) => g.fx.badHandle(g, [2, 3, 3, 3]), (g) => {
-    const bb = w.binding;
+    const bb = native;
     const [y, ws] = bb.maxPool2dForward(g.fx.handle(g, [2, 3, 6, 6]).v as NativeBuffer, [3, 3], [3, 3], [1, 1]);
     g.own(y, (q) => bb.release(q));
     g.own(ws, (q) => bb.release(q));
@@ -754,7 +768,9 @@ function autoTargets(w: World, T: Target[]): string[] {
     if (typeof v === 'function') visit(k, v);
     else if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k2, v2] of Object.entries(v)) visit(`${k}.${k2}`, v2);
   }
-  for (const [k, v] of Object.entries(w.binding)) if (typeof v === 'function' && k !== 'NativeBuffer') visit(`binding.${k}`, v);
+  for (const [be, native] of Object.entries(w.natives)) {
+    for (const [k, v] of Object.entries(native)) if (typeof v === 'function' && k !== 'NativeBuffer') visit(be === 'cpu' ? `binding.${k}` : `binding(${be}).${k}`, v);
+  }
   return missing;
 }
 
@@ -799,8 +815,9 @@ function disposeDeep(v: unknown, w: World, depth = 0): void {
     if (v instanceof L.Tensor || (w.other && v instanceof w.other.Tensor)) return (v as L.Tensor).dispose();
     if (v instanceof L.nn.Module || (w.other && v instanceof w.other.nn.Module)) return (v as L.nn.Module).dispose();
     if (v instanceof L.optim.SGD) return v.dispose();
-    const ctor = (w.binding as unknown as { NativeBuffer: new () => object }).NativeBuffer;
-    if (v instanceof ctor) return w.binding.release(v as NativeBuffer);
+    for (const b of Object.values(w.natives)) {
+      if (v instanceof (b as unknown as { NativeBuffer: new () => object }).NativeBuffer) return b.release(v as NativeBuffer);
+    }
     if (w.foreign && v instanceof (w.foreign as unknown as { NativeBuffer: new () => object }).NativeBuffer) return w.foreign.release(v as NativeBuffer);
     if (Array.isArray(v)) for (const x of v) disposeDeep(x, w, depth + 1);
     else if (Object.getPrototypeOf(v) === Object.prototype) for (const x of Object.values(v)) disposeDeep(x, w, depth + 1);
@@ -849,6 +866,7 @@ export async function run(o: RunOptions): Promise<Summary> {
     if (o.seconds > 0 && performance.now() - t0 > o.seconds * 1000) break;
     const g = new Gen(callSeed(o.seed, i), fx);
     const target = targets[g.int(targets.length)]!;
+    g.backend = target.backend ?? 'cpu';
     let args: Arg[];
     try {
       args = generate(g, target);
@@ -903,8 +921,12 @@ export async function run(o: RunOptions): Promise<Summary> {
 }
 
 function nativeBuffers(w: World): number {
-  w.binding.syncBlocking();
-  return w.binding.memory().buffers;
+  let n = 0;
+  for (const b of Object.values(w.natives)) {
+    b.syncBlocking();
+    n += b.memory().buffers;
+  }
+  return n;
 }
 
 const JUNK_RECEIVER: Schema = { ok: junk, bad: junk };
@@ -987,5 +1009,6 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const summary = await run(opts);
   console.log(JSON.stringify(summary));
   for (const f of summary.failures) console.error(`FAILURE (${f.kind}) at call ${f.index} (replay: --seed ${summary.seed} --start ${f.index} --calls 1):\n  ${f.call}\n  ${f.detail}`);
-  process.exitCode = summary.failures.length > 0 ? 1 : 0;
+  // Exit now: after a hang the call that hung is still running and would keep the process alive.
+  process.exit(summary.failures.length > 0 ? 1 : 0);
 }

@@ -42,8 +42,11 @@ export interface Fixtures {
   computed(g: Gen, shape: readonly number[]): Arg;
   /** Anything that is a Tensor by appearance only. */
   forgedTensor(g: Gen, shape: readonly number[]): Arg;
-  /** A fresh native buffer handle (released after the call). */
-  handle(g: Gen, shape: readonly number[], opts?: { dtype?: 'float32' | 'int32'; instance?: 'foreign' }): Arg;
+  /**
+   * A fresh native buffer handle of the call's backend (released after the call); `instance`:
+   * of the second CPU addon instance, or of another backend's addon (the foreign one if there is none).
+   */
+  handle(g: Gen, shape: readonly number[], opts?: { dtype?: 'float32' | 'int32'; instance?: 'foreign' | 'other-backend' }): Arg;
   /** A handle that is not a usable buffer of this addon: released, forged, of another kind. */
   badHandle(g: Gen, shape: readonly number[]): Arg;
 }
@@ -76,6 +79,8 @@ export class Draw {
 /** The generator of one call: its choices, and the fixtures to clean up after it. */
 export class Gen extends Draw {
   readonly cleanup: (() => void)[] = [];
+  /** The backend whose addon the call's handles come from. */
+  backend = 'cpu';
 
   constructor(seed: number, readonly fx: Fixtures) {
     super(seed);
@@ -351,6 +356,7 @@ export function handle(shapeOf: readonly number[], opts: { dtype?: 'float32' | '
     (g) => g.fx.badHandle(g, s),
     (g) => g.fx.badHandle(g, s),
     (g) => g.fx.handle(g, s, { dtype, instance: 'foreign' }),
+    (g) => g.fx.handle(g, s, { dtype, instance: 'other-backend' }),
     (g) => g.fx.handle(g, s, { dtype: dtype === 'float32' ? 'int32' : 'float32' }),
     (g) => g.fx.handle(g, s.length > 1 ? s.slice(1) : [...s, 2], { dtype }),
     (g) => g.fx.handle(g, s.length === 0 ? [3] : s.map((d, i) => (i === g.int(s.length) ? d + 1 : d)), { dtype }),

@@ -505,5 +505,6 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   }
   for (const [file, c] of Object.entries(result.coverage)) console.error(`  ${file}: ${c}% of its code ran`);
   console.log(JSON.stringify({ seed, ...result }));
-  process.exitCode = result.readers.some((s) => s.failures.length > 0) ? 1 : 0;
+  // Exit now: an input that hung is still being read and would keep the process alive.
+  process.exit(result.readers.some((s) => s.failures.length > 0) ? 1 : 0);
 }
