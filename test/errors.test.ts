@@ -141,6 +141,7 @@ describe('odd arguments get the library\'s own errors and leave nothing allocate
     expect(() => zeros(new Array(2 ** 32 - 1))).toThrow(/zeros: shapes of rank above 5 are not supported, got \[, , , , , , , , … \(4294967295 elements\)\]/);
     expect(performance.now() - started).toBeLessThan(1000);
     expect(() => tensor([1], [1], { backend: 'x'.repeat(1000) as never })).toThrow(/got 'x{80}…' \(1000 characters\)/);
+    expect(() => tensor([1, 2], null as never)).toThrow(/tensor: expected shape to be an array of integers, got null/);
   });
 
   test('arrays of 2^32 - 1 holes fail at their first element, in milliseconds (forEach and spread walked them all)', () => {

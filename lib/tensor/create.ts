@@ -61,7 +61,7 @@ export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, s
   const dtype = (opts.dtype ?? (values instanceof Int32Array ? 'int32' : 'float32')) as D;
   if (dtype !== 'float32' && dtype !== 'int32') throw new TypeError(`${op}: dtype must be 'float32' or 'int32', got ${show(dtype)}`);
   const requiresGrad = gradOption(op, opts.requiresGrad, dtype);
-  const dims = shape === undefined ? [values.length] : shape.length === 0 ? [] : checkShape(op, shape);
+  const dims = shape === undefined ? [values.length] : Array.isArray(shape) && shape.length === 0 ? [] : checkShape(op, shape);
   const n = dims.reduce((a, b) => a * b, 1);
   if (values.length !== n) {
     throw new RangeError(`${op}: ${values.length} values do not fill shape ${shapeStr(dims)} (${n} elements)`);
