@@ -1,6 +1,6 @@
 /**
  * The fuzzers, with the budget CI affords (docs/reliability-fuzzing.md has the long runs):
- * - the boundary fuzzer makes 10,000 generated calls across every exported function, method and
+ * - the boundary fuzzer makes 30,000 generated calls across every exported function, method and
  *   native binding, most with wrong arguments, in a child process: it must exit 0 (no crash, no
  *   hang), every call must return or throw an Error with a message, no check may be left to the
  *   engine ("Cannot read properties of undefined"), and nothing may stay allocated after a call;
@@ -14,7 +14,7 @@ import type { Summary } from './fuzz/boundary.js';
 import type { ReadersResult } from './fuzz/readers.js';
 
 const seed = Number(process.env.FUZZ_SEED ?? 20261129);
-const CALLS = 10_000;
+const CALLS = 30_000;
 const READER_ITERATIONS = 1500;
 
 describe('fuzzing', () => {

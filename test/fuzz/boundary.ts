@@ -486,13 +486,15 @@ function buildTargets(w: World): Target[] {
   add('models.cifarResNet', [obj({ depth: int([8], [9, 2 ** 35 + 2, 6 * 2 ** 40 + 2]), ...cifarKeys, shortcut: opt(oneOf(['A', 'B'])), plain: opt(bool()) })], models.cifarResNet as AnyFn);
   add('models.preActResNet', [obj({ depth: int([11], [12, 9 * 2 ** 40 + 2]), ...cifarKeys })], models.preActResNet as AnyFn);
   add('models.wideResNet', [obj({ depth: int([10], [11, 6 * 2 ** 40 + 4]), widen: int([1], [2 ** 40]), ...cifarKeys })], models.wideResNet as AnyFn);
-  // Options that are wrong for certain: anything else may build a network of millions of weights.
-  const imagenetBad = custom(() => arg(undefined, 'undefined'), [
+  // Options that are wrong for certain, never the junk pool's undefined or {}: anything else may
+  // build a network of millions of weights.
+  const imagenetWrong: ((g: Gen) => Arg)[] = [
     ...[0, -1, 2.5, Number.NaN, 2 ** 53, 2 ** 40].flatMap((v) => [() => arg({ numClasses: v }, `{numClasses: ${v}}`), () => arg({ inChannels: v }, `{inChannels: ${v}}`)]),
     () => arg({ seed: 2 ** 33 }, '{seed: 2**33}'), () => arg({ backend: 'tpu' }, "{backend: 'tpu'}"), () => arg({ depth: 18 }, '{depth: 18}'),
     () => arg({ numClasses: '10' }, "{numClasses: '10'}"), () => arg(new Map([['numClasses', 10]]), 'Map{numClasses: 10}'), () => arg([10], '[10]'), () => arg('resnet', "'resnet'"),
     () => arg(Object.defineProperty({}, 'numClasses', { enumerable: true, get: () => { throw new FuzzTrap('numClasses'); } }), '{numClasses: getter throws}'),
-  ]);
+  ];
+  const imagenetBad: Schema = { ok: (g) => g.pick(imagenetWrong)(g), bad: (g) => g.pick(imagenetWrong)(g) };
   for (const name of ['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152'] as const) add(`models.${name}`, [imagenetBad], models[name] as AnyFn, { valid: 0 });
   const resnetConfig = obj({
     block: oneOf(['basic', 'bottleneck', 'preact', 'preactBottleneck']), layers: custom(() => arg([1], '[1]'), [() => arg([], '[]'), () => arg([0], '[0]'), () => arg([2 ** 40], '[2**40]'), () => arg([1, 1], '[1, 1]')]),
@@ -846,6 +848,9 @@ export interface RunOptions {
 
 export async function run(o: RunOptions): Promise<Summary> {
   const w = await makeWorld();
+  // Relative paths among the generated arguments ('cpu', '3') are written into the temporary folder.
+  const cwd = process.cwd();
+  process.chdir(w.dir);
   const fx = makeFixtures(w);
   const T = buildTargets(w);
   const auto = autoTargets(w, T);
@@ -916,6 +921,7 @@ export async function run(o: RunOptions): Promise<Summary> {
   }
   L.setNumThreads(threads);
   summary.seconds = Math.round((performance.now() - t0) / 100) / 10;
+  process.chdir(cwd);
   rmSync(w.dir, { recursive: true, force: true });
   return summary;
 }
