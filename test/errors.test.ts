@@ -59,6 +59,12 @@ describe('argument errors name the op and the shapes', () => {
     expect(() => tensor([1, 'a' as never])).toThrow(TypeError);
     expect(() => tensor([1.5], [1], { dtype: 'int32' })).toThrow(TypeError);
     expect(() => ops.batchNorm2d(x, { training: true, eps: 0 })).toThrow(RangeError);
+    // eps is a float32 in the backends: 1e308 and 1e-50 are refused here, where they used to
+    // reach the native check after the default weight and bias were made (two leaked buffers).
+    const buffers = memory().backends.cpu!.buffers;
+    expect(() => ops.batchNorm2d(x, { training: true, eps: 1e308 })).toThrow(/batchNorm2d: expected eps to be a finite number in \[1\.1754943508222875e-38, 3\.4028234663852886e\+38\], got 1e\+308/);
+    expect(() => ops.batchNorm2d(x, { training: true, eps: 1e-50 })).toThrow(RangeError);
+    expect(memory().backends.cpu!.buffers).toBe(buffers);
     expect(() => ops.batchNorm2d(x, { training: true, momentum: 2 })).toThrow(RangeError);
     expect(() => ops.softmaxCrossEntropy(randn([2, 3]), [0, 3])).toThrow(/label 3 at index 1 is not a class index in \[0, 3\)/);
     expect(() => ops.softmaxCrossEntropy(randn([2, 3]), [0, 1], { labelSmoothing: 1 })).toThrow(RangeError);

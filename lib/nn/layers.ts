@@ -8,7 +8,7 @@ import * as ops from '../ops/index.js';
 import { tensor, zeros, ones } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkNumber, checkOptions, checkPair, show } from '../ops/validate.js';
+import { FLOAT32_MAX, FLOAT32_MIN, MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkNumber, checkOptions, checkPair, show } from '../ops/validate.js';
 import { Module } from './module.js';
 
 /** Options every layer with parameters takes. */
@@ -138,7 +138,7 @@ export class BatchNorm2d extends Module {
     const op = 'BatchNorm2d';
     this.numFeatures = checkInt(op, 'numFeatures', numFeatures, 1);
     const opts = checkOptions(op, options, ['eps', 'momentum', 'backend']);
-    this.eps = opts.eps === undefined ? 1e-5 : checkNumber(op, 'eps', opts.eps, 0, Infinity, { exclusiveMin: true });
+    this.eps = opts.eps === undefined ? 1e-5 : checkNumber(op, 'eps', opts.eps, FLOAT32_MIN, FLOAT32_MAX);
     this.momentum = opts.momentum === undefined ? 0.1 : checkNumber(op, 'momentum', opts.momentum, 0, 1);
     const backend = parseBackend(op, opts.backend);
     this.addParameter('weight', ones([numFeatures], { backend }));

@@ -131,6 +131,10 @@ export function checkBool(op: string, name: string, value: unknown): boolean {
   return value;
 }
 
+/** The smallest positive normal and the largest finite float32: bounds of values the backends take as float32. */
+export const FLOAT32_MIN = 1.1754943508222875e-38;
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
 /** Largest element count a tensor may have; keeps byte counts exact and allocations sane. */
 export const MAX_ELEMENTS = 2 ** 34;
 
