@@ -113,10 +113,6 @@ function tinyModel(lib: Lib) {
 // ---------------------------------------------------------------------------------------------
 // Fixtures: fresh tensors and handles for each call, disposed after it.
 
-function isTensor(v: unknown): v is L.Tensor {
-  return v instanceof L.Tensor;
-}
-
 function makeFixtures(w: World): Fixtures {
   const values = (g: Gen, n: number, dtype: 'float32' | 'int32') => {
     if (dtype === 'int32') return new Int32Array(n);
