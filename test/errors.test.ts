@@ -4,7 +4,7 @@
  * disposed tensors and unavailable backends. Native failures carry .code, .op and .backend.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { Tensor, defaultBackend, ops, optim, randn, sync, tensor, zeros, ones, memory } from '../lib/index.js';
+import { Tensor, data, defaultBackend, emptyCache, models, nn, ops, optim, randn, sync, tensor, train, zeros, ones, memory } from '../lib/index.js';
 import { bindingOf } from '../lib/backend/backends.js';
 
 const x = randn([2, 3, 8, 8], { seed: 1 });
@@ -59,6 +59,12 @@ describe('argument errors name the op and the shapes', () => {
     expect(() => tensor([1, 'a' as never])).toThrow(TypeError);
     expect(() => tensor([1.5], [1], { dtype: 'int32' })).toThrow(TypeError);
     expect(() => ops.batchNorm2d(x, { training: true, eps: 0 })).toThrow(RangeError);
+    // eps is a float32 in the backends: 1e308 and 1e-50 are refused here, where they used to
+    // reach the native check after the default weight and bias were made (two leaked buffers).
+    const buffers = memory().backends.cpu!.buffers;
+    expect(() => ops.batchNorm2d(x, { training: true, eps: 1e308 })).toThrow(/batchNorm2d: expected eps to be a finite number in \[1\.1754943508222875e-38, 3\.4028234663852886e\+38\], got 1e\+308/);
+    expect(() => ops.batchNorm2d(x, { training: true, eps: 1e-50 })).toThrow(RangeError);
+    expect(memory().backends.cpu!.buffers).toBe(buffers);
     expect(() => ops.batchNorm2d(x, { training: true, momentum: 2 })).toThrow(RangeError);
     expect(() => ops.softmaxCrossEntropy(randn([2, 3]), [0, 3])).toThrow(/label 3 at index 1 is not a class index in \[0, 3\)/);
     expect(() => ops.softmaxCrossEntropy(randn([2, 3]), [0, 1], { labelSmoothing: 1 })).toThrow(RangeError);
@@ -111,6 +117,78 @@ describe('argument errors name the op and the shapes', () => {
   });
 });
 
+// Found by the boundary fuzzer (test/fuzz/boundary.ts): each of these was an engine error
+// ("Cannot read private member", "Invalid typed array length"), a leak, or minutes of work.
+describe('odd arguments get the library\'s own errors and leave nothing allocated', () => {
+  test('a Proxy of a tensor or an object made from Tensor.prototype is not a tensor', async () => {
+    const t = randn([2, 3]);
+    await sync();
+    const before = memory();
+    const forged = Object.assign(Object.create(Tensor.prototype) as object, { shape: [2, 3], dtype: 'float32', backend: 'cpu', _buf: t._buf });
+    for (const fake of [new Proxy(t, {}), forged]) {
+      expect(() => ops.relu(fake as Tensor)).toThrow(/relu: expected input to be a Tensor, got an object/);
+      expect(() => ops.add(t, fake as Tensor)).toThrow(/add: expected b to be a Tensor/);
+    }
+    // The ops used to allocate their output, then fail on the private fields: one tensor leaked per call.
+    expect(memory().numTensors).toBe(before.numTensors);
+    t.dispose();
+  });
+
+  test('a wrong requiresGrad is refused before the tensor is made', () => {
+    const before = memory().numTensors;
+    expect(() => zeros([2], { requiresGrad: 'yes' as never })).toThrow(/zeros: expected requiresGrad to be a boolean/);
+    expect(() => randn([2], { requiresGrad: 1 as never })).toThrow(TypeError);
+    expect(() => tensor(Int32Array.of(1), [1], { requiresGrad: true })).toThrow(/only float32 tensors can require grad/);
+    expect(memory().numTensors).toBe(before);
+  });
+
+  test('messages stay short whatever the value: a sparse array of length 2^32 - 1 is not printed element by element', () => {
+    const started = performance.now();
+    expect(() => zeros(new Array(2 ** 32 - 1))).toThrow(/zeros: shapes of rank above 5 are not supported, got \[, , , , , , , , … \(4294967295 elements\)\]/);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(() => tensor([1], [1], { backend: 'x'.repeat(1000) as never })).toThrow(/got 'x{80}…' \(1000 characters\)/);
+    expect(() => tensor([1, 2], null as never)).toThrow(/tensor: expected shape to be an array of integers, got null/);
+  });
+
+  test('arrays of 2^32 - 1 holes fail at their first element, in milliseconds (forEach and spread walked them all)', () => {
+    const holes = () => new Array(2 ** 32 - 1) as never;
+    const started = performance.now();
+    expect(() => tensor(holes())).toThrow(/tensor: values\[0\] is undefined of type undefined, not a number/);
+    expect(() => new optim.SGD(holes(), { lr: 0.1 })).toThrow(/SGD: params\[0\] is undefined/);
+    expect(() => train.renderChart(holes(), { title: 't', xLabel: 'x', yLabel: 'y' })).toThrow(/renderChart: expected series\[0\] to be an object \{name, points\}, got undefined/);
+    expect(() => train.stepSchedule({ lr: 0.1, milestones: holes() })).toThrow(/stepSchedule: expected milestones\[0\] to be a number/);
+    expect(() => new models.ResNet({ block: 'basic', layers: holes(), widths: holes(), stem: 'cifar' })).toThrow(/ResNet: expected layers\[0\] to be an integer/);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(() => new data.Rng(1n as never)).toThrow(/Rng: expected seed to be an integer, got 1 of type bigint/);
+  });
+
+  test('options must be plain objects: a Map or a Date with no own keys is not {}', () => {
+    const started = performance.now();
+    expect(() => models.resnet50(new Map() as never)).toThrow(/resnet50: expected an options object, got an object \(Map\)/);
+    expect(() => ops.conv2d(x, w, new Date() as never)).toThrow(/conv2d: expected an options object, got an object \(Date\)/);
+    // Refused before a ResNet-50 is built.
+    expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  test('values that cannot become strings still get a message', () => {
+    expect(() => emptyCache(Object.create(null))).toThrow(/emptyCache: backend must be one of 'cpu', 'cuda', got an object \(Object\)/);
+    expect(() => { new data.Rng(1).state = [1, 2, 3, Symbol('s') as never]; }).toThrow(/Rng.state: expected the 4 or 5 numbers/);
+  });
+
+  test('sizes beyond what can be allocated are refused before anything is built', () => {
+    const before = memory().numTensors;
+    expect(() => randn([2 ** 33])).toThrow(/randn: expected shape\[0\] to be an integer in \[1, 2147483647\], got 8589934592/);
+    expect(() => randn([2 ** 17, 2 ** 16])).toThrow(/randn: shape \[131072, 65536\] has 8589934592 elements, more than the 4294967296 supported/);
+    expect(() => new nn.Conv2d(1, 2, [2 ** 30 - 1, 2 ** 30 - 1])).toThrow(/Conv2d: weight \[2, 1, 1073741823, 1073741823\] has/);
+    expect(() => models.resnet18({ numClasses: 2 ** 40 })).toThrow(/ResNet: fc.weight \[1099511627776, 512\] has/);
+    expect(() => models.cifarResNet({ depth: 6 * 2 ** 40 + 2 })).toThrow(/cifarResNet: expected depth to be an integer in \[8, 6002\]/);
+    // A block refused after its first layers were made frees them.
+    expect(() => new nn.BasicBlock(4, 2, { shortcut: 'A' })).toThrow(/shortcut 'A' pads channels and cannot reduce them/);
+    expect(() => new nn.BasicBlock(1, 2 ** 16)).toThrow(/Conv2d: weight \[65536, 65536, 3, 3\] has/);
+    expect(memory().numTensors).toBe(before);
+  });
+});
+
 describe('failures during execution', () => {
   test('an out-of-range label in an int32 tensor rejects the next sync point with .code, .op, .backend', async () => {
     const logits = randn([2, 3]);
@@ -149,5 +227,31 @@ describe('failures during execution', () => {
     expect(() => b.avgPool2dForward(xb, [3, 3], [2, 2], [0, 0])).toThrow(RangeError);
     b.release(xb);
     b.release(wb);
+  });
+
+  test('a convolution whose output would exceed 2^34 elements is refused, not allocated with an overflowed size (was a segfault)', () => {
+    // Padding 2^30 - 1 makes a [1, 1, 2^31, 2^31] output: 2^62 floats, whose byte count wrapped
+    // to 0 in the native layer, so the convolution wrote past a tiny buffer.
+    const x1 = randn([1, 1, 2, 2]);
+    const w1 = randn([1, 1, 1, 1]);
+    expect(() => ops.conv2d(x1, w1, { padding: 2 ** 30 - 1 })).toThrow(/conv2d: output \[1, 1, 2147483648, 2147483648\] has .* elements, more than the 17179869184 supported/);
+    const b = bindingOf(defaultBackend());
+    expect(() => b.conv2dForward(x1._buf!, w1._buf!, null, [1, 1], [2 ** 30 - 1, 2 ** 30 - 1], [1, 1], 1)).toThrow(RangeError);
+    // The backward ops take the input or weight shape as an argument: bounded the same way.
+    const dy = b.upload(new Float32Array(1), [1, 1, 1, 1]);
+    expect(() => b.conv2dBackwardData(dy, w1._buf!, [1, 1, 2 ** 31 - 1, 2 ** 31 - 1], [2 ** 31 - 1, 2 ** 31 - 1], [0, 0], [1, 1], 1)).toThrow(RangeError);
+    expect(() => b.conv2dBackwardWeights(x1._buf!, dy, [1, 1, 2 ** 31 - 1, 2 ** 31 - 1], false, [1, 1], [2 ** 30 - 1, 2 ** 30 - 1], [1, 1], 1)).toThrow(RangeError);
+    b.release(dy);
+    x1.dispose();
+    w1.dispose();
+  });
+
+  test('an int32 fill value outside the int32 range is refused (converting it was undefined behaviour)', () => {
+    const b = bindingOf(defaultBackend());
+    expect(() => b.fill([2], 1e300, 'int32')).toThrow(/fill: expected value to be an integer in the int32 range/);
+    expect(() => b.fill([2], 0.5, 'int32')).toThrow(TypeError);
+    const ok = b.fill([2], -(2 ** 31), 'int32');
+    expect(Array.from(b.downloadSync(ok))).toEqual([-(2 ** 31), -(2 ** 31)]);
+    b.release(ok);
   });
 });

@@ -181,6 +181,36 @@ describe('corrupt and truncated files are refused with the file and the offset',
   });
 });
 
+// Found by the reader fuzzer (test/fuzz/readers.ts): a tensor named '__proto__' was assigned
+// as the result's prototype, so it vanished from the result (and leaked), and the record of the
+// other tensors inherited from it.
+describe('names that are special to JavaScript objects', () => {
+  test('a tensor named __proto__ is an own entry of the result, and inherited names are not dtypes', async () => {
+    const before = memory().numTensors;
+    const fuzzed = Buffer.from(
+      'e5000000000000007b2268223a7b226474797065223a22463136222c227368617065223a5b325d2c22646174615f6f66' +
+      '6673657473223a5b302c345d7d2c2262223a7b226474797065223a2242463136222c227368617065223a5b325d2c2264' +
+      '6174615f6f666673657473223a5b342c385d7d2c2263223a7b226474797065223a22493634222c227368617065223a5b' +
+      '315d2c22646174615f6f666673657473223a5b31362c32345d7d2c225f5f70726f746f5f5f223a7b226474797065223a' +
+      '22463634222c227368617065223a5b5d2c22646174615f6f666673657473223a5b382c31365d7d7d2020202020003c00' +
+      'bc803f0040000000000000f03f0500000000000000',
+      'hex');
+    const path = join(dir, 'proto.safetensors');
+    writeFileSync(path, fuzzed);
+    const d = loadSafetensorsSync(path, { backend: 'cpu' });
+    expect(Object.keys(d).sort()).toEqual(['__proto__', 'b', 'c', 'h']);
+    expect(Object.getPrototypeOf(d)).toBe(Object.prototype);
+    expect(d.__proto__.shape).toEqual([]);
+    expect(Array.from(d.__proto__.dataSync())).toEqual([1]);
+    expect(memory().numTensors).toBe(before + 4);
+    disposeAll(d);
+    const header = await readSafetensorsHeader(build({ __metadata__: JSON.parse('{"__proto__": "x"}') as Record<string, string> }));
+    expect(Object.keys(header.metadata)).toEqual(['__proto__']);
+    // 'toString' is on every object's prototype, not in the table of dtypes.
+    await expect(loadSafetensors(build({ a: { dtype: 'toString', shape: [1], data_offsets: [0, 4] } }, bytesOf(new Float32Array(1))))).rejects.toThrow(/tensor 'a': unknown or unsupported dtype 'toString'/);
+  });
+});
+
 describe('argument checks', () => {
   test('wrong types throw at the call', () => {
     const t = tensor([1]);

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { type Tensor, memory, ops, optim, randn, sync, tensor, zeros, ones } from '../lib/index.js';
-import { type BatchSource, NonFiniteLossError, cosineSchedule, fit, renderChart, stepSchedule } from '../lib/train/index.js';
+import { type BatchSource, NonFiniteLossError, cosineSchedule, evaluate, fit, renderChart, saveCheckpoint, stepSchedule, writeChart } from '../lib/train/index.js';
+import { Linear } from '../lib/nn/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cr-train-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -34,6 +35,28 @@ describe('schedules', () => {
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg.match(/<polyline/g)!.length).toBe(2);
     expect(svg).toContain('a &lt;b&gt;');
+  });
+
+  test('values one ulp apart make a chart, not an endless tick loop (found by the boundary fuzzer)', () => {
+    // 100 · 0.07 = 7.000000000000001: beside an epoch at exactly 7 %, the tick step fell below
+    // the values' resolution and `t += step` never moved.
+    const svg = renderChart([{ name: 'train error', points: [[1, 100 * 0.07], [2, 7]] }], { title: 't', xLabel: 'epoch', yLabel: '%' });
+    expect(svg).toContain('<polyline');
+  });
+
+  test('wrong series and options are refused with the function named', () => {
+    const opts = { title: 't', xLabel: 'x', yLabel: 'y' };
+    expect(() => renderChart(null as never, opts)).toThrow(/renderChart: expected series to be an array/);
+    expect(() => renderChart([{ name: 'a' }] as never, opts)).toThrow(/renderChart: expected series\[0\]\.points to be an array of \[x, y\] number pairs/);
+    expect(() => renderChart([], { ...opts, yLabel: 99 } as never)).toThrow(/renderChart: expected yLabel to be a string, got 99 of type number/);
+    expect(() => renderChart([], { ...opts, yRange: [1, 1] })).toThrow(RangeError);
+    expect(() => renderChart([], undefined as never)).toThrow(TypeError);
+    expect(() => writeChart('', [], opts)).toThrow(/writeChart: expected path to be a non-empty string/);
+  });
+
+  test('a schedule refuses a step that is not a count', () => {
+    expect(() => stepSchedule({ lr: 0.1 })(0n as never, 10)).toThrow(/stepSchedule: expected step to be an integer/);
+    expect(() => cosineSchedule({ lr: 0.1 })(0, 0)).toThrow(/cosineSchedule: expected totalSteps to be an integer >= 1/);
   });
 });
 
@@ -103,6 +126,43 @@ describe('fit', () => {
     const err = await fit(model, { trainData: data(20, 0), epochs: 1, optimizer: opt, progress: false }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NonFiniteLossError);
     expect((err as Error).message).toMatch(/at step \d+ \(epoch 1\)/);
+    dispose();
+  });
+
+  test('a step that fails (forward, schedule, a non-finite loss) leaves no tensor behind', async () => {
+    const { model, opt, data, dispose } = setup(0.1);
+    await sync();
+    const before = memory().backends.cpu!;
+    const broken = { ...model, forward: () => { throw new Error('forward failed'); } };
+    await expect(fit(broken, { trainData: data(2, 0), epochs: 1, optimizer: opt, progress: false })).rejects.toThrow('forward failed');
+    await expect(evaluate(broken, data(2, 0))).rejects.toThrow('forward failed');
+    await expect(fit(model, { trainData: data(2, 0), epochs: 1, optimizer: opt, progress: false, schedule: () => Number.NaN })).rejects.toThrow(/SGD: expected lr/);
+    await sync();
+    // Each of these left the batch (x, y) of the failed step allocated.
+    expect(memory().backends.cpu!.tensors).toBe(before.tensors);
+    expect(memory().backends.cpu!.buffers).toBe(before.buffers);
+    dispose();
+    const nan = setup(1e30);
+    await sync();
+    const start = memory().backends.cpu!.tensors;
+    await expect(fit(nan.model, { trainData: data(20, 0), epochs: 1, optimizer: nan.opt, progress: false })).rejects.toThrow(NonFiniteLossError);
+    // The step queued after the non-finite one used to stay allocated.
+    expect(memory().backends.cpu!.tensors).toBe(start);
+    nan.dispose();
+  });
+
+  test('evaluate, fit and saveCheckpoint check what they are given', async () => {
+    const { model, opt, data, dispose } = setup(0.1);
+    await expect(evaluate(null as never, data(1, 0))).rejects.toThrow(/evaluate: expected model to be an nn.Module/);
+    await expect(evaluate(model, {} as never)).rejects.toThrow(/evaluate: expected data to be a data loader/);
+    await expect(fit(0 as never, { trainData: data(1, 0), epochs: 1, optimizer: opt })).rejects.toThrow(/fit: expected model to be an nn.Module/);
+    await expect(fit(model, { trainData: data(1, 0), epochs: 1, optimizer: opt, history: 5 as never })).rejects.toThrow(/expected history to be an array/);
+    await expect(fit(model, { trainData: data(1, 0), epochs: 1, optimizer: opt, onEpoch: 5 as never })).rejects.toThrow(/expected onEpoch to be a function/);
+    const lin = new Linear(2, 2, { backend: 'cpu' });
+    const file = join(dir, 'ckpt.safetensors');
+    await expect(saveCheckpoint(file, { model: lin, optimizer: { step() {} } as never, state: { epoch: 1 } })).rejects.toThrow(/saveCheckpoint: expected optimizer to be an optimizer/);
+    await expect(saveCheckpoint(file, { model: lin, state: { epoch: 1, big: 1n } })).rejects.toThrow(/saveCheckpoint: expected state to be JSON-serializable/);
+    lin.dispose();
     dispose();
   });
 

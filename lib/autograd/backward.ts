@@ -3,7 +3,7 @@
  * @module
  */
 import { tidy } from '../tensor/scope.js';
-import { Tensor, sameShape } from '../tensor/tensor.js';
+import { Tensor, isTensor, sameShape } from '../tensor/tensor.js';
 import type { GradNode } from './node.js';
 
 /** Walks the graph below `root` once in reverse topological order. @internal */
@@ -19,7 +19,7 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
     }
     gy = Tensor._wrap(root._binding().fill([...root.shape], 1, 'float32'), root.shape, root.backend);
   } else {
-    if (!(seed instanceof Tensor)) throw new TypeError('backward: grad must be a Tensor');
+    if (!isTensor(seed)) throw new TypeError('backward: grad must be a Tensor');
     seed._live('backward', 'grad');
     if (seed.backend !== root.backend || seed.dtype !== 'float32' || !sameShape(seed.shape, root.shape)) {
       throw new RangeError(

@@ -2,6 +2,7 @@
  * Which backends exist here, and the choice of one.
  * @module
  */
+import { show } from '../ops/validate.js';
 import type { Binding } from './binding.js';
 import { BACKEND_NAMES, type BackendName, loadBackend } from './load.js';
 
@@ -50,13 +51,9 @@ export function bindingOf(name: BackendName): Binding {
 export function parseBackend(op: string, value: unknown): BackendName {
   if (value === undefined) return defaultBackend();
   if (typeof value !== 'string' || !(BACKEND_NAMES as readonly string[]).includes(value)) {
-    throw new TypeError(`${op}: backend must be one of ${BACKEND_NAMES.map((b) => `'${b}'`).join(', ')}, got ${describe(value)}`);
+    throw new TypeError(`${op}: backend must be one of ${BACKEND_NAMES.map((b) => `'${b}'`).join(', ')}, got ${show(value)}`);
   }
   return value as BackendName;
-}
-
-function describe(value: unknown): string {
-  return typeof value === 'string' ? `'${value}'` : `${String(value)} of type ${typeof value}`;
 }
 
 /**
@@ -80,9 +77,9 @@ export function defaultBackend(): BackendName {
  */
 export function setNumThreads(n: number, backend: BackendName = 'cpu'): void {
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
-    throw new RangeError(`setNumThreads: expected a positive integer, got ${String(n)}`);
+    throw new RangeError(`setNumThreads: expected a positive integer, got ${show(n)}`);
   }
-  bindingOf(backend).setNumThreads(n);
+  bindingOf(parseBackend('setNumThreads', backend)).setNumThreads(n);
 }
 
 /**
@@ -93,7 +90,7 @@ export function setNumThreads(n: number, backend: BackendName = 'cpu'): void {
  */
 export function setTf32(enabled: boolean): void {
   if (typeof enabled !== 'boolean') {
-    throw new TypeError(`setTf32: expected a boolean, got ${describe(enabled)}`);
+    throw new TypeError(`setTf32: expected a boolean, got ${show(enabled)}`);
   }
   const binding = bindingOf('cuda');
   if (!binding.setTf32) throw new Error("setTf32: the loaded CUDA addon has no TF32 switch; rebuild it");

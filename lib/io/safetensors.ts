@@ -10,9 +10,9 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type BackendName, parseBackend } from '../backend/backends.js';
-import { checkOptions, checkTensor, MAX_ELEMENTS, show, shapeStr } from '../ops/validate.js';
+import { checkOptions, checkTensor, MAX_ELEMENTS, setOwn, show, shapeStr } from '../ops/validate.js';
 import { tensor } from '../tensor/create.js';
-import { type DType, Tensor } from '../tensor/tensor.js';
+import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { checkPath, fileFormatError } from './file-error.js';
 
@@ -111,7 +111,7 @@ function parseHeader(op: string, path: string, bytes: Uint8Array, fileSize: numb
       if (!isPlainObject(value)) throw fileFormatError(op, path, 8, `__metadata__ is ${show(value)}, not an object of strings`);
       for (const [k, v] of Object.entries(value)) {
         if (typeof v !== 'string') throw fileFormatError(op, path, 8, `__metadata__['${k}'] is ${show(v)}, not a string`);
-        metadata[k] = v;
+        setOwn(metadata, k, v);
       }
       continue;
     }
@@ -119,7 +119,7 @@ function parseHeader(op: string, path: string, bytes: Uint8Array, fileSize: numb
     if (!isPlainObject(value)) throw bad(`entry is ${show(value)}, not an object`);
     const { dtype, shape, data_offsets: offsets } = value;
     if (typeof dtype !== 'string') throw bad(`dtype is ${show(dtype)}, not a string`);
-    const size = DTYPE_BYTES[dtype];
+    const size = Object.hasOwn(DTYPE_BYTES, dtype) ? DTYPE_BYTES[dtype] : undefined;
     if (size === undefined) throw bad(`unknown or unsupported dtype '${dtype}' (supported: ${Object.keys(DTYPE_BYTES).join(', ')})`);
     if (!Array.isArray(shape) || !shape.every(isIndex)) throw bad(`shape is ${show(shape)}, not an array of non-negative integers`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isIndex) || offsets[0] > offsets[1]) {
@@ -226,7 +226,7 @@ function toTensors(op: string, path: string, parsed: Parsed, raw: Uint8Array[], 
   try {
     parsed.entries.forEach((e, i) => {
       const data = values[i]!;
-      out[e.name] = tensor(data, e.shape, { backend, dtype: data instanceof Int32Array ? 'int32' : 'float32' }) as Tensor<DType>;
+      setOwn(out, e.name, tensor(data, e.shape, { backend, dtype: data instanceof Int32Array ? 'int32' : 'float32' }) as Tensor<DType>);
     });
   } catch (err) {
     for (const t of Object.values(out)) t.dispose();
@@ -237,7 +237,7 @@ function toTensors(op: string, path: string, parsed: Parsed, raw: Uint8Array[], 
 
 function toHeader(parsed: Parsed): SafetensorsHeader {
   const tensors: Record<string, SafetensorsEntry> = {};
-  for (const e of parsed.entries) tensors[e.name] = { dtype: e.dtype, shape: e.shape, dataOffsets: [e.begin, e.end] };
+  for (const e of parsed.entries) setOwn(tensors, e.name, { dtype: e.dtype, shape: e.shape, dataOffsets: [e.begin, e.end] });
   return { metadata: parsed.metadata, tensors };
 }
 
@@ -351,12 +351,12 @@ function compareUtf8(a: string, b: string): number {
 /** Validates the arguments and lays out the header exactly as the reference writer does. */
 function plan(op: string, path: unknown, tensors: unknown, options: unknown): { file: string; planned: Planned } {
   const file = checkPath(op, path);
-  if (!isPlainObject(tensors) || tensors instanceof Tensor) throw new TypeError(`${op}: expected tensors to be an object of name → Tensor, got ${show(tensors)}`);
+  if (!isPlainObject(tensors) || isTensor(tensors)) throw new TypeError(`${op}: expected tensors to be an object of name → Tensor, got ${show(tensors)}`);
   const opts = checkOptions(op, options, ['metadata']);
   const order: [string, Tensor<DType>][] = [];
   for (const [name, t] of Object.entries(tensors)) {
     if (name === METADATA_KEY) throw new RangeError(`${op}: '${METADATA_KEY}' is reserved for metadata and cannot name a tensor`);
-    const dtype = t instanceof Tensor ? t.dtype : 'float32';
+    const dtype = isTensor(t) ? t.dtype : 'float32';
     order.push([name, checkTensor(op, `tensors['${name}']`, t, { dtype })]);
   }
   let metaJson = '';

@@ -9,7 +9,7 @@ import { parseBackend } from '../backend/backends.js';
 import * as ops from '../ops/index.js';
 import { Rng, rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { checkFloat, checkInt, checkNumber, checkOptions, checkBool, shapeStr, show } from '../ops/validate.js';
+import { MAX_ARRAY_ELEMENTS, checkEach, checkElements, checkFloat, checkInt, checkNumber, checkOptions, checkBool, shapeStr, show } from '../ops/validate.js';
 import { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, type BlockOptions, type ShortcutKind } from '../nn/blocks.js';
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential, checkSeed } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -87,7 +87,7 @@ export class ResNet extends Module {
       throw new TypeError(`${op}: expected block to be one of ${Object.keys(BLOCKS).map((k) => `'${k}'`).join(', ')}, got ${show(c.block)}`);
     }
     const block = c.block as BlockKind;
-    const layers = checkIntArray(op, 'layers', c.layers);
+    const layers = checkIntArray(op, 'layers', c.layers, MAX_BLOCKS);
     const widths = checkIntArray(op, 'widths', c.widths);
     if (layers.length !== widths.length) {
       throw new RangeError(`${op}: layers and widths must have one entry per stage, got ${shapeStr(layers)} and ${shapeStr(widths)}`);
@@ -99,6 +99,8 @@ export class ResNet extends Module {
     if (plain && dropPath > 0) throw new RangeError(`${op}: stochastic depth (dropPath ${dropPath}) needs shortcuts; a plain network has none`);
     this.numClasses = c.numClasses === undefined ? 1000 : checkInt(op, 'numClasses', c.numClasses, 1);
     this.inChannels = c.inChannels === undefined ? 3 : checkInt(op, 'inChannels', c.inChannels, 1);
+    // The classifier is made last: its size is refused before every block ahead of it is built.
+    checkElements(op, 'fc.weight', [this.numClasses, widths[widths.length - 1]! * BLOCKS[block].expansion], '', MAX_ARRAY_ELEMENTS);
     this.block = block;
     const backend = parseBackend(op, c.backend);
     const seeds = rngFor(checkSeed(op, c.seed));
@@ -110,33 +112,37 @@ export class ResNet extends Module {
     const random = () => dropRng.uniform();
     const preact = block === 'preact' || block === 'preactBottleneck';
 
-    const imagenet = c.stem === 'imagenet';
-    const conv1 = new Conv2d(this.inChannels, stemWidth, imagenet ? 7 : 3, { stride: imagenet ? 2 : 1, padding: imagenet ? 3 : 1, bias: false, seed: nextSeed(), backend });
-    this.#stem = [this.addModule('conv1', conv1)];
-    if (!preact) this.#stem.push(this.addModule('bn1', new BatchNorm2d(stemWidth, { backend })), this.addModule('relu', new ReLU()));
-    if (imagenet) this.#stem.push(this.addModule('maxpool', new MaxPool2d(3, { stride: 2, padding: 1 })));
+    try {
+      const imagenet = c.stem === 'imagenet';
+      const conv1 = new Conv2d(this.inChannels, stemWidth, imagenet ? 7 : 3, { stride: imagenet ? 2 : 1, padding: imagenet ? 3 : 1, bias: false, seed: nextSeed(), backend });
+      this.#stem = [this.addModule('conv1', conv1)];
+      if (!preact) this.#stem.push(this.addModule('bn1', new BatchNorm2d(stemWidth, { backend })), this.addModule('relu', new ReLU()));
+      if (imagenet) this.#stem.push(this.addModule('maxpool', new MaxPool2d(3, { stride: 2, padding: 1 })));
 
-    const Block = BLOCKS[block];
-    const total = layers.reduce((a, b) => a + b, 0);
-    let index = 0;
-    let channels = stemWidth;
-    this.#stages = layers.map((count, s) => {
-      const blocks = [];
-      for (let i = 0; i < count; i++) {
-        index++;
-        const options: BlockOptions = {
-          stride: s > 0 && i === 0 ? 2 : 1, shortcut: (c.shortcut as ShortcutKind | undefined) ?? 'B', plain,
-          survival: 1 - (index / total) * dropPath, random, seed: nextSeed(), backend,
-        };
-        const blk = new Block(channels, widths[s]!, options);
-        channels = blk.outChannels;
-        blocks.push(blk);
-      }
-      return this.addModule(`layer${s + 1}`, new Sequential(...blocks));
-    });
-    this.#head = preact ? [this.addModule('bn', new BatchNorm2d(channels, { backend })), this.addModule('relu', new ReLU())] : [];
-    this.#head.push(this.addModule('avgpool', new GlobalAvgPool()));
-    this.#fc = this.addModule('fc', new Linear(channels, this.numClasses, { seed: nextSeed(), backend }));
+      const Block = BLOCKS[block];
+      const total = layers.reduce((a, b) => a + b, 0);
+      let index = 0;
+      let channels = stemWidth;
+      this.#stages = layers.map((count, s) => {
+        const blocks = [];
+        for (let i = 0; i < count; i++) {
+          index++;
+          const options: BlockOptions = {
+            stride: s > 0 && i === 0 ? 2 : 1, shortcut: (c.shortcut as ShortcutKind | undefined) ?? 'B', plain,
+            survival: 1 - (index / total) * dropPath, random, seed: nextSeed(), backend,
+          };
+          const blk = new Block(channels, widths[s]!, options);
+          channels = blk.outChannels;
+          blocks.push(blk);
+        }
+        return this.addModule(`layer${s + 1}`, new Sequential(...blocks));
+      });
+      this.#head = preact ? [this.addModule('bn', new BatchNorm2d(channels, { backend })), this.addModule('relu', new ReLU())] : [];
+      this.#head.push(this.addModule('avgpool', new GlobalAvgPool()));
+      this.#fc = this.addModule('fc', new Linear(channels, this.numClasses, { seed: nextSeed(), backend }));
+    } catch (err) {
+      throw this.abandon(err);
+    }
   }
 
   /**
@@ -163,10 +169,16 @@ export class ResNet extends Module {
   }
 }
 
-function checkIntArray(op: string, name: string, value: unknown): number[] {
+function checkIntArray(op: string, name: string, value: unknown, max?: number): number[] {
   if (!Array.isArray(value) || value.length === 0) throw new TypeError(`${op}: expected ${name} to be a non-empty array of integers, got ${show(value)}`);
-  return value.map((v, i) => checkInt(op, `${name}[${i}]`, v, 1));
+  return checkEach(value, (v, i) => checkInt(op, `${name}[${i}]`, v, 1, max));
 }
+
+/**
+ * Most blocks in a stage: five times the deepest published network's (ResNet-1202, 200 per
+ * stage). A depth of 6 · 2^40 + 2 would otherwise build blocks until memory runs out.
+ */
+const MAX_BLOCKS = 1000;
 
 /** Options of the ImageNet ResNets. */
 export interface ImageNetResNetOptions {
@@ -237,7 +249,7 @@ export interface CifarResNetOptions extends CifarOptions {
 const CIFAR_KEYS = ['depth', 'numClasses', 'inChannels', 'dropPath', 'seed', 'backend'];
 
 function cifarDepth(op: string, depth: unknown, per: number, extra: number): number {
-  const d = checkInt(op, 'depth', depth, per + extra);
+  const d = checkInt(op, 'depth', depth, per + extra, per * MAX_BLOCKS + extra);
   if ((d - extra) % per !== 0) throw new RangeError(`${op}: expected depth = ${per}n + ${extra} (e.g. ${per * 3 + extra}), got ${d}`);
   return (d - extra) / per;
 }

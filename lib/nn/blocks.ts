@@ -146,6 +146,10 @@ abstract class ResidualBlock extends Module {
     this.plain = p.plain;
     this.survival = p.survival;
     this.#random = p.random;
+    // Checked before the subclass builds anything, so that a refused block leaves nothing allocated.
+    if (!p.plain && p.shortcut === 'A' && outChannels < inChannels) {
+      throw new RangeError(`${new.target.name}: shortcut 'A' pads channels and cannot reduce them (${inChannels} → ${outChannels}); use 'B'`);
+    }
   }
 
   /**
@@ -156,9 +160,6 @@ abstract class ResidualBlock extends Module {
     const same = this.stride === 1 && this.inChannels === this.outChannels;
     if (this.plain || (same && p.shortcut !== 'C')) return;
     if (p.shortcut === 'A') {
-      if (this.outChannels < this.inChannels) {
-        throw new RangeError(`${this.constructor.name}: shortcut 'A' pads channels and cannot reduce them (${this.inChannels} → ${this.outChannels}); use 'B'`);
-      }
       this.#downsample = this.addModule('downsample', new PadShortcut(this.inChannels, this.outChannels, this.stride, { backend: p.backend }));
       return;
     }
@@ -222,11 +223,15 @@ export class BasicBlock extends ResidualBlock {
     const p = parseBlock('BasicBlock', inChannels, outChannels, options);
     super(p, inChannels, outChannels);
     const b = p.backend;
-    this.#conv1 = this.addModule('conv1', new Conv2d(inChannels, outChannels, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
-    this.#bn1 = this.addModule('bn1', new BatchNorm2d(outChannels, { backend: b }));
-    this.#conv2 = this.addModule('conv2', new Conv2d(outChannels, outChannels, 3, { padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
-    this.#bn2 = this.addModule('bn2', new BatchNorm2d(outChannels, { backend: b }));
-    this.addShortcut(p, false);
+    try {
+      this.#conv1 = this.addModule('conv1', new Conv2d(inChannels, outChannels, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
+      this.#bn1 = this.addModule('bn1', new BatchNorm2d(outChannels, { backend: b }));
+      this.#conv2 = this.addModule('conv2', new Conv2d(outChannels, outChannels, 3, { padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
+      this.#bn2 = this.addModule('bn2', new BatchNorm2d(outChannels, { backend: b }));
+      this.addShortcut(p, false);
+    } catch (err) {
+      throw this.abandon(err);
+    }
   }
 
   /** The block on x [N, inChannels, H, W]. */
@@ -250,15 +255,19 @@ export class Bottleneck extends ResidualBlock {
     const out = planes * Bottleneck.expansion;
     super(p, inChannels, out);
     const b = p.backend;
-    this.#layers = [
-      this.addModule('conv1', new Conv2d(inChannels, planes, 1, { bias: false, seed: p.nextSeed(), backend: b })),
-      this.addModule('bn1', new BatchNorm2d(planes, { backend: b })),
-      this.addModule('conv2', new Conv2d(planes, planes, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b })),
-      this.addModule('bn2', new BatchNorm2d(planes, { backend: b })),
-      this.addModule('conv3', new Conv2d(planes, out, 1, { bias: false, seed: p.nextSeed(), backend: b })),
-      this.addModule('bn3', new BatchNorm2d(out, { backend: b })),
-    ];
-    this.addShortcut(p, false);
+    try {
+      this.#layers = [
+        this.addModule('conv1', new Conv2d(inChannels, planes, 1, { bias: false, seed: p.nextSeed(), backend: b })),
+        this.addModule('bn1', new BatchNorm2d(planes, { backend: b })),
+        this.addModule('conv2', new Conv2d(planes, planes, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b })),
+        this.addModule('bn2', new BatchNorm2d(planes, { backend: b })),
+        this.addModule('conv3', new Conv2d(planes, out, 1, { bias: false, seed: p.nextSeed(), backend: b })),
+        this.addModule('bn3', new BatchNorm2d(out, { backend: b })),
+      ];
+      this.addShortcut(p, false);
+    } catch (err) {
+      throw this.abandon(err);
+    }
   }
 
   /** The block on x [N, inChannels, H, W]. */
@@ -288,11 +297,15 @@ export class PreActBlock extends ResidualBlock {
     const p = parseBlock('PreActBlock', inChannels, outChannels, options);
     super(p, inChannels, outChannels);
     const b = p.backend;
-    this.#bn1 = this.addModule('bn1', new BatchNorm2d(inChannels, { backend: b }));
-    this.#conv1 = this.addModule('conv1', new Conv2d(inChannels, outChannels, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
-    this.#bn2 = this.addModule('bn2', new BatchNorm2d(outChannels, { backend: b }));
-    this.#conv2 = this.addModule('conv2', new Conv2d(outChannels, outChannels, 3, { padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
-    this.addShortcut(p, true);
+    try {
+      this.#bn1 = this.addModule('bn1', new BatchNorm2d(inChannels, { backend: b }));
+      this.#conv1 = this.addModule('conv1', new Conv2d(inChannels, outChannels, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
+      this.#bn2 = this.addModule('bn2', new BatchNorm2d(outChannels, { backend: b }));
+      this.#conv2 = this.addModule('conv2', new Conv2d(outChannels, outChannels, 3, { padding: 1, bias: false, seed: p.nextSeed(), backend: b }));
+      this.addShortcut(p, true);
+    } catch (err) {
+      throw this.abandon(err);
+    }
   }
 
   /** The block on x [N, inChannels, H, W]. */
@@ -317,15 +330,19 @@ export class PreActBottleneck extends ResidualBlock {
     const out = planes * PreActBottleneck.expansion;
     super(p, inChannels, out);
     const b = p.backend;
-    this.#bn1 = this.addModule('bn1', new BatchNorm2d(inChannels, { backend: b }));
-    this.#rest = [
-      this.addModule('conv1', new Conv2d(inChannels, planes, 1, { bias: false, seed: p.nextSeed(), backend: b })),
-      this.addModule('bn2', new BatchNorm2d(planes, { backend: b })),
-      this.addModule('conv2', new Conv2d(planes, planes, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b })),
-      this.addModule('bn3', new BatchNorm2d(planes, { backend: b })),
-      this.addModule('conv3', new Conv2d(planes, out, 1, { bias: false, seed: p.nextSeed(), backend: b })),
-    ];
-    this.addShortcut(p, true);
+    try {
+      this.#bn1 = this.addModule('bn1', new BatchNorm2d(inChannels, { backend: b }));
+      this.#rest = [
+        this.addModule('conv1', new Conv2d(inChannels, planes, 1, { bias: false, seed: p.nextSeed(), backend: b })),
+        this.addModule('bn2', new BatchNorm2d(planes, { backend: b })),
+        this.addModule('conv2', new Conv2d(planes, planes, 3, { stride: p.stride, padding: 1, bias: false, seed: p.nextSeed(), backend: b })),
+        this.addModule('bn3', new BatchNorm2d(planes, { backend: b })),
+        this.addModule('conv3', new Conv2d(planes, out, 1, { bias: false, seed: p.nextSeed(), backend: b })),
+      ];
+      this.addShortcut(p, true);
+    } catch (err) {
+      throw this.abandon(err);
+    }
   }
 
   /** The block on x [N, inChannels, H, W]. */

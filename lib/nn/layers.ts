@@ -8,7 +8,7 @@ import * as ops from '../ops/index.js';
 import { tensor, zeros, ones } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { checkBool, checkInt, checkNumber, checkOptions, checkPair } from '../ops/validate.js';
+import { FLOAT32_MAX, FLOAT32_MIN, MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkNumber, checkOptions, checkPair, show } from '../ops/validate.js';
 import { Module } from './module.js';
 
 /** Options every layer with parameters takes. */
@@ -38,8 +38,8 @@ export function checkSeed(op: string, value: unknown): number | undefined {
   return value === undefined ? undefined : checkInt(op, 'seed', value, -(2 ** 31), 2 ** 32 - 1);
 }
 
-function initTensor(shape: number[], backend: BackendName, draw: () => number): Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
+function initTensor(op: string, shape: number[], backend: BackendName, draw: () => number): Tensor {
+  const n = checkElements(op, 'weight', shape, '', MAX_ARRAY_ELEMENTS).reduce((a, b) => a * b, 1);
   const values = new Float32Array(n);
   for (let i = 0; i < n; i++) values[i] = draw();
   return tensor(values, shape, { backend });
@@ -81,10 +81,10 @@ export class Conv2d extends Module {
     const backend = parseBackend(op, opts.backend);
     const [kH, kW] = this.kernel;
     const std = Math.sqrt(2 / (outChannels * kH * kW));
-    this.addParameter('weight', initTensor([outChannels, inChannels / this.groups, kH, kW], backend, () => std * rng.normal()));
+    this.addParameter('weight', initTensor(op, [outChannels, inChannels / this.groups, kH, kW], backend, () => std * rng.normal()));
     if (withBias) {
       const bound = 1 / Math.sqrt((inChannels / this.groups) * kH * kW);
-      this.addParameter('bias', initTensor([outChannels], backend, () => bound * (2 * rng.uniform() - 1)));
+      this.addParameter('bias', initTensor(op, [outChannels], backend, () => bound * (2 * rng.uniform() - 1)));
     }
   }
 
@@ -138,7 +138,7 @@ export class BatchNorm2d extends Module {
     const op = 'BatchNorm2d';
     this.numFeatures = checkInt(op, 'numFeatures', numFeatures, 1);
     const opts = checkOptions(op, options, ['eps', 'momentum', 'backend']);
-    this.eps = opts.eps === undefined ? 1e-5 : checkNumber(op, 'eps', opts.eps, 0, Infinity, { exclusiveMin: true });
+    this.eps = opts.eps === undefined ? 1e-5 : checkNumber(op, 'eps', opts.eps, FLOAT32_MIN, FLOAT32_MAX);
     this.momentum = opts.momentum === undefined ? 0.1 : checkNumber(op, 'momentum', opts.momentum, 0, 1);
     const backend = parseBackend(op, opts.backend);
     this.addParameter('weight', ones([numFeatures], { backend }));
@@ -230,8 +230,8 @@ export class Linear extends Module {
     const backend = parseBackend(op, opts.backend);
     const bound = 1 / Math.sqrt(inFeatures);
     const uniform = () => bound * (2 * rng.uniform() - 1);
-    this.addParameter('weight', initTensor([outFeatures, inFeatures], backend, uniform));
-    if (withBias) this.addParameter('bias', initTensor([outFeatures], backend, uniform));
+    this.addParameter('weight', initTensor(op, [outFeatures, inFeatures], backend, uniform));
+    if (withBias) this.addParameter('bias', initTensor(op, [outFeatures], backend, uniform));
   }
 
   /** [out, in]. */
@@ -305,7 +305,7 @@ export class Sequential extends Module {
   constructor(...modules: Module[]) {
     super();
     modules.forEach((m, i) => {
-      if (!(m instanceof Module)) throw new TypeError(`Sequential: expected modules[${i}] to be a Module, got ${String(m)}`);
+      if (!(m instanceof Module)) throw new TypeError(`Sequential: expected modules[${i}] to be a Module, got ${show(m)}`);
       this.addModule(String(i), m);
     });
     this.#layers = modules;

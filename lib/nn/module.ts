@@ -6,8 +6,8 @@
 import { type BackendName, bindingOf, parseBackend } from '../backend/backends.js';
 import { tensor } from '../tensor/create.js';
 import { keep } from '../tensor/scope.js';
-import { type DType, Tensor, sameShape } from '../tensor/tensor.js';
-import { checkBool, checkOptions, shapeStr, show } from '../ops/validate.js';
+import { type DType, Tensor, isTensor, sameShape } from '../tensor/tensor.js';
+import { checkBool, checkOptions, setOwn, shapeStr, show } from '../ops/validate.js';
 
 /** Options of `Module.loadStateDict`. */
 export interface LoadStateDictOptions {
@@ -107,6 +107,15 @@ export abstract class Module {
   }
 
   /**
+   * For a constructor that fails after it registered some children (a layer refused as too
+   * large, say): frees what they hold, and returns `err` for the constructor to rethrow.
+   */
+  protected abandon(err: unknown): unknown {
+    this.dispose();
+    return err;
+  }
+
+  /**
    * Called on every module after `loadStateDict` has copied values in, for state that lives
    * in JS as well as in a buffer.
    */
@@ -133,7 +142,7 @@ export abstract class Module {
   }
 
   #checkTensor(method: string, name: string, t: unknown): void {
-    if (!(t instanceof Tensor)) throw new TypeError(`${this.#label}.${method}: expected '${name}' to be a Tensor, got ${show(t)}`);
+    if (!isTensor(t)) throw new TypeError(`${this.#label}.${method}: expected '${name}' to be a Tensor, got ${show(t)}`);
     if (t.isDisposed) throw new Error(`${this.#label}.${method}: '${name}' (shape ${shapeStr(t.shape)}) is disposed`);
   }
 
@@ -207,8 +216,8 @@ export abstract class Module {
     const out: Record<string, Tensor<DType>> = {};
     for (const [prefix, m] of this.namedModules()) {
       m.beforeExport();
-      for (const [name, t] of m.#params) out[join(prefix, name)] = t;
-      for (const [name, entry] of m.#buffers) if (entry.persistent) out[join(prefix, name)] = entry.tensor;
+      for (const [name, t] of m.#params) setOwn(out, join(prefix, name), t);
+      for (const [name, entry] of m.#buffers) if (entry.persistent) setOwn(out, join(prefix, name), entry.tensor);
     }
     return out;
   }
@@ -226,7 +235,7 @@ export abstract class Module {
    */
   loadStateDict(dict: Record<string, Tensor<DType>>, options?: LoadStateDictOptions): LoadStateDictResult {
     const op = `${this.#label}.loadStateDict`;
-    if (dict === null || typeof dict !== 'object' || Array.isArray(dict) || dict instanceof Tensor) {
+    if (dict === null || typeof dict !== 'object' || Array.isArray(dict) || isTensor(dict)) {
       throw new TypeError(`${op}: expected an object of tensors by name, got ${show(dict)}`);
     }
     const opts = checkOptions(op, options, ['strict']);
@@ -242,7 +251,7 @@ export abstract class Module {
     for (const [key, target] of Object.entries(own)) {
       if (!Object.hasOwn(dict, key)) continue;
       const src: unknown = dict[key];
-      if (!(src instanceof Tensor)) {
+      if (!isTensor(src)) {
         problems.push(`${key}: expected a Tensor, got ${show(src)}`);
       } else if (src.isDisposed) {
         problems.push(`${key}: the tensor (shape ${shapeStr(src.shape)}) is disposed`);

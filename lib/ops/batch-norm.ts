@@ -1,6 +1,6 @@
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkBool, checkFloat, checkNumber, checkOptions, checkSameBackend, shapeStr } from './validate.js';
+import { FLOAT32_MAX, FLOAT32_MIN, checkBool, checkFloat, checkNumber, checkOptions, checkSameBackend, shapeStr } from './validate.js';
 
 /** Options of `batchNorm2d`, as in PyTorch's `F.batch_norm`. */
 export interface BatchNorm2dOptions {
@@ -42,7 +42,8 @@ export function batchNorm2d(x: Tensor, options?: BatchNorm2dOptions): Tensor {
   const runningVar = vec('runningVar', opts.runningVar);
   const training = opts.training === undefined ? false : checkBool(op, 'training', opts.training);
   const momentum = opts.momentum === undefined ? 0.1 : checkNumber(op, 'momentum', opts.momentum, 0, 1);
-  const eps = opts.eps === undefined ? 1e-5 : checkNumber(op, 'eps', opts.eps, 0, Infinity, { exclusiveMin: true });
+  // The backends normalize with eps as a float32: it must stay positive and finite there.
+  const eps = opts.eps === undefined ? 1e-5 : checkNumber(op, 'eps', opts.eps, FLOAT32_MIN, FLOAT32_MAX);
   checkSameBackend(op, { input: x, weight, bias, runningMean, runningVar });
   if ((runningMean === null) !== (runningVar === null)) {
     throw new TypeError(`${op}: give both runningMean and runningVar, or neither`);
@@ -69,12 +70,24 @@ export function batchNorm2d(x: Tensor, options?: BatchNorm2dOptions): Tensor {
     if (!bias) b.release(beta);
   };
   if (!training) {
-    const y = b.batchNormForwardInference(xb, gamma, beta, runningMean!._live(op, 'runningMean'), runningVar!._live(op, 'runningVar'), eps);
-    releaseDefaults();
+    let y;
+    try {
+      y = b.batchNormForwardInference(xb, gamma, beta, runningMean!._live(op, 'runningMean'), runningVar!._live(op, 'runningVar'), eps);
+    } finally {
+      releaseDefaults();
+    }
     return Tensor._wrap(y, x.shape, x.backend);
   }
-  const [yb, s1, s2] = b.batchNormForwardTraining(xb, gamma, beta,
-    runningMean ? runningMean._live(op, 'runningMean') : null, runningVar ? runningVar._live(op, 'runningVar') : null, momentum, eps);
+  let outs: ReturnType<typeof b.batchNormForwardTraining>;
+  try {
+    outs = b.batchNormForwardTraining(xb, gamma, beta,
+      runningMean ? runningMean._live(op, 'runningMean') : null, runningVar ? runningVar._live(op, 'runningVar') : null, momentum, eps);
+  } catch (err) {
+    // A refusal of the native side must not leave the default γ and β allocated.
+    releaseDefaults();
+    throw err;
+  }
+  const [yb, s1, s2] = outs;
   const y = Tensor._wrap(yb, x.shape, x.backend);
   if (!needsGrad(x, weight, bias)) {
     b.release(s1);

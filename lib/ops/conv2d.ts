@@ -1,7 +1,7 @@
 import type { Pair } from '../backend/binding.js';
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkFloat, checkInt, checkOptions, checkPair, checkSameBackend, shapeStr } from './validate.js';
+import { checkElements, checkFloat, checkInt, checkOptions, checkPair, checkSameBackend, shapeStr } from './validate.js';
 
 /** Options of `conv2d`, as in PyTorch's `F.conv2d`. */
 export interface Conv2dOptions {
@@ -52,6 +52,7 @@ export function conv2d(x: Tensor, weight: Tensor, options?: Conv2dOptions): Tens
   if (Ho < 1 || Wo < 1) {
     throw new RangeError(`${op}: the kernel (${kH}x${kW}, dilation ${dilation.join('x')}) is larger than the padded input (${shapes}, padding ${padding.join('x')})`);
   }
+  checkElements(op, 'output', [N, O, Ho, Wo], ` (${shapes}, padding ${padding.join('x')}, stride ${stride.join('x')})`);
   const b = x._binding();
   const y = Tensor._wrap(
     b.conv2dForward(x._live(op, 'input'), weight._live(op, 'weight'), bias ? bias._live(op, 'bias') : null, stride, padding, dilation, groups),

@@ -1,5 +1,5 @@
 import { needsGrad, record } from '../autograd/node.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, isTensor } from '../tensor/tensor.js';
 import { checkFloat, checkNumber, checkOptions, checkSameBackend, checkTensor, shapeStr, show } from './validate.js';
 
 export interface SoftmaxCrossEntropyOptions {
@@ -23,7 +23,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: So
   const [N, K] = logits.shape as [number, number];
   let labelTensor: Tensor<'int32'>;
   let ownLabels = false;
-  if (labels instanceof Tensor) {
+  if (isTensor(labels)) {
     labelTensor = checkTensor(op, 'labels', labels, { dtype: 'int32', rank: 1, layout: '[N]' }) as Tensor<'int32'>;
     checkSameBackend(op, { logits, labels: labelTensor });
     if (labelTensor.shape[0] !== N) throw new RangeError(`${op}: expected ${N} labels for logits ${shapeStr(logits.shape)}, got ${shapeStr(labelTensor.shape)}`);

@@ -4,13 +4,16 @@
  * @internal
  * @module
  */
-import { Tensor, type DType } from '../tensor/tensor.js';
+import { type DType, Tensor, isTensor } from '../tensor/tensor.js';
 
-/** How a value reads in an error message. */
+/** How a value reads in an error message: short, whatever its size (a sparse array of length 2^32 - 1, a long string). */
 export function show(value: unknown): string {
-  if (value instanceof Tensor) return value.toString();
-  if (typeof value === 'string') return `'${value}'`;
-  if (Array.isArray(value)) return `[${value.map((v) => (typeof v === 'number' ? String(v) : show(v))).join(', ')}]`;
+  if (isTensor(value)) return value.toString();
+  if (typeof value === 'string') return value.length > 80 ? `'${value.slice(0, 80)}…' (${value.length} characters)` : `'${value}'`;
+  if (Array.isArray(value)) {
+    const head = value.slice(0, 8).map((v) => (typeof v === 'number' ? String(v) : show(v))).join(', ');
+    return value.length > 8 ? `[${head}, … (${value.length} elements)]` : `[${head}]`;
+  }
   if (value === null) return 'null';
   if (typeof value === 'object') return `an object (${Object.prototype.toString.call(value).slice(8, -1)})`;
   return `${String(value)} of type ${typeof value}`;
@@ -27,16 +30,22 @@ export function shapeStr(shape: readonly number[]): string {
  */
 function foreignTensor(value: unknown): string | null {
   if (value === null || typeof value !== 'object' || !('shape' in value) || !('backend' in value) || !('_buf' in value)) return null;
-  if (Object.getPrototypeOf(value) === Object.prototype) {
+  const proto: unknown = Object.getPrototypeOf(value);
+  if (proto === Object.prototype) {
     return 'a copy of a Tensor (postMessage and structuredClone copy its fields, not its memory, which stays with ' +
       'the thread that made it): send `await t.data()` and `t.shape` instead, and call tensor() on the other side';
   }
-  return 'a Tensor of another copy of cudnn-resnet (two versions of the package are loaded); use one copy';
+  // Another copy's class has the same name but is not this one (objects forged from this
+  // Tensor.prototype, and proxies of tensors, are just not tensors).
+  if (proto !== Tensor.prototype && (value as { constructor?: { name?: unknown } }).constructor?.name === 'Tensor') {
+    return 'a Tensor of another copy of cudnn-resnet (two versions of the package are loaded); use one copy';
+  }
+  return null;
 }
 
 /** A live tensor of the given dtype (and rank), or a TypeError/RangeError/Error naming the op. */
 export function checkTensor(op: string, name: string, value: unknown, opts: { dtype?: DType; rank?: number; layout?: string } = {}): Tensor<DType> {
-  if (!(value instanceof Tensor)) {
+  if (!isTensor(value)) {
     throw new TypeError(`${op}: expected ${name} to be a Tensor, got ${foreignTensor(value) ?? show(value)}`);
   }
   if (value.isDisposed) throw new Error(`${op}: ${name} (shape ${shapeStr(value.shape)}) is disposed`);
@@ -65,10 +74,14 @@ export function checkSameBackend(op: string, tensors: Record<string, Tensor<DTyp
   }
 }
 
-/** An options object (or undefined) with only the known keys. */
+/**
+ * An options object (or undefined) with only the known keys. A built-in object (an array, a Map,
+ * a Date, a typed array, …) is refused: its entries are not options, and with no own keys it
+ * would pass for `{}`.
+ */
 export function checkOptions(op: string, value: unknown, known: readonly string[]): Record<string, unknown> {
   if (value === undefined) return {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Tensor) {
+  if (value === null || typeof value !== 'object' || Object.prototype.toString.call(value) !== '[object Object]' || isTensor(value)) {
     throw new TypeError(`${op}: expected an options object, got ${show(value)}`);
   }
   for (const key of Object.keys(value)) {
@@ -77,6 +90,25 @@ export function checkOptions(op: string, value: unknown, known: readonly string[
     }
   }
   return value as Record<string, unknown>;
+}
+
+/**
+ * `record[key] = value` as an own enumerable property, also for the key '__proto__', which an
+ * assignment turns into the record's prototype: a tensor named '__proto__' in a file would
+ * vanish from the result and become the prototype of the others' record.
+ */
+export function setOwn<T>(record: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(record, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * `check(element, index)` of each element of an array, by index, and the results: a hole fails at
+ * once, where forEach/every/map skip holes and walk all 2^32 - 1 indices of `new Array(2 ** 32 - 1)`.
+ */
+export function checkEach<T>(value: readonly unknown[], check: (v: unknown, i: number) => T): T[] {
+  const out: T[] = [];
+  for (let i = 0; i < value.length; i++) out.push(check(value[i], i));
+  return out;
 }
 
 /** An integer >= min (and <= max). */
@@ -119,8 +151,15 @@ export function checkBool(op: string, name: string, value: unknown): boolean {
   return value;
 }
 
+/** The smallest positive normal and the largest finite float32: bounds of values the backends take as float32. */
+export const FLOAT32_MIN = 1.1754943508222875e-38;
+export const FLOAT32_MAX = 3.4028234663852886e38;
+
 /** Largest element count a tensor may have; keeps byte counts exact and allocations sane. */
 export const MAX_ELEMENTS = 2 ** 34;
+
+/** Largest element count of a typed array (V8's limit): bounds tensors whose values are made in JavaScript. */
+export const MAX_ARRAY_ELEMENTS = 2 ** 32;
 
 /** Largest size of one dimension: the native side (and cuDNN's descriptors) hold dimensions as int32. */
 export const MAX_DIM = 2 ** 31 - 1;
@@ -129,12 +168,16 @@ export const MAX_DIM = 2 ** 31 - 1;
 export function checkShape(op: string, value: unknown): number[] {
   if (!Array.isArray(value)) throw new TypeError(`${op}: expected shape to be an array of integers, got ${show(value)}`);
   if (value.length > 5) throw new RangeError(`${op}: shapes of rank above 5 are not supported, got ${show(value)}`);
-  let n = 1;
-  const shape = value.map((d, i) => {
-    const v = checkInt(op, `shape[${i}]`, d, 1, MAX_DIM);
-    n *= v;
-    return v;
-  });
-  if (n > MAX_ELEMENTS) throw new RangeError(`${op}: shape ${shapeStr(shape)} has ${n} elements, more than the ${MAX_ELEMENTS} supported`);
+  const shape = value.map((d, i) => checkInt(op, `shape[${i}]`, d, 1, MAX_DIM));
+  return checkElements(op, 'shape', shape);
+}
+
+/** A shape the op computed (an output) or was given, refused when it has more than MAX_ELEMENTS elements. */
+export function checkElements(op: string, what: string, shape: number[], detail = '', max = MAX_ELEMENTS): number[] {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n > max) {
+    const why = max === MAX_ARRAY_ELEMENTS ? ' (its values are made in JavaScript, whose typed arrays hold at most that many)' : '';
+    throw new RangeError(`${op}: ${what} ${shapeStr(shape)} has ${n} elements, more than the ${max} supported${detail}${why}`);
+  }
   return shape;
 }

@@ -3,7 +3,7 @@
  * @module
  */
 import type { NativeBuffer } from '../backend/binding.js';
-import { Tensor } from '../tensor/tensor.js';
+import { Tensor, isTensor } from '../tensor/tensor.js';
 import { checkBool, checkNumber, checkOptions, show } from '../ops/validate.js';
 
 export interface SGDOptions {
@@ -36,18 +36,22 @@ export class SGD {
     if (params === null || typeof params !== 'object' || typeof (params as Iterable<Tensor>)[Symbol.iterator] !== 'function') {
       throw new TypeError(`${op}: expected an iterable of parameter tensors, got ${show(params)}`);
     }
-    const list = [...params];
-    if (list.length === 0) throw new RangeError(`${op}: got an empty parameter list`);
+    // Each parameter is checked as it is taken, so that an iterable of no end, or an array with
+    // 2^32 - 1 holes, fails at its first wrong element instead of being copied whole.
+    const list: Tensor[] = [];
     const seen = new Set<Tensor>();
-    list.forEach((p, i) => {
-      if (!(p instanceof Tensor)) throw new TypeError(`${op}: params[${i}] is ${show(p)}, not a Tensor`);
+    for (const p of params as Iterable<unknown>) {
+      const i = list.length;
+      if (!isTensor(p)) throw new TypeError(`${op}: params[${i}] is ${show(p)}, not a Tensor`);
       if (p.isDisposed) throw new Error(`${op}: params[${i}] (shape [${p.shape.join(', ')}]) is disposed`);
       if (!p.requiresGrad || p.gradFn !== null) {
         throw new TypeError(`${op}: params[${i}] (shape [${p.shape.join(', ')}]) must be a leaf tensor with requiresGrad = true`);
       }
-      if (seen.has(p)) throw new TypeError(`${op}: params[${i}] appears more than once`);
-      seen.add(p);
-    });
+      if (seen.has(p as Tensor)) throw new TypeError(`${op}: params[${i}] appears more than once`);
+      seen.add(p as Tensor);
+      list.push(p as Tensor);
+    }
+    if (list.length === 0) throw new RangeError(`${op}: got an empty parameter list`);
     const opts = checkOptions(op, options, ['lr', 'momentum', 'weightDecay', 'nesterov']);
     if (opts.lr === undefined) throw new TypeError(`${op}: the lr option is required`);
     this.params = list;
@@ -130,7 +134,7 @@ export class SGD {
       const m = /^(\d+)\.momentum_buffer$/.exec(key);
       const p = m ? this.params[Number(m[1])] : undefined;
       if (!p) throw new RangeError(`${op}: unexpected key '${key}' (expected '<index>.momentum_buffer' for ${this.params.length} parameters)`);
-      if (!(t instanceof Tensor) || t.isDisposed) throw new TypeError(`${op}: '${key}' is not a live Tensor`);
+      if (!isTensor(t) || t.isDisposed) throw new TypeError(`${op}: '${key}' is not a live Tensor`);
       if (t.shape.join() !== p.shape.join()) {
         throw new RangeError(`${op}: '${key}' has shape [${t.shape.join(', ')}], its parameter [${p.shape.join(', ')}]`);
       }

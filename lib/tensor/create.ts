@@ -4,7 +4,7 @@
  */
 import { type BackendName, bindingOf, parseBackend } from '../backend/backends.js';
 import { BACKEND_NAMES, loadBackend } from '../backend/load.js';
-import { checkBool, checkInt, checkOptions, checkShape, show, shapeStr } from '../ops/validate.js';
+import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../ops/validate.js';
 import { rngFor } from './random.js';
 import { type DType, Tensor, liveTensorCount } from './tensor.js';
 
@@ -30,14 +30,15 @@ export interface RandomOptions extends CreateOptions {
   mean?: number;
 }
 
-function finish<D extends DType>(op: string, t: Tensor<D>, requiresGrad: unknown): Tensor<D> {
-  if (requiresGrad !== undefined && checkBool(op, 'requiresGrad', requiresGrad)) {
-    if (t.dtype !== 'float32') {
-      t.dispose();
-      throw new TypeError(`${op}: only float32 tensors can require grad`);
-    }
-    t.requiresGrad = true;
-  }
+/** The requiresGrad option, checked before anything is allocated. */
+function gradOption(op: string, value: unknown, dtype: DType): boolean {
+  if (value === undefined || !checkBool(op, 'requiresGrad', value)) return false;
+  if (dtype !== 'float32') throw new TypeError(`${op}: only float32 tensors can require grad`);
+  return true;
+}
+
+function finish<D extends DType>(t: Tensor<D>, requiresGrad: boolean): Tensor<D> {
+  if (requiresGrad) t.requiresGrad = true;
   return t;
 }
 
@@ -59,36 +60,33 @@ export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, s
   }
   const dtype = (opts.dtype ?? (values instanceof Int32Array ? 'int32' : 'float32')) as D;
   if (dtype !== 'float32' && dtype !== 'int32') throw new TypeError(`${op}: dtype must be 'float32' or 'int32', got ${show(dtype)}`);
-  const dims = shape === undefined ? [values.length] : shape.length === 0 ? [] : checkShape(op, shape);
+  const requiresGrad = gradOption(op, opts.requiresGrad, dtype);
+  const dims = shape === undefined ? [values.length] : Array.isArray(shape) && shape.length === 0 ? [] : checkShape(op, shape);
   const n = dims.reduce((a, b) => a * b, 1);
   if (values.length !== n) {
     throw new RangeError(`${op}: ${values.length} values do not fill shape ${shapeStr(dims)} (${n} elements)`);
   }
   if (n === 0) throw new RangeError(`${op}: empty tensors are not supported`);
+  const isInt = dtype === 'int32';
+  const check = (i: number): number => {
+    const v = values[i];
+    if (typeof v !== 'number' || (isInt && (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31))) {
+      throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a ${isInt ? '32-bit integer' : 'number'}`);
+    }
+    return v;
+  };
   let data: Float32Array | Int32Array;
-  if (dtype === 'float32') {
-    data = values instanceof Float32Array ? values : new Float32Array(n);
-    if (data !== values) {
-      for (let i = 0; i < n; i++) {
-        const v = values[i];
-        if (typeof v !== 'number') throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a number`);
-        data[i] = v;
-      }
-    }
+  if (values instanceof (isInt ? Int32Array : Float32Array)) {
+    data = values as Float32Array | Int32Array;
   } else {
-    data = values instanceof Int32Array ? values : new Int32Array(n);
-    if (data !== values) {
-      for (let i = 0; i < n; i++) {
-        const v = values[i];
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) {
-          throw new TypeError(`${op}: values[${i}] is ${show(v)}, not a 32-bit integer`);
-        }
-        data[i] = v;
-      }
-    }
+    // The first value is checked before the array is made: a plain array of 2^32 - 1 holes fails
+    // at once instead of after a 16 GiB allocation.
+    check(0);
+    data = isInt ? new Int32Array(n) : new Float32Array(n);
+    for (let i = 0; i < n; i++) data[i] = check(i);
   }
   const buf = bindingOf(backend).upload(data, dims);
-  return finish(op, Tensor._wrap<D>(buf, dims, backend, dtype), opts.requiresGrad);
+  return finish(Tensor._wrap<D>(buf, dims, backend, dtype), requiresGrad);
 }
 
 /** A tensor of normally distributed values (mean 0, std 1 unless given). */
@@ -100,12 +98,13 @@ export function randn(shape: readonly number[], options?: RandomOptions): Tensor
   const seedValue = opts.seed === undefined ? undefined : checkInt(op, 'seed', opts.seed, -(2 ** 31), 2 ** 32 - 1);
   const std = opts.std === undefined ? 1 : checkFinite(op, 'std', opts.std);
   const mean = opts.mean === undefined ? 0 : checkFinite(op, 'mean', opts.mean);
+  const requiresGrad = gradOption(op, opts.requiresGrad, 'float32');
   const rng = rngFor(seedValue);
-  const n = dims.reduce((a, b) => a * b, 1);
+  const n = checkElements(op, 'shape', dims, '', MAX_ARRAY_ELEMENTS).reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = mean + std * rng.normal();
   const buf = bindingOf(backend).upload(data, dims);
-  return finish(op, Tensor._wrap(buf, dims, backend), opts.requiresGrad);
+  return finish(Tensor._wrap(buf, dims, backend), requiresGrad);
 }
 
 function checkFinite(op: string, name: string, v: unknown): number {
@@ -117,8 +116,9 @@ function constant(op: string, shape: readonly number[], value: number, options: 
   const opts = checkOptions(op, options, ['backend', 'requiresGrad']);
   const dims = checkShape(op, shape);
   const backend = parseBackend(op, opts.backend);
+  const requiresGrad = gradOption(op, opts.requiresGrad, 'float32');
   const buf = bindingOf(backend).fill(dims, value, 'float32');
-  return finish(op, Tensor._wrap(buf, dims, backend), opts.requiresGrad);
+  return finish(Tensor._wrap(buf, dims, backend), requiresGrad);
 }
 
 /** A float32 tensor of zeros. */

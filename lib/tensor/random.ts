@@ -4,6 +4,7 @@
  * JS and uploaded.
  * @module
  */
+import { show } from '../ops/validate.js';
 
 /**
  * A seeded pseudo-random generator (xoshiro128**): the same seed gives the same sequence on
@@ -15,6 +16,7 @@ export class Rng {
 
   /** A generator whose sequence is determined by `seed` (taken modulo 2^32). */
   constructor(seed: number) {
+    if (typeof seed !== 'number' || !Number.isInteger(seed)) throw new TypeError(`Rng: expected seed to be an integer, got ${show(seed)}`);
     let x = seed >>> 0;
     for (let i = 0; i < 4; i++) {
       x = (x + 0x9e3779b9) >>> 0;
@@ -68,7 +70,7 @@ export class Rng {
 
   set state(st: number[]) {
     if (!Array.isArray(st) || (st.length !== 4 && st.length !== 5) || !st.every((v) => typeof v === 'number' && Number.isFinite(v))) {
-      throw new TypeError(`Rng.state: expected the 4 or 5 numbers the state getter returned, got ${String(st)}`);
+      throw new TypeError(`Rng.state: expected the 4 or 5 numbers the state getter returned, got ${show(st)}`);
     }
     for (let i = 0; i < 4; i++) this.#s[i] = st[i]! >>> 0;
     this.#spare = st.length === 5 ? st[4]! : null;
@@ -83,7 +85,7 @@ let globalRng = new Rng((Date.now() ^ (process.pid << 16)) >>> 0);
 
 /** Reseeds the generator used when no `seed` is given. */
 export function seed(value: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`seed: expected an integer, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`seed: expected an integer, got ${show(value)}`);
   globalRng = new Rng(value);
 }
 

@@ -27,8 +27,14 @@ let leaked = 0;
 // A backstop only: tensors are meant to be freed by dispose() or tidy(). One warning per
 // process keeps a leaking loop from flooding stderr.
 const registry = new FinalizationRegistry<Held>((held) => {
-  held.binding.release(held.buf);
   if (held.counted) liveTensors.set(held.backend, liveTensorCount(held.backend) - 1);
+  try {
+    held.binding.release(held.buf);
+  } catch {
+    // Not a live handle of this addon (a tensor wrapped around something else by internal
+    // misuse): nothing to free, and a finalizer must not throw.
+    return;
+  }
   if (leaked++ === 0) {
     process.emitWarning(
       `a tensor of shape [${held.shape.join(', ')}] was garbage-collected without dispose(); its memory was ` +
@@ -75,6 +81,15 @@ export class Tensor<D extends DType = 'float32'> {
       liveTensors.set(backend, liveTensorCount(backend) + 1);
       track(this);
     }
+  }
+
+  /**
+   * A brand check on a private field: true only for objects this class constructed, so that
+   * neither `Object.create(Tensor.prototype)` nor a Proxy of a tensor passes for one (their
+   * methods fail on the private fields, halfway through an op). @internal
+   */
+  static _is(v: unknown): v is Tensor<DType> {
+    return typeof v === 'object' && v !== null && #requiresGrad in v;
   }
 
   /** Wraps a native buffer the caller owns. @internal */
@@ -134,7 +149,7 @@ export class Tensor<D extends DType = 'float32'> {
 
   set grad(g: Tensor | null) {
     if (g !== null) {
-      if (!(g instanceof Tensor)) throw new TypeError('grad must be a Tensor or null');
+      if (!isTensor(g)) throw new TypeError('grad must be a Tensor or null');
       if (g.isDisposed) throw new Error('grad: the assigned tensor is disposed');
       if (g.backend !== this.backend || g.dtype !== 'float32' || !sameShape(g.shape, this.shape)) {
         throw new RangeError(
@@ -188,7 +203,7 @@ export class Tensor<D extends DType = 'float32'> {
     const target = this._live(op, 'the target');
     const binding = this._binding();
     let buf: NativeBuffer;
-    if (src instanceof Tensor) {
+    if (isTensor(src)) {
       const from = src._live(op, 'the source');
       buf = src.backend === this.backend ? binding.reshape(from, [...this.shape]) : binding.upload(src.dataSync(), [...this.shape]);
     } else {
@@ -276,9 +291,12 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((v, i) => v === b[i]);
 }
 
-/** True for tensors of this module instance. */
+/**
+ * True for tensors of this module instance, made by its constructor: not for tensors of another
+ * copy of the library, nor for objects that only inherit from `Tensor.prototype`, nor for proxies.
+ */
 export function isTensor(v: unknown): v is Tensor<DType> {
-  return v instanceof Tensor;
+  return Tensor._is(v);
 }
 
-setTrackablePredicate((v: object): v is Tensor<DType> => v instanceof Tensor);
+setTrackablePredicate((v: object): v is Tensor<DType> => Tensor._is(v));

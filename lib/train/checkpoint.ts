@@ -6,11 +6,21 @@
 import { readSafetensorsHeader, loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { BackendName } from '../backend/backends.js';
 import type { Module } from '../nn/module.js';
-import { checkOptions, show } from '../ops/validate.js';
+import { checkOptions, setOwn, show } from '../ops/validate.js';
 import type { SGD } from '../optim/sgd.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 
 const FORMAT = 'cudnn-resnet/checkpoint@1';
+
+/** The optimizer option: absent, or something with the state methods of `optim.SGD`. */
+function checkOptimizer(op: string, value: unknown): SGD | undefined {
+  if (value === undefined) return undefined;
+  const o = value as Partial<SGD> | null;
+  if (o === null || typeof o !== 'object' || typeof o.stateDict !== 'function' || typeof o.loadStateDict !== 'function') {
+    throw new TypeError(`${op}: expected optimizer to be an optimizer (optim.SGD), got ${show(value)}`);
+  }
+  return o as SGD;
+}
 
 /** Everything besides tensors that a run needs to resume exactly. */
 export interface CheckpointState {
@@ -35,12 +45,19 @@ export async function saveCheckpoint(path: string, options: SaveCheckpointOption
   const opts = checkOptions(op, options, ['model', 'optimizer', 'state']);
   const model = opts.model as Module;
   if (!model || typeof model.stateDict !== 'function') throw new TypeError(`${op}: expected model to be an nn.Module, got ${show(model)}`);
+  const optimizer = checkOptimizer(op, opts.optimizer);
   const state = opts.state as CheckpointState;
   if (!state || typeof state.epoch !== 'number') throw new TypeError(`${op}: expected state with an epoch number`);
+  let json: string;
+  try {
+    json = JSON.stringify(state);
+  } catch (err) {
+    throw new TypeError(`${op}: expected state to be JSON-serializable (${(err as Error).message})`);
+  }
   const tensors: Record<string, Tensor<DType>> = {};
   for (const [k, t] of Object.entries(model.stateDict())) tensors[`model.${k}`] = t;
-  if (opts.optimizer) for (const [k, t] of Object.entries((opts.optimizer as SGD).stateDict())) tensors[`optimizer.${k}`] = t;
-  await saveSafetensors(path, tensors, { metadata: { format: FORMAT, state: JSON.stringify(state) } });
+  if (optimizer) for (const [k, t] of Object.entries(optimizer.stateDict())) tensors[`optimizer.${k}`] = t;
+  await saveSafetensors(path, tensors, { metadata: { format: FORMAT, state: json } });
 }
 
 /** The run state saved in a checkpoint, without loading its tensors. */
@@ -67,18 +84,19 @@ export async function loadCheckpoint(path: string, options: LoadCheckpointOption
   const opts = checkOptions(op, options, ['model', 'optimizer', 'backend']);
   const model = opts.model as Module;
   if (!model || typeof model.loadStateDict !== 'function') throw new TypeError(`${op}: expected model to be an nn.Module, got ${show(model)}`);
+  const optimizer = checkOptimizer(op, opts.optimizer);
   const state = await readCheckpointState(path);
   const loaded = await loadSafetensors(path, opts.backend === undefined ? {} : { backend: opts.backend as BackendName });
   try {
     const modelDict: Record<string, Tensor<DType>> = {};
     const optimDict: Record<string, Tensor> = {};
     for (const [k, t] of Object.entries(loaded)) {
-      if (k.startsWith('model.')) modelDict[k.slice(6)] = t;
-      else if (k.startsWith('optimizer.')) optimDict[k.slice(10)] = t as Tensor;
+      if (k.startsWith('model.')) setOwn(modelDict, k.slice(6), t);
+      else if (k.startsWith('optimizer.')) setOwn(optimDict, k.slice(10), t as Tensor);
       else throw new Error(`${op}: ${path} holds an unexpected tensor '${k}'`);
     }
     model.loadStateDict(modelDict, { strict: true });
-    if (opts.optimizer) (opts.optimizer as SGD).loadStateDict(optimDict);
+    if (optimizer) optimizer.loadStateDict(optimDict);
   } finally {
     for (const t of Object.values(loaded)) t.dispose();
   }

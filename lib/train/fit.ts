@@ -6,10 +6,11 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { noGrad } from '../autograd/grad-mode.js';
 import { softmaxCrossEntropy } from '../ops/loss.js';
-import { checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkBool, checkEach, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkPath } from '../io/file-error.js';
 import type { SGD } from '../optim/sgd.js';
 import { tidy } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
 import { writeChart } from './plot.js';
 import { Progress } from './progress.js';
 import type { Schedule } from './schedule.js';
@@ -106,26 +107,50 @@ function countErrors(logits: Float32Array, labels: Int32Array, classes: number):
   return wrong;
 }
 
+function checkTrainable(op: string, model: unknown): Trainable {
+  const m = model as Partial<Trainable> | null;
+  if (m === null || typeof m !== 'object' || typeof m.forward !== 'function' || typeof m.train !== 'function' || typeof m.eval !== 'function') {
+    throw new TypeError(`${op}: expected model to be an nn.Module (with forward, train and eval), got ${show(model)}`);
+  }
+  return m as Trainable;
+}
+
+function checkSource(op: string, name: string, data: unknown): BatchSource {
+  if (data === null || typeof data !== 'object' || typeof (data as Partial<BatchSource>).batches !== 'function') {
+    throw new TypeError(`${op}: expected ${name} to be a data loader (with batches(epoch)), got ${show(data)}`);
+  }
+  return data as BatchSource;
+}
+
+/** Disposes what a batch or a step left, whatever came out of a data source. */
+function release(...ts: unknown[]): void {
+  for (const t of ts) if (isTensor(t)) t.dispose();
+}
+
 /** Top-1 error and mean loss of `model` over `data` in evaluation mode. */
 export async function evaluate(model: Trainable, data: BatchSource, epoch = 0): Promise<{ loss: number; error: number; images: number }> {
+  const op = 'evaluate';
+  checkTrainable(op, model);
+  checkSource(op, 'data', data);
+  checkInt(op, 'epoch', epoch, 0);
   model.eval();
   let lossSum = 0;
   let wrong = 0;
   let n = 0;
   for await (const { x, y } of data.batches(epoch)) {
-    const owned: { dispose(): void }[] = [x, y];
+    let out: readonly Tensor<DType>[] = [];
     try {
       const [logits, loss] = noGrad(() => tidy(() => {
-        const out = model.forward(x);
-        return [out, softmaxCrossEntropy(out, y)] as const;
+        const o = model.forward(x);
+        return [o, softmaxCrossEntropy(o, y)] as const;
       }));
-      owned.push(logits, loss);
+      out = [logits, loss];
       const [lv, yv, l] = await Promise.all([logits.data(), y.data(), loss.item()]);
       lossSum += l * yv.length;
       wrong += countErrors(lv, yv, logits.shape[1]!);
       n += yv.length;
     } finally {
-      for (const t of owned) t.dispose();
+      release(x, y, ...out);
     }
   }
   return { loss: n ? lossSum / n : Number.NaN, error: n ? wrong / n : Number.NaN, images: n };
@@ -148,11 +173,9 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   const op = 'fit';
   const opts = checkOptions(op, options, ['trainData', 'evalData', 'epochs', 'optimizer', 'schedule', 'labelSmoothing', 'startEpoch',
     'metricsFile', 'curvesFile', 'progress', 'onStep', 'onEpoch', 'history']);
-  if (!opts.trainData || typeof (opts.trainData as BatchSource).batches !== 'function') {
-    throw new TypeError(`${op}: expected trainData to be a data loader (with batches(epoch)), got ${show(opts.trainData)}`);
-  }
-  const trainData = opts.trainData as BatchSource;
-  const evalData = opts.evalData as BatchSource | undefined;
+  checkTrainable(op, model);
+  const trainData = checkSource(op, 'trainData', opts.trainData);
+  const evalData = opts.evalData === undefined ? undefined : checkSource(op, 'evalData', opts.evalData);
   const epochs = checkInt(op, 'epochs', opts.epochs, 1);
   const startEpoch = opts.startEpoch === undefined ? 0 : checkInt(op, 'startEpoch', opts.startEpoch, 0, epochs);
   const optimizer = opts.optimizer as SGD;
@@ -160,14 +183,25 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   const schedule = opts.schedule as Schedule | undefined;
   if (schedule !== undefined && typeof schedule !== 'function') throw new TypeError(`${op}: expected schedule to be a function`);
   const labelSmoothing = opts.labelSmoothing === undefined ? 0 : checkNumber(op, 'labelSmoothing', opts.labelSmoothing, 0, 1, { exclusiveMax: true });
-  const progress = opts.progress === false ? null : new Progress();
+  const progress = opts.progress === undefined || checkBool(op, 'progress', opts.progress) ? new Progress() : null;
   const onStep = opts.onStep as FitOptions['onStep'];
   if (onStep !== undefined && typeof onStep !== 'function') throw new TypeError(`${op}: expected onStep to be a function`);
-  const history: EpochMetrics[] = [...((opts.history as EpochMetrics[] | undefined) ?? [])];
+  const onEpoch = opts.onEpoch as FitOptions['onEpoch'];
+  if (onEpoch !== undefined && typeof onEpoch !== 'function') throw new TypeError(`${op}: expected onEpoch to be a function`);
+  const metricsFile = opts.metricsFile === undefined ? undefined : checkPath(op, opts.metricsFile, 'metricsFile');
+  const curvesFile = opts.curvesFile === undefined ? undefined : checkPath(op, opts.curvesFile, 'curvesFile');
+  const earlier = opts.history ?? [];
+  if (!Array.isArray(earlier)) throw new TypeError(`${op}: expected history to be an array of epoch metrics, got ${show(earlier)}`);
+  const history = checkEach(earlier, (m, i) => {
+    if (m === null || typeof m !== 'object' || typeof (m as EpochMetrics).epoch !== 'number') {
+      throw new TypeError(`${op}: expected history[${i}] to be the metrics of an epoch (with epoch), got ${show(m)}`);
+    }
+    return m as EpochMetrics;
+  });
   const perEpoch = trainData.batchesPerEpoch;
   const totalSteps = epochs * perEpoch;
   const baseLr = optimizer.lr;
-  if (opts.metricsFile) mkdirSync(dirname(opts.metricsFile as string), { recursive: true });
+  if (metricsFile) mkdirSync(dirname(metricsFile), { recursive: true });
 
   for (let epoch = startEpoch; epoch < epochs; epoch++) {
     model.train();
@@ -178,12 +212,13 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     let images = 0;
     let pending: Pending | null = null;
     const settle = async (p: Pending) => {
-      let l: number, lv: Float32Array, yv: Int32Array;
+      let values: [number, Float32Array, Int32Array];
       try {
-        [l, lv, yv] = await Promise.all([p.loss.item(), p.logits.data(), p.labels.data()]);
+        values = await Promise.all([p.loss.item(), p.logits.data(), p.labels.data()]);
       } finally {
         for (const t of [p.loss, p.logits, p.labels]) t.dispose();
       }
+      const [l, lv, yv] = values;
       if (!Number.isFinite(l)) throw new NonFiniteLossError(p.step, epoch, l);
       lossSum += l * yv.length;
       wrong += countErrors(lv, yv, lv.length / yv.length);
@@ -195,10 +230,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     };
     try {
       for await (const { x, y } of trainData.batches(epoch)) {
-        // Whatever throws inside a step (a memory limit, a user module, a schedule) must leave
-        // no tensor of that step behind.
-        const owned: { dispose(): void }[] = [x, y];
-        let current: Pending;
+        let current: Pending | null = null;
         try {
           optimizer.lr = schedule ? schedule(step, totalSteps) : baseLr;
           const [loss, logits] = tidy(() => {
@@ -207,21 +239,23 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
             l.backward();
             return [l, out.detach()] as const;
           });
-          owned.push(loss, logits);
+          current = { loss, logits, labels: y, step };
           optimizer.step();
           optimizer.zeroGrad();
-          current = { loss, logits, labels: y, step };
         } catch (err) {
-          for (const t of owned) t.dispose();
+          release(y, current?.loss, current?.logits);
           // A backward that stopped half-way left gradients in some parameters only.
           optimizer.zeroGrad();
           throw err;
+        } finally {
+          release(x);
         }
-        x.dispose();
+        // The step just queued becomes pending before the previous one is read, so that the
+        // finally below frees it if reading the previous one fails.
         const previous = pending;
         pending = current;
-        if (previous) await settle(previous);
         step++;
+        if (previous) await settle(previous);
       }
       const last = pending;
       pending = null;
@@ -243,14 +277,14 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     progress?.line(`epoch ${metrics.epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)}, train error ${(100 * metrics.trainError).toFixed(2)}%` +
       (metrics.testError !== undefined ? `, test error ${(100 * metrics.testError).toFixed(2)}%` : '') +
       `, ${metrics.imagesPerSecond.toFixed(0)} img/s, ${seconds.toFixed(1)} s`);
-    if (opts.metricsFile) appendFileSync(opts.metricsFile as string, `${JSON.stringify(metrics)}\n`);
-    if (opts.curvesFile) {
-      writeChart(opts.curvesFile as string, [
+    if (metricsFile) appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
+    if (curvesFile) {
+      writeChart(curvesFile, [
         { name: 'train error', points: history.map((m) => [m.epoch, 100 * m.trainError]), dashed: true },
         ...(evalData ? [{ name: 'test error', points: history.map((m) => [m.epoch, 100 * (m.testError ?? Number.NaN)] as [number, number]) }] : []),
       ], { title: 'Top-1 error', xLabel: 'epoch', yLabel: 'error (%)' });
     }
-    if (opts.onEpoch) await (opts.onEpoch as FitOptions['onEpoch'])!(metrics);
+    if (onEpoch) await onEpoch(metrics);
   }
   return history;
 }

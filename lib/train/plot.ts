@@ -3,6 +3,8 @@
  * @module
  */
 import { writeFileSync } from 'node:fs';
+import { checkPath } from '../io/file-error.js';
+import { checkBool, checkEach, checkNumber, checkOptions, show } from '../ops/validate.js';
 
 /** One line of a chart. */
 export interface Series {
@@ -32,13 +34,55 @@ function niceTicks(lo: number, hi: number, count: number): number[] {
   const raw = span / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  if (!(step > 0) || !Number.isFinite(step)) return [lo];
+  // Ticks by index, never by adding the step: across two values one ulp apart (an error of
+  // 100 · 0.07 = 7.000000000000001 % beside 7 %) the step is below their resolution, and t +=
+  // step would not move. A step of at least span / count makes at most count + 1 ticks.
   const ticks: number[] = [];
-  for (let t = Math.ceil(lo / step) * step; t <= hi + step * 1e-9; t += step) ticks.push(Number(t.toPrecision(12)));
+  const first = Math.ceil(lo / step);
+  for (let k = 0; k <= count + 1; k++) {
+    const t = (first + k) * step;
+    if (t > hi + step * 1e-9) break;
+    const v = Number(t.toPrecision(12));
+    if (ticks[ticks.length - 1] !== v) ticks.push(v);
+  }
   return ticks;
+}
+
+/** The series and options of a chart, checked. */
+function checkChart(op: string, series: unknown, options: unknown): [Series[], ChartOptions] {
+  if (!Array.isArray(series)) throw new TypeError(`${op}: expected series to be an array of {name, points}, got ${show(series)}`);
+  checkEach(series, (s, i) => {
+    if (s === null || typeof s !== 'object') throw new TypeError(`${op}: expected series[${i}] to be an object {name, points}, got ${show(s)}`);
+    const o = checkOptions(`${op}: series[${i}]`, s, ['name', 'points', 'dashed']);
+    if (typeof o.name !== 'string') throw new TypeError(`${op}: expected series[${i}].name to be a string, got ${show(o.name)}`);
+    if (o.dashed !== undefined) checkBool(op, `series[${i}].dashed`, o.dashed);
+    const points = o.points;
+    const isPair = (p: unknown) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'number' && typeof p[1] === 'number';
+    if (!Array.isArray(points) || checkEach(points, isPair).includes(false)) {
+      throw new TypeError(`${op}: expected series[${i}].points to be an array of [x, y] number pairs, got ${show(points)}`);
+    }
+  });
+  const opts = checkOptions(op, options, ['title', 'xLabel', 'yLabel', 'yRange']);
+  if (options === undefined) throw new TypeError(`${op}: expected options with a title, xLabel and yLabel`);
+  for (const k of ['title', 'xLabel', 'yLabel'] as const) {
+    if (typeof opts[k] !== 'string') throw new TypeError(`${op}: expected ${k} to be a string, got ${show(opts[k])}`);
+  }
+  if (opts.yRange !== undefined) {
+    const r = opts.yRange;
+    if (!Array.isArray(r) || r.length !== 2) throw new TypeError(`${op}: expected yRange to be [low, high], got ${show(r)}`);
+    const lo = checkNumber(op, 'yRange[0]', r[0]);
+    checkNumber(op, 'yRange[1]', r[1], lo, Infinity, { exclusiveMin: true });
+  }
+  return [series as Series[], opts as unknown as ChartOptions];
 }
 
 /** The chart as an SVG document. */
 export function renderChart(series: Series[], options: ChartOptions): string {
+  return render(...checkChart('renderChart', series, options));
+}
+
+function render(series: Series[], options: ChartOptions): string {
   const W = 720;
   const H = 440;
   const m = { left: 70, right: 170, top: 40, bottom: 50 };
@@ -80,5 +124,6 @@ export function renderChart(series: Series[], options: ChartOptions): string {
 
 /** Writes the chart to `path`. */
 export function writeChart(path: string, series: Series[], options: ChartOptions): void {
-  writeFileSync(path, renderChart(series, options));
+  const file = checkPath('writeChart', path);
+  writeFileSync(file, render(...checkChart('writeChart', series, options)));
 }

@@ -2,7 +2,7 @@
  * Learning-rate schedules: functions of training progress, evaluated before every step.
  * @module
  */
-import { checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkEach, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
 
 /** The learning rate for optimizer step `step` (0-based) of `totalSteps`. */
 export type Schedule = (step: number, totalSteps: number) => number;
@@ -13,9 +13,13 @@ export interface WarmupOptions {
   warmupSteps?: number;
 }
 
+/** `inner` after a linear warm-up, its arguments checked. */
 function warmup(op: string, base: number, warmupSteps: number, inner: Schedule): Schedule {
-  if (warmupSteps === 0) return inner;
-  return (step, total) => (step < warmupSteps ? base * (0.1 + (0.9 * step) / warmupSteps) : inner(step, total));
+  return (step, total) => {
+    checkInt(op, 'totalSteps', total, 1);
+    checkInt(op, 'step', step, 0);
+    return step < warmupSteps ? base * (0.1 + (0.9 * step) / warmupSteps) : inner(step, total);
+  };
 }
 
 /** A constant rate. */
@@ -43,15 +47,16 @@ export function stepSchedule(options: StepScheduleOptions): Schedule {
   const base = checkNumber(op, 'lr', opts.lr, 0);
   const milestones = (opts.milestones ?? [0.5, 0.75]) as unknown;
   if (!Array.isArray(milestones)) throw new TypeError(`${op}: expected milestones to be an array of fractions, got ${show(milestones)}`);
-  milestones.forEach((m, i) => {
+  const marks = checkEach(milestones, (m, i) => {
     checkNumber(op, `milestones[${i}]`, m, 0, 1);
     if (i > 0 && (m as number) <= (milestones[i - 1] as number)) throw new RangeError(`${op}: milestones must increase, got ${show(milestones)}`);
+    return m as number;
   });
   const gamma = opts.gamma === undefined ? 0.1 : checkNumber(op, 'gamma', opts.gamma, 0);
   const warmupSteps = opts.warmupSteps === undefined ? 0 : checkInt(op, 'warmupSteps', opts.warmupSteps, 0);
   return warmup(op, base, warmupSteps, (step, total) => {
     const progress = step / total;
-    const passed = (milestones as number[]).filter((m) => progress >= m).length;
+    const passed = marks.filter((m) => progress >= m).length;
     return base * gamma ** passed;
   });
 }

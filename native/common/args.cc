@@ -68,10 +68,15 @@ std::vector<int64_t> ShapeArg(const Napi::CallbackInfo& info, size_t i) {
   return IntsArg(info, i, "shape", a.Length());
 }
 
+double FillValueArg(const Napi::CallbackInfo& info, size_t i, DType dtype) {
+  double v = NumberArg(info, i, "value");
+  if (dtype == DType::kInt32 && (std::floor(v) != v || v < -2147483648.0 || v > 2147483647.0)) {
+    BadArg(info, "value", "an integer in the int32 range");
+  }
+  return v;
+}
+
 int64_t CheckedNumel(Napi::Env env, const std::vector<int64_t>& dims) {
-  // 2^34 elements (64 GiB of float32) is far beyond any host or GPU this runs on; it also keeps
-  // every byte count below overflow.
-  constexpr int64_t kMaxNumel = int64_t(1) << 34;
   int64_t n = 1;
   for (int64_t d : dims) {
     if (d < 1) throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": dimensions must be positive, got " + ShapeString(dims));

@@ -22,6 +22,9 @@ std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const cha
 std::vector<int64_t> ShapeArg(const Napi::CallbackInfo& info, size_t i);
 // 'float32' or 'int32'.
 DType DTypeArg(const Napi::CallbackInfo& info, size_t i);
+// The value to fill a `dtype` buffer with: a finite number, and for int32 an integer in its range
+// (converting anything else to int32 is undefined behaviour).
+double FillValueArg(const Napi::CallbackInfo& info, size_t i, DType dtype);
 // The element count of `dims`; a RangeError for a non-positive dimension or an absurd size.
 int64_t CheckedNumel(Napi::Env env, const std::vector<int64_t>& dims);
 

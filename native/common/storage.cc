@@ -25,6 +25,11 @@ size_t DTypeSize(DType) { return 4; }
 
 Storage::Storage(std::vector<int64_t> dims_, DType dtype_, size_t bytes_)
     : dims(std::move(dims_)), dtype(dtype_), bytes(bytes_) {
+  int64_t n = 1;
+  for (int64_t d : dims) {
+    if (d < 1 || n > kMaxNumel / d) Fail("ERR_INVALID_ARG", "cannot allocate a buffer of shape " + cr::ShapeString(dims));
+    n *= d;
+  }
   const int64_t size = static_cast<int64_t>(bytes);
   int64_t now = live_bytes.fetch_add(size) + size;
   const int64_t limit = limit_bytes.load();

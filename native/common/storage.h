@@ -15,6 +15,10 @@ namespace cr {
 
 enum class DType { kFloat32 = 0, kInt32 = 1 };
 
+// The most elements a buffer may have: 2^34 (64 GiB of float32) is far beyond any host or GPU
+// this runs on, and it keeps every byte count a library computes from the dims below overflow.
+constexpr int64_t kMaxNumel = int64_t(1) << 34;
+
 const char* DTypeName(DType dtype);
 size_t DTypeSize(DType dtype);
 
@@ -28,6 +32,8 @@ struct MemoryStats {
 
 class Storage {
  public:
+  // Throws a NativeError (ERR_INVALID_ARG) for dims with a non-positive entry or more than
+  // kMaxNumel elements: the backstop behind every entry point's own argument checks.
   Storage(std::vector<int64_t> dims, DType dtype, size_t bytes);
   virtual ~Storage();
   Storage(const Storage&) = delete;

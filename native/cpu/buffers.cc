@@ -57,8 +57,8 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     std::vector<int64_t> dims = ShapeArg(info, 0);
     CheckedNumel(env, dims);
-    double value = NumberArg(info, 1, "value");
     DType dtype = DTypeArg(info, 2);
+    double value = FillValueArg(info, 1, dtype);
     CpuStoragePtr s = Alloc(dims, dtype, PlainDesc(dims, dtype));
     Ctx(env).queue.Push(Describe("fill", {s.get()}), [s, value, dtype] {
       int64_t n = s->Numel();

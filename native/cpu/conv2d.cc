@@ -87,6 +87,12 @@ ConvParams ReadParams(const Napi::CallbackInfo& info, size_t i, const std::vecto
   }
   p.y = ConvOutputDims(x, w, p.stride, p.padding, p.dilation);
   if (p.y[2] < 1 || p.y[3] < 1) bad("the kernel does not fit the padded input");
+  // The backward ops take the input or weight shape as an argument, and a huge padding makes a
+  // huge output: bound all three, as every allocation is, before oneDNN computes byte counts
+  // from them (an overflowed count allocates a small buffer the convolution then writes past).
+  CheckedNumel(env, x);
+  CheckedNumel(env, w);
+  CheckedNumel(env, p.y);
   return p;
 }
 

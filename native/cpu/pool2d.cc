@@ -58,7 +58,6 @@ struct PoolParams : PoolGeometry {
 // Bounds the input a backward op allocates from a shape it was given; also keeps every size
 // oneDNN computes from it far from overflow.
 void CheckDims(Napi::Env env, const std::vector<int64_t>& x, const PoolFailure& bad) {
-  constexpr int64_t kMaxNumel = int64_t(1) << 34;
   int64_t numel = 1;
   for (int64_t d : x) {
     if (d < 1) bad("input dimensions must be positive");

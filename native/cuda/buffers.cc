@@ -58,8 +58,8 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
     CudaContext& ctx = Live(env);
     std::vector<int64_t> dims = ShapeArg(info, 0);
     CheckedNumel(env, dims);
-    double value = NumberArg(info, 1, "value");
     DType dtype = DTypeArg(info, 2);
+    double value = FillValueArg(info, 1, dtype);
     uint32_t bits;
     if (dtype == DType::kFloat32) {
       float f = static_cast<float>(value);

@@ -1,0 +1,48 @@
+/**
+ * The fuzzers, with the budget CI affords (docs/reliability-fuzzing.md has the long runs):
+ * - the boundary fuzzer makes 30,000 generated calls across every exported function, method and
+ *   native binding, most with wrong arguments, in a child process: it must exit 0 (no crash, no
+ *   hang), every call must return or throw an Error with a message, no check may be left to the
+ *   engine ("Cannot read properties of undefined"), and nothing may stay allocated after a call;
+ * - the reader fuzzer runs a fixed number of coverage-guided inputs through each file reader:
+ *   every input must parse consistently or be refused with an error naming the file and offset.
+ * Both are seeded: FUZZ_SEED=n replays another run.
+ */
+import { describe, expect, test } from 'vitest';
+import { describeChild, runChild } from './fuzz/child.js';
+import type { Summary } from './fuzz/boundary.js';
+import type { ReadersResult } from './fuzz/readers.js';
+
+const seed = Number(process.env.FUZZ_SEED ?? 20261129);
+const CALLS = 30_000;
+const READER_ITERATIONS = 1500;
+
+describe('fuzzing', () => {
+  test(`boundary: ${CALLS} generated calls, no crash, every failure an Error with a message`, async () => {
+    const r = await runChild('test/fuzz/boundary.ts', ['--seed', String(seed), '--calls', String(CALLS)], { timeoutMs: 100_000 });
+    const index = r.lastCall?.split('\t')[0] ?? '0';
+    const replay = `node --import tsx test/fuzz/boundary.ts --seed ${seed} --start ${index} --calls 1`;
+    if (r.code !== 0 || r.signal !== null || r.summary === null) throw new Error(describeChild('The boundary fuzzer', r, replay));
+    const s = r.summary as Summary;
+    console.log(`boundary fuzz, seed ${seed}: ${s.calls} calls to ${s.targets} targets in ${s.seconds} s: ${JSON.stringify(s.outcomes)}`);
+    expect(s.failures).toEqual([]);
+    expect(s.calls).toBeGreaterThanOrEqual(CALLS);
+    expect(s.engineErrors).toEqual({});
+    expect(s.leaks).toEqual([]);
+    // Every target was called, and the copies of the library and of the addon were there to mix in.
+    expect(Object.keys(s.perTarget).length).toBe(s.targets);
+    expect(s.otherInstance).toBe(true);
+    expect(s.foreignInstance).toBe(true);
+  }, 120_000);
+
+  test(`readers: ${READER_ITERATIONS} coverage-guided inputs each for IDX, CIFAR and safetensors`, async () => {
+    const r = await runChild('test/fuzz/readers.ts', ['--seed', String(seed), '--iterations', String(READER_ITERATIONS)], { timeoutMs: 100_000 });
+    if (r.code !== 0 || r.signal !== null || r.summary === null) throw new Error(describeChild('The reader fuzzer', r, `node --import tsx test/fuzz/readers.ts --seed ${seed} --iterations ${READER_ITERATIONS}`));
+    const s = r.summary as ReadersResult;
+    for (const t of s.readers) console.log(`reader fuzz ${t.target}: ${t.executions} inputs in ${t.seconds} s, corpus ${t.corpus}, ${t.features} features`);
+    console.log(`reader code run: ${Object.entries(s.coverage).map(([f, c]) => `${f} ${c}%`).join(', ')}`);
+    expect(s.readers.map((t) => t.failures)).toEqual([[], [], []]);
+    // Coverage guidance found inputs beyond the four seeds of each reader.
+    expect(s.readers.every((t) => t.executions >= READER_ITERATIONS && t.corpus > 4)).toBe(true);
+  }, 120_000);
+});
