@@ -207,8 +207,28 @@ export function renderTable(report: Report): string {
         `${v.infer ? throughputCell(v.infer) : '—'} | ${v.infer ? ratioCell(ours.infer, v.infer) : '—'} | ${eld} |`);
     }
   }
-  lines.push('', ...headlines(report));
+  lines.push('', ...headlines(report), ...paramCheck(report.results));
   return lines.join('\n');
+}
+
+/** Whether every framework built the same network: its trainable-parameter count, per network. */
+function paramCheck(results: JobResult[]): string[] {
+  const out: string[] = [];
+  for (const model of ['resnet20', 'resnet50'] as const) {
+    const counts = new Map<number, Set<string>>();
+    for (const r of results) {
+      if (r.model !== model || !r.meta) continue;
+      if (!counts.has(r.meta.params)) counts.set(r.meta.params, new Set());
+      counts.get(r.meta.params)!.add(r.variant);
+    }
+    if (counts.size === 1) {
+      const [[n, who]] = [...counts];
+      out.push(`- ${MODEL_NAMES[model]}: ${n!.toLocaleString('en-US')} trainable parameters in every framework that ran (${[...who!].join(', ')}).`);
+    } else if (counts.size > 1) {
+      out.push(`- **${MODEL_NAMES[model]}: parameter counts differ**: ${[...counts].map(([n, who]) => `${n.toLocaleString('en-US')} (${[...who].join(', ')})`).join('; ')}.`);
+    }
+  }
+  return out;
 }
 
 /** One sentence per network and phase: this library against PyTorch's best layout and tfjs. */
