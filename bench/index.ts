@@ -273,7 +273,8 @@ console.log(`${jobs.length} jobs, one child process each, one at a time:`);
 const t0 = performance.now();
 const results: JobResult[] = [];
 for (const [i, job] of jobs.entries()) {
-  const r = await runJob(job);
+  const load = loadavg()[0]!;
+  const r = { ...(await runJob(job)), loadAverage: load };
   results.push(r);
   console.log(`  [${String(i + 1).padStart(2)}/${jobs.length}] ${job.key.padEnd(42)} ${r.summary}`);
 }
