@@ -162,11 +162,13 @@ for (const { device, configs } of devices) {
       const add = (framework: Framework, variant: string, command: (budget: number) => string[]) => {
         if (!wanted(framework, model, phase)) return;
         const budgetS = budgetFor(framework, model, phase);
-        jobs.push({ key: `${device}/${model}/${batch}/${variant}/${phase}`, framework, variant, device, model, batch, phase, budgetS, reps, command: command(budgetS) });
+        const profileS = framework === 'ours' && phase === 'train' ? budgetS * 0.4 : 0;
+        jobs.push({ key: `${device}/${model}/${batch}/${variant}/${phase}`, framework, variant, device, model, batch, phase, budgetS, profileS, reps, command: command(budgetS) });
       };
       const common = (budget: number) => ['--model', model, '--batch', String(batch), '--phase', phase, '--warmup', String(warmup),
         '--reps', String(reps), '--budget', String(Math.round(budget * 10) / 10), '--threads', String(threads)];
-      add('ours', `ours-${device}`, (b) => node('peer.ts', ['--framework', 'ours', '--backend', device, ...common(b), '--profile-steps', phase === 'train' ? '3' : '0']));
+      add('ours', `ours-${device}`, (b) => node('peer.ts', ['--framework', 'ours', '--backend', device, ...common(b),
+        ...(phase === 'train' ? ['--profile-steps', '3', '--profile-budget', String(Math.round(b * 4) / 10)] : [])]));
       if (torchVersion && (device === 'cpu' || torchCuda)) {
         for (const cl of [false, true]) {
           add('torch', cl ? 'torch-channels-last' : 'torch-nchw', (b) => ['python3', join(here, 'peer_torch.py'), '--device', device, ...common(b), ...(cl ? ['--channels-last'] : [])]);
@@ -227,7 +229,7 @@ function runJob(job: Job): Promise<JobResult> {
           // The budget counts from here: the network is built and the timed loop starts.
           budgetStart = lastMessageAt;
           clearTimeout(timer);
-          timer = setTimeout(kill, (job.budgetS + 1) * 1000);
+          timer = setTimeout(kill, (job.budgetS + job.profileS + 1) * 1000);
         }
       }
     });

@@ -5,14 +5,14 @@
  *
  *   node --import tsx bench/peer.ts --framework ours|tfjs-cpu|tfjs-wasm|tfjs-node|tfjs-node-gpu
  *     --model resnet20|resnet50 --batch 128 --phase train|infer [--backend cpu|cuda]
- *     [--threads 2] [--warmup 3] [--reps 10] [--budget 30] [--profile-steps 3]
+ *     [--threads 2] [--warmup 3] [--reps 10] [--budget 30] [--profile-steps 3 --profile-budget 6]
  *
  * Every framework: random inputs, random labels, SGD (lr 0.1, momentum 0.9, weight decay 1e-4),
  * training-mode batch norm in the training step and inference-mode under inference. A step is
  * timed until its results are computed (this library: `sync()`; tfjs: `await data()` of the
  * loss or the logits).
  */
-import { emit, closeProtocol, option, timeSteps, type LoopOptions, type Phase } from './harness.js';
+import { emit, closeProtocol, option, summarize, timeSteps, type LoopOptions, type Phase } from './harness.js';
 import type { TfjsModelName } from './tfjs-models.js';
 
 const argv = process.argv.slice(2);
@@ -78,22 +78,24 @@ async function ours(): Promise<void> {
     js.optimizer += performance.now() - t2;
   };
   const started = performance.now();
-  await timeSteps(phase, async () => {
+  const timed = await timeSteps(phase, async () => {
     trainStep();
     await sync(backend);
   }, loop);
-  // The breakdown, from separate profiled steps (profiling does not disturb the timed ones).
+  // The breakdown, from separate profiled steps after the timed ones (profiling does not disturb
+  // them), as many as fit in the time left of the budget plus the profiling allowance.
   const profileSteps = Number(option(argv, 'profile-steps', '0'));
-  const perStep = (performance.now() - started) / Math.max(1, loop.warmup + loop.reps);
-  if (profileSteps > 0 && performance.now() - started + perStep * profileSteps * 1.3 < loop.budgetMs * 0.95) {
+  const leftMs = loop.budgetMs + Number(option(argv, 'profile-budget', '0')) * 1000 - (performance.now() - started);
+  const steps = timed.length === 0 ? 0 : Math.min(profileSteps, Math.floor((0.9 * leftMs) / (1.2 * summarize(timed).medianMs)));
+  if (steps > 0) {
     js.forward = js.backward = js.optimizer = 0;
     const p = await profile(async () => {
-      for (let i = 0; i < profileSteps; i++) {
+      for (let i = 0; i < steps; i++) {
         trainStep();
         await sync(backend);
       }
     }, { backend });
-    emit({ type: 'breakdown', steps: profileSteps, backend, wallMs: p.wallMs, busyMs: p.busyMs, idleMs: p.idleMs, ops: p.ops, js });
+    emit({ type: 'breakdown', steps, backend, wallMs: p.wallMs, busyMs: p.busyMs, idleMs: p.idleMs, ops: p.ops, js });
   }
 }
 

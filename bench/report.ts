@@ -15,6 +15,8 @@ export interface JobSpec {
   batch: number;
   phase: Phase;
   budgetS: number;
+  /** Extra seconds after the budget for this library's profiled steps (the breakdown). */
+  profileS: number;
   reps: number;
 }
 

@@ -7,7 +7,7 @@ import { type JobSpec, type RunFacts, renderTable, summarizeJob } from '../bench
 
 const job = (over: Partial<JobSpec> = {}): JobSpec => ({
   key: 'cpu/resnet20/32/x/train', framework: 'ours', variant: 'ours-cpu', device: 'cpu', model: 'resnet20',
-  batch: 32, phase: 'train', budgetS: 15, reps: 3, ...over,
+  batch: 32, phase: 'train', budgetS: 15, profileS: 0, reps: 3, ...over,
 });
 const run = (over: Partial<RunFacts> = {}): RunFacts => ({
   exitCode: 0, killedAfterS: null, blockedAtKillS: null, budgetUsedS: 2, wallS: 3, log: '', ...over,
