@@ -55,6 +55,8 @@ const { values: args } = parseArgs({
   },
 });
 const threads = positiveInt('threads', args.threads!);
+if (args.reps !== undefined) positiveInt('reps', args.reps);
+if (args.warmup !== undefined && args.warmup !== '0') positiveInt('warmup', args.warmup);
 const budgetScale = Number(args['budget-scale']);
 if (!(budgetScale > 0)) fail(`--budget-scale must be a positive number, got ${args['budget-scale']}`);
 
