@@ -9,6 +9,7 @@
  *   { type: 'step', phase, ms, warm, eld? }        one per finished step, as soon as it finishes
  *   { type: 'cannot', phase, error }               the framework cannot do this phase
  *   { type: 'unavailable', reason }                the framework is not installed / usable here
+ *   { type: 'profiling', steps, expectMs }         this library's profiled steps start
  *   { type: 'breakdown', ... }                     this library's per-component profile
  *   { type: 'done' }
  * Streaming each step means a child killed at its budget still reports what it finished.

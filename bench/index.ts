@@ -232,6 +232,10 @@ function runJob(job: Job): Promise<JobResult> {
           budgetStart = lastMessageAt;
           clearTimeout(timer);
           timer = setTimeout(kill, (job.budgetS + job.profileS + 1) * 1000);
+        } else if (m.type === 'profiling') {
+          // The breakdown's steps started within the allowance: give them 3× their expected time.
+          clearTimeout(timer);
+          timer = setTimeout(kill, 3 * Number(m.expectMs) + 5000);
         }
       }
     });

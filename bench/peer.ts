@@ -88,6 +88,8 @@ async function ours(): Promise<void> {
   const leftMs = loop.budgetMs + Number(option(argv, 'profile-budget', '0')) * 1000 - (performance.now() - started);
   const steps = timed.length === 0 ? 0 : Math.min(profileSteps, Math.floor((0.9 * leftMs) / (1.2 * summarize(timed).medianMs)));
   if (steps > 0) {
+    // Tells the parent how long this should take, so that a load spike does not get it killed.
+    emit({ type: 'profiling', steps, expectMs: steps * summarize(timed).medianMs });
     js.forward = js.backward = js.optimizer = 0;
     const p = await profile(async () => {
       for (let i = 0; i < steps; i++) {
