@@ -2,13 +2,13 @@
  * Op benchmark: this library against PyTorch on the same CPU, threads and shapes, in one run.
  *
  *   npm run bench:ops -- [--threads 2] [--reps 10] [--warmup 3] [--no-torch] [--json out.json]
+ *   (or npm run bench -- --ops [same options])
  *
  * Times every distinct convolution of CIFAR ResNet-20 (batch 128; forward, and backward = input
- * and weight gradients), training-mode batch norm per stage, and a whole ResNet-20 training step
- * (forward, cross-entropy, backward, SGD) and inference pass built from `ops.*`. When
- * `python3 -c 'import torch'` works, bench/ops_torch.py times the same in PyTorch eager mode,
- * NCHW and channels_last, and the table gives ratios against PyTorch's faster layout.
- * Each number is the median of `reps` timed repetitions after `warmup` untimed ones.
+ * and weight gradients) and training-mode batch norm per stage. When `python3 -c 'import torch'`
+ * works, bench/ops_torch.py times the same in PyTorch eager mode, NCHW and channels_last, and the
+ * table gives ratios against PyTorch's faster layout. Each number is the median of `reps` timed
+ * repetitions after `warmup` untimed ones. Whole networks: `npm run bench` (bench/index.ts).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { type Stat, summarize } from './harness.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -32,21 +33,13 @@ const warmup = Number(args.warmup);
 // OpenMP reads its thread count when the addon loads: set it before importing the library.
 process.env.OMP_NUM_THREADS = String(threads);
 
-const { backends, models, noGrad, ops, optim, randn, ones, zeros, sync, tidy, setNumThreads } = await import('../lib/index.js');
+const { backends, noGrad, ops, randn, ones, zeros, sync, tidy, setNumThreads } = await import('../lib/index.js');
 type Tensor = import('../lib/index.js').Tensor;
 
 const BATCH = 128;
 const here = dirname(fileURLToPath(import.meta.url));
 
-interface Stat { medianMs: number; minMs: number; maxMs: number }
 interface OpResult extends Stat { name: string; phase: 'forward' | 'backward' }
-
-function summarize(samples: number[]): Stat {
-  const s = [...samples].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { medianMs: median, minMs: s[0]!, maxMs: s.at(-1)! };
-}
 
 /** Times `fn` (which enqueues work) until its work has run: enqueue + execution + one sync. */
 async function time(fn: () => void | Promise<void>, setup?: () => void): Promise<Stat> {
@@ -126,40 +119,11 @@ async function batchNormOps(): Promise<OpResult[]> {
   return out;
 }
 
-interface NetResult { params: number; trainImgPerSec: { median: number; min: number; max: number }; inferImgPerSec: { median: number; min: number; max: number } }
-
-function perSec(s: Stat): { median: number; min: number; max: number } {
-  return { median: (BATCH * 1000) / s.medianMs, min: (BATCH * 1000) / s.maxMs, max: (BATCH * 1000) / s.minMs };
-}
-
-async function network(): Promise<NetResult> {
-  // He et al.'s CIFAR ResNet-20 with projection shortcuts, as bench/ops_torch.py builds it.
-  const net = models.cifarResNet({ depth: 20, shortcut: 'B', seed: 1, backend: 'cpu' });
-  const params = net.parameters().reduce((n, p) => n + p.size, 0);
-  const x = randn([BATCH, 3, 32, 32], { seed: 9 });
-  const labels = Array.from({ length: BATCH }, (_, i) => i % 10);
-  const opt = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
-  const train = await time(() => {
-    tidy(() => {
-      const loss = ops.softmaxCrossEntropy(net.forward(x), labels);
-      loss.backward();
-    });
-    opt.step();
-    opt.zeroGrad();
-  });
-  net.eval();
-  const infer = await time(() => noGrad(() => tidy(() => { net.forward(x); })));
-  opt.dispose();
-  net.dispose();
-  x.dispose();
-  return { params, trainImgPerSec: perSec(train), inferImgPerSec: perSec(infer) };
-}
-
 function report(r: OpResult): void {
   console.log(`  ${r.name.padEnd(28)} ${r.phase.padEnd(8)} median ${r.medianMs.toFixed(2).padStart(8)} ms  (min ${r.minMs.toFixed(2)}, max ${r.maxMs.toFixed(2)})`);
 }
 
-interface TorchResult { version: string; channelsLast: boolean; ops: OpResult[]; network: NetResult }
+interface TorchResult { version: string; channelsLast: boolean; ops: OpResult[] }
 
 function runTorch(channelsLast: boolean): TorchResult | string {
   const probe = spawnSync('python3', ['-c', 'import torch'], { encoding: 'utf8' });
@@ -183,8 +147,7 @@ const cpu = backends().find((b) => b.name === 'cpu')!;
 const machine = `${cpus()[0]?.model ?? 'unknown CPU'}, ${cpus().length} logical cores; ${threads} threads; oneDNN ${cpu.versions.onednn} (${String(cpu.details.isa)})`;
 console.log(`cudnn-resnet op benchmark: ${machine}; batch ${BATCH}; ${warmup} warm-up + ${reps} reps`);
 console.log('this library (cpu):');
-const ours = { ops: [...(await convOps()), ...(await batchNormOps())], network: await network() };
-console.log(`  ResNet-20: ${ours.network.params.toLocaleString('en-US')} parameters; train ${fmt(ours.network.trainImgPerSec.median, 1)} img/s, inference ${fmt(ours.network.inferImgPerSec.median, 1)} img/s`);
+const ours = { ops: [...(await convOps()), ...(await batchNormOps())] };
 
 const torch: Record<string, TorchResult | string> = {};
 if (!args['no-torch']) {
@@ -195,9 +158,6 @@ if (!args['no-torch']) {
 }
 const nchw = typeof torch.nchw === 'object' ? torch.nchw : null;
 const cl = typeof torch.channelsLast === 'object' ? torch.channelsLast : null;
-if (nchw && nchw.network.params !== ours.network.params) {
-  throw new Error(`parameter counts differ: ours ${ours.network.params}, PyTorch ${nchw.network.params}`);
-}
 
 const lines: string[] = [];
 lines.push(`| op | phase | cudnn-resnet ms | PyTorch NCHW ms | PyTorch channels_last ms | PyTorch best / ours |`);
@@ -207,17 +167,6 @@ for (const r of ours.ops) {
   const b = cl?.ops.find((o) => o.name === r.name && o.phase === r.phase)?.medianMs;
   const best = a === undefined && b === undefined ? undefined : Math.min(a ?? Infinity, b ?? Infinity);
   lines.push(`| ${r.name} | ${r.phase} | ${fmt(r.medianMs)} | ${fmt(a)} | ${fmt(b)} | ${best === undefined ? '—' : `${fmt(best / r.medianMs)}×`} |`);
-}
-lines.push('');
-lines.push('| ResNet-20, batch 128 | cudnn-resnet img/s | PyTorch NCHW img/s | PyTorch channels_last img/s | ours / PyTorch best |');
-lines.push('|---|---:|---:|---:|---:|');
-for (const [label, key] of [['training step', 'trainImgPerSec'], ['inference', 'inferImgPerSec']] as const) {
-  const o = ours.network[key];
-  const a = nchw?.network[key];
-  const b = cl?.network[key];
-  const best = Math.max(a?.median ?? 0, b?.median ?? 0);
-  const range = (v?: { median: number; min: number; max: number }) => (v ? `${fmt(v.median, 1)} (${fmt(v.min, 0)}–${fmt(v.max, 0)})` : '—');
-  lines.push(`| ${label} | ${range(o)} | ${range(a)} | ${range(b)} | ${best ? `${fmt(o.median / best)}×` : '—'} |`);
 }
 const notes = Object.entries(torch).filter(([, v]) => typeof v === 'string').map(([k, v]) => `PyTorch ${k}: ${v as string}`);
 console.log(`\n${machine}\n`);

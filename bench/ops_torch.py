@@ -2,8 +2,8 @@
 """PyTorch CPU baseline for the op benchmark: CIFAR ResNet-20 shapes at batch 128, float32.
 
 Times the same work as bench/ops.ts so the two can be compared side by side: each distinct
-convolution of ResNet-20 (forward, and backward = input grad + weight grad), training-mode batch
-norm, and a whole training step / inference pass of the network.
+convolution of ResNet-20 (forward, and backward = input grad + weight grad) and training-mode
+batch norm. (Whole networks: bench/peer_torch.py, run by `npm run bench`.)
 
     python3 bench/ops_torch.py --threads 2 --reps 10 --warmup 3 [--channels-last] --json out.json
 """
@@ -16,7 +16,6 @@ import time
 
 try:
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:
     print("ops_torch.py needs PyTorch: pip install torch --index-url https://download.pytorch.org/whl/cpu",
@@ -24,8 +23,6 @@ except ImportError:
     sys.exit(3)
 
 BATCH = 128
-NUM_CLASSES = 10
-RESNET20_PARAMS = 272_474
 
 # (cin, cout, H, stride, k): every distinct convolution in ResNet-20 with projection shortcuts.
 CONV_SHAPES = [
@@ -111,76 +108,6 @@ def batch_norm_ops(args, memory_format):
     return results
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        # Option B of He et al.: project only where the shape changes.
-        self.shortcut = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, 0, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x):
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
-class ResNet20(nn.Module):
-    def __init__(self, num_classes=NUM_CLASSES, blocks_per_stage=3):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU())
-        layers, cin = [], 16
-        for stage, cout in enumerate((16, 32, 64)):
-            for block in range(blocks_per_stage):
-                layers.append(BasicBlock(cin, cout, 2 if stage > 0 and block == 0 else 1))
-                cin = cout
-        self.stages = nn.Sequential(*layers)
-        self.fc = nn.Linear(64, num_classes)
-
-    def forward(self, x):
-        x = self.stages(self.stem(x))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-
-def images_per_sec(samples_ms):
-    """Throughput summary; the slowest run gives the minimum rate."""
-    return {"median": BATCH * 1e3 / statistics.median(samples_ms),
-            "min": BATCH * 1e3 / max(samples_ms),
-            "max": BATCH * 1e3 / min(samples_ms)}
-
-
-def network(args, memory_format):
-    model = ResNet20().to(memory_format=memory_format)
-    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    print(f"ResNet-20 trainable parameters: {params:,}")
-    assert params == RESNET20_PARAMS, f"expected {RESNET20_PARAMS:,} parameters, got {params:,}"
-
-    x = torch.randn(BATCH, 3, 32, 32).contiguous(memory_format=memory_format)
-    labels = torch.randint(0, NUM_CLASSES, (BATCH,))
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
-
-    def train_step():
-        optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), labels).backward()
-        optimizer.step()
-
-    def infer():
-        with torch.no_grad():
-            model(x)
-
-    model.train()
-    train = images_per_sec(time_ms(train_step, args.warmup, args.reps))
-    print(f"  train step: {train['median']:.1f} img/s (min {train['min']:.1f}, max {train['max']:.1f})")
-    model.eval()
-    inference = images_per_sec(time_ms(infer, args.warmup, args.reps))
-    print(f"  inference:  {inference['median']:.1f} img/s (min {inference['min']:.1f}, max {inference['max']:.1f})")
-    return {"params": params, "trainImgPerSec": train, "inferImgPerSec": inference}
-
-
 def report(result):
     print(f"  {result['name']:<28} {result['phase']:<8} median {result['medianMs']:8.2f} ms"
           f"  (min {result['minMs']:.2f}, max {result['maxMs']:.2f})")
@@ -213,7 +140,6 @@ def main():
         "warmup": args.warmup,
         "reps": args.reps,
         "ops": ops,
-        "network": network(args, memory_format),
     }
     if args.json:
         with open(args.json, "w") as f:

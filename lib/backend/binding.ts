@@ -42,9 +42,27 @@ export interface NativeMemory {
   pendingOps: number;
 }
 
+/** What `stopProfile` returns: worker time per op name since `startProfile`. */
+export interface NativeProfile {
+  /** From `startProfile` to `stopProfile`. */
+  wallMs: number;
+  /** Time the worker spent running tasks (the sum of `ops[].totalMs`). */
+  busyMs: number;
+  /** One entry per op name (the task's description up to its first space), sorted by name. */
+  ops: { op: string; calls: number; totalMs: number }[];
+}
+
 export interface Binding {
   info(): NativeInfo;
   memory(): NativeMemory;
+  /**
+   * Starts recording the wall time of every task the worker runs, per op name (resets the
+   * totals). CUDA: each task then waits for the GPU work it launched, so times are execution
+   * times and the stream runs serialized.
+   */
+  startProfile(): void;
+  /** Stops recording and returns the totals. */
+  stopProfile(): NativeProfile;
   /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */
   sync(): Promise<void>;
   syncBlocking(): void;

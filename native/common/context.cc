@@ -134,6 +134,32 @@ Napi::Value SyncBlocking(const Napi::CallbackInfo& info) {
   });
 }
 
+// Starts recording per-op execution times on the worker (see Queue::StartProfile).
+Napi::Value StartProfile(const Napi::CallbackInfo& info) {
+  GetContext(info.Env()).queue.StartProfile();
+  return info.Env().Undefined();
+}
+
+// Stops recording: { wallMs, busyMs, ops: [{ op, calls, totalMs }] }.
+Napi::Value StopProfile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  QueueProfile p = GetContext(env).queue.StopProfile();
+  Napi::Array ops = Napi::Array::New(env, p.ops.size());
+  uint32_t i = 0;
+  for (const auto& [name, total] : p.ops) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("op", Napi::String::New(env, name));
+    o.Set("calls", Napi::Number::New(env, double(total.calls)));
+    o.Set("totalMs", Napi::Number::New(env, double(total.ns) / 1e6));
+    ops.Set(i++, o);
+  }
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("wallMs", Napi::Number::New(env, double(p.wall_ns) / 1e6));
+  out.Set("busyMs", Napi::Number::New(env, double(p.busy_ns) / 1e6));
+  out.Set("ops", ops);
+  return out;
+}
+
 }  // namespace
 
 CommonContext& GetContext(Napi::Env env) { return *env.GetInstanceData<CommonContext>(); }
@@ -218,6 +244,8 @@ void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx) {
   exports.Set("setMemoryLimit", Napi::Function::New(env, SetMemoryLimit, "setMemoryLimit"));
   exports.Set("sync", Napi::Function::New(env, Sync, "sync"));
   exports.Set("syncBlocking", Napi::Function::New(env, SyncBlocking, "syncBlocking"));
+  exports.Set("startProfile", Napi::Function::New(env, StartProfile, "startProfile"));
+  exports.Set("stopProfile", Napi::Function::New(env, StopProfile, "stopProfile"));
 }
 
 }  // namespace cr

@@ -15,7 +15,10 @@ namespace cr {
 
 class CommonContext {
  public:
-  CommonContext(const char* backend, size_t max_pending) : backend(backend), queue(backend, max_pending) {}
+  CommonContext(const char* backend, size_t max_pending) : backend(backend), queue(backend, max_pending) {
+    // While profiling, each task's time includes the wait for the asynchronous work it launched.
+    queue.SetProfileSettle([this] { Drain(); });
+  }
   virtual ~CommonContext() = default;
 
   // Runs on the worker at every sync point, after the tasks queued before it: a backend whose
@@ -41,7 +44,7 @@ Napi::Object WrapStorage(Napi::Env env, StoragePtr storage);
 StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what);
 
 // Defines the buffer handle class and the functions every backend exports the same way:
-// release, share, shapeOf, memory, sync.
+// release, share, shapeOf, memory, sync, startProfile, stopProfile.
 void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx);
 
 // Enqueues `fill` (run on the worker; it writes into memory that `result` owns) and returns a

@@ -37,6 +37,31 @@ std::optional<Failure> Queue::TakeFailure() {
   return f;
 }
 
+void Queue::StartProfile() {
+  std::lock_guard<std::mutex> lock(profile_mu_);
+  profile_ = QueueProfile{};
+  profile_start_ = Clock::now();
+  profiling_.store(true, std::memory_order_release);
+}
+
+QueueProfile Queue::StopProfile() {
+  profiling_.store(false, std::memory_order_release);
+  std::lock_guard<std::mutex> lock(profile_mu_);
+  QueueProfile out = std::move(profile_);
+  profile_ = QueueProfile{};
+  out.wall_ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - profile_start_).count());
+  return out;
+}
+
+void Queue::Record(const std::string& op, Clock::duration took) {
+  const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
+  std::lock_guard<std::mutex> lock(profile_mu_);
+  OpTotal& t = profile_.ops[op.substr(0, op.find(' '))];
+  t.calls += 1;
+  t.ns += ns;
+  profile_.busy_ns += ns;
+}
+
 size_t Queue::Pending() {
   std::lock_guard<std::mutex> lock(mu_);
   return items_.size();
@@ -54,10 +79,13 @@ void Queue::Run() {
     }
     has_room_.notify_one();
     std::optional<Failure> failed;
+    const bool profiling = profiling_.load(std::memory_order_acquire);
+    const Clock::time_point start = profiling ? Clock::now() : Clock::time_point{};
     {
       OpScope scope(backend_, item.op);
       try {
         item.task();
+        if (profiling && settle_) settle_();
       } catch (const NativeError& e) {
         failed = Failure{e.backend, e.op, e.code, e.what()};
       } catch (const std::bad_alloc&) {
@@ -68,6 +96,7 @@ void Queue::Run() {
     }
     // Releasing the task here frees buffers whose last user it was, off the JS thread.
     item.task = nullptr;
+    if (profiling && profiling_.load(std::memory_order_acquire)) Record(item.op, Clock::now() - start);
     if (failed) {
       std::lock_guard<std::mutex> lock(mu_);
       if (!failure_) failure_ = std::move(failed);

@@ -5,12 +5,20 @@
 // shapes) and handed to the next sync point (a readback or sync()), which rejects with it. Ops
 // enqueued after a failure still run on whatever their inputs hold; their results are never
 // observed without the failure being reported first.
+//
+// Profiling (opt-in, for benchmarks): between StartProfile() and StopProfile() the worker adds
+// each task's wall time (steady_clock) to a total per op name (the task's description up to the
+// first space: "conv2d", "batchNormBackward"). Off, it costs one atomic load per task.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,6 +31,19 @@ struct Failure {
   std::string op;
   std::string code;
   std::string message;
+};
+
+struct OpTotal {
+  uint64_t calls = 0;
+  uint64_t ns = 0;
+};
+
+struct QueueProfile {
+  std::map<std::string, OpTotal> ops;
+  // Time the worker spent running tasks, and the time from StartProfile to StopProfile; the
+  // difference is time it waited for JS to enqueue work.
+  uint64_t busy_ns = 0;
+  uint64_t wall_ns = 0;
 };
 
 class Queue {
@@ -46,6 +67,15 @@ class Queue {
 
   size_t Pending();
 
+  // Runs after every task while profiling, inside the task's timing and error handling: a
+  // backend whose tasks only launch asynchronous work (CUDA) waits for it here, so that each
+  // op's time is its execution and not its launch. Set once, before any task is pushed.
+  void SetProfileSettle(std::function<void()> settle) { settle_ = std::move(settle); }
+  // Both called on the JS thread. Start resets the totals; a task that is running when
+  // profiling starts or stops is counted only if it began after the start.
+  void StartProfile();
+  QueueProfile StopProfile();
+
  private:
   struct Item {
     std::string op;
@@ -61,6 +91,16 @@ class Queue {
   std::deque<Item> items_;
   bool stopping_ = false;
   std::optional<Failure> failure_;
+
+  using Clock = std::chrono::steady_clock;
+  void Record(const std::string& op, Clock::duration took);
+  std::function<void()> settle_;
+  std::atomic<bool> profiling_{false};
+  std::mutex profile_mu_;
+  QueueProfile profile_;
+  Clock::time_point profile_start_;
+
+  // Last: the worker starts in the constructor and must see every other member initialized.
   std::thread worker_;
 };
 

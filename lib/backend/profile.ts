@@ -1,0 +1,73 @@
+/**
+ * Where a backend's time goes: per-op execution times recorded by its worker.
+ * @module
+ */
+import { checkOptions, show } from '../ops/validate.js';
+import { type BackendName, bindingOf, parseBackend } from './backends.js';
+import type { NativeProfile } from './binding.js';
+
+/** The worker's time for one op name. */
+export interface OpTime {
+  /** The native op: `conv2d`, `conv2dBackwardData`, `batchNormForwardTraining`, `sgdStep`, … */
+  op: string;
+  /** How many times it ran. */
+  calls: number;
+  /** Its total wall time on the worker, in milliseconds. */
+  totalMs: number;
+}
+
+/** What `profile()` measured. */
+export interface Profile {
+  backend: BackendName;
+  /** From the start of `fn` until all the work it enqueued had run. */
+  wallMs: number;
+  /** Time the backend's worker spent running ops (the sum of `ops[].totalMs`). */
+  busyMs: number;
+  /**
+   * `wallMs - busyMs`: time the worker waited for the JavaScript thread to enqueue work (plus
+   * the final hand-back of the result). Large when the JS side, not the ops, limits speed.
+   */
+  idleMs: number;
+  /** Per op name, the most time first. */
+  ops: OpTime[];
+}
+
+const active = new Set<BackendName>();
+
+/**
+ * Runs `fn` (which enqueues work: a training step, say) and reports how long each native op it
+ * caused took on the backend's worker, and how long the worker sat idle waiting for JavaScript.
+ * Waits for earlier work to finish before it starts, and for `fn`'s work after.
+ *
+ * ```ts
+ * const p = await profile(() => { trainStep(); });
+ * for (const o of p.ops) console.log(o.op, o.calls, o.totalMs.toFixed(2));
+ * ```
+ *
+ * Off (outside `profile`), recording costs nothing measurable. CPU: times are those of the
+ * oneDNN calls on the worker. CUDA: each op waits for its GPU work while profiling, so the times
+ * are execution times, but the GPU no longer overlaps with launches: `wallMs` is longer than
+ * without profiling. One profile at a time per backend.
+ */
+export async function profile(fn: () => unknown, options?: { backend?: BackendName }): Promise<Profile> {
+  if (typeof fn !== 'function') throw new TypeError(`profile: expected a function, got ${show(fn)}`);
+  const backend = parseBackend('profile', checkOptions('profile', options, ['backend']).backend);
+  if (active.has(backend)) throw new Error(`profile: backend '${backend}' is already being profiled`);
+  const binding = bindingOf(backend);
+  active.add(backend);
+  let result: NativeProfile;
+  try {
+    await binding.sync();
+    binding.startProfile();
+    try {
+      await fn();
+      await binding.sync();
+    } finally {
+      result = binding.stopProfile();
+    }
+  } finally {
+    active.delete(backend);
+  }
+  const ops = [...result.ops].sort((a, b) => b.totalMs - a.totalMs);
+  return { backend, wallMs: result.wallMs, busyMs: result.busyMs, idleMs: Math.max(0, result.wallMs - result.busyMs), ops };
+}
