@@ -46,6 +46,11 @@ export interface Binding {
   /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */
   sync(): Promise<void>;
   syncBlocking(): void;
+  /**
+   * Stops the backend's worker after the op it is running and drops the ops still queued; ops
+   * enqueued afterwards throw (`ERR_SHUT_DOWN`). Called once, when the process exits.
+   */
+  shutdown(): void;
   /** Frees the memory the backend's caching allocator holds for reuse. */
   emptyCache(): void;
   /** Bytes held by the caching allocator for reuse (not counted in `memory().bytes`). */

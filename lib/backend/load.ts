@@ -63,6 +63,10 @@ function load(name: BackendName): Loaded {
       : `${ADDON_FILES[name]} failed to load: ${message}`;
     return { binding: null, info: null, reason };
   }
+  // process.exit() and uncaught exceptions end the process without tearing the addon down: the
+  // 'exit' event is the last point before exit() destroys the native libraries' statics (oneDNN's
+  // JIT code), so the worker must not be running an op past it. A normal end also emits 'exit'.
+  process.once('exit', () => binding.shutdown());
   const info = binding.info();
   if (!info.available) {
     const reason = typeof info.reason === 'string' ? info.reason : 'unavailable';
