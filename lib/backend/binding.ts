@@ -73,6 +73,11 @@ export interface Binding {
   heapInUse(): number;
   /** Caps the bytes live buffers may hold together (0: no cap); see `Storage::SetLimit`. */
   setMemoryLimit(bytes: number): void;
+  /**
+   * Stops the backend's worker after the op it is running and drops the ops still queued; ops
+   * enqueued afterwards throw (`ERR_SHUT_DOWN`). Called once, when the process exits.
+   */
+  shutdown(): void;
   /** Frees the memory the backend's caching allocator holds for reuse. */
   emptyCache(): void;
   /** Bytes held by the caching allocator for reuse (not counted in `memory().bytes`). */

@@ -7,6 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Binding, NativeInfo } from './binding.js';
 
@@ -41,8 +42,11 @@ const NOT_BUILT: Record<BackendName, string> = {
     '(see the README, section "GPU", for how the build finds them)',
 };
 
+// CUDNN_RESNET_ADDON_DIR (internal, for scripts/sanitize.sh): the folder to load the addons from
+// instead of build/Release, such as the sanitizer build's build-sanitize/Release.
 function addonPath(name: BackendName): string {
-  return `${packageRoot}build/Release/${ADDON_FILES[name]}`;
+  const dir = process.env.CUDNN_RESNET_ADDON_DIR;
+  return join(dir ? resolve(dir) : `${packageRoot}build/Release`, ADDON_FILES[name]);
 }
 
 function load(name: BackendName): Loaded {
@@ -59,6 +63,10 @@ function load(name: BackendName): Loaded {
       : `${ADDON_FILES[name]} failed to load: ${message}`;
     return { binding: null, info: null, reason };
   }
+  // process.exit() and uncaught exceptions end the process without tearing the addon down: the
+  // 'exit' event is the last point before exit() destroys the native libraries' statics (oneDNN's
+  // JIT code), so the worker must not be running an op past it. A normal end also emits 'exit'.
+  process.once('exit', () => binding.shutdown());
   const info = binding.info();
   if (!info.available) {
     const reason = typeof info.reason === 'string' ? info.reason : 'unavailable';

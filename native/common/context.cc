@@ -5,6 +5,7 @@
 #include <malloc.h>
 #endif
 #include <future>
+#include <utility>
 
 #include "errors.h"
 
@@ -44,16 +45,28 @@ struct ReadbackJob {
 };
 
 void SettleReadback(Napi::Env env, Napi::Function, std::nullptr_t*, ReadbackJob* job) {
-  if (env != nullptr) {
+  std::unique_ptr<ReadbackJob> owned(job);
+  if (env == nullptr) return;
+  // A worker thread being terminated still delivers pending calls while its environment is torn
+  // down, but can no longer run JS: settling the promise fails, and nobody could observe it.
+  try {
     if (job->failure) {
       const Failure& f = *job->failure;
       job->deferred.Reject(ToJsError(env, f.backend, f.op, f.code, f.message).Value());
     } else {
       job->deferred.Resolve(job->result.IsEmpty() ? env.Undefined() : Napi::Value(job->result.Value()));
     }
+  } catch (const Napi::Error&) {
   }
-  delete job;
 }
+
+struct JobSlot {
+  explicit JobSlot(ReadbackJob* job) : job(job) {}
+  ~JobSlot() { delete job; }
+  JobSlot(const JobSlot&) = delete;
+  JobSlot& operator=(const JobSlot&) = delete;
+  ReadbackJob* job;
+};
 
 using ReadbackTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, ReadbackJob, SettleReadback>;
 
@@ -126,6 +139,15 @@ Napi::Value Sync(const Napi::CallbackInfo& info) {
   });
 }
 
+// Stops the worker after the task it is running and drops the rest. The library calls it when the
+// process exits (process.exit(), an uncaught exception): Node then runs no environment teardown,
+// and a task still running while exit() destroys the libraries' statics (oneDNN frees its JIT
+// code) crashes the process. Ops enqueued afterwards throw ERR_SHUT_DOWN.
+Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+  GetContext(info.Env()).queue.Stop();
+  return info.Env().Undefined();
+}
+
 Napi::Value SyncBlocking(const Napi::CallbackInfo& info) {
   return Guard(info, GetContext(info.Env()).backend, "syncBlocking", [&]() -> Napi::Value {
     CommonContext& ctx = GetContext(info.Env());
@@ -164,6 +186,13 @@ Napi::Value StopProfile(const Napi::CallbackInfo& info) {
 
 CommonContext& GetContext(Napi::Env env) { return *env.GetInstanceData<CommonContext>(); }
 
+static void StopQueueHook(void* ctx) { static_cast<CommonContext*>(ctx)->queue.Stop(); }
+
+void CommonContext::KeepStopHookLast(napi_env env) {
+  if (stop_hook_) napi_remove_env_cleanup_hook(env, StopQueueHook, this);
+  stop_hook_ = napi_add_env_cleanup_hook(env, StopQueueHook, this) == napi_ok;
+}
+
 Napi::Object WrapStorage(Napi::Env env, StoragePtr storage) {
   Napi::External<StoragePtr> ext = Napi::External<StoragePtr>::New(env, &storage);
   return GetContext(env).buffer_ctor.New({ext});
@@ -185,13 +214,19 @@ StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what) {
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
                               std::function<void()> fill) {
   CommonContext& ctx = GetContext(env);
-  auto* job = new ReadbackJob{Napi::Promise::Deferred::New(env), Napi::ObjectReference(), std::nullopt};
-  if (result.IsObject()) job->result = Napi::Persistent(result.As<Napi::Object>());
-  Napi::Promise promise = job->deferred.Promise();
+  // The job belongs to the queued task until the task hands it to the JS thread. A task that never
+  // runs (dropped when the environment goes away with work queued) frees it with the queue, on
+  // the JS thread, since its JS references may only be deleted there.
+  auto slot = std::make_shared<JobSlot>(
+      new ReadbackJob{Napi::Promise::Deferred::New(env), Napi::ObjectReference(), std::nullopt});
+  if (result.IsObject()) slot->job->result = Napi::Persistent(result.As<Napi::Object>());
+  Napi::Promise promise = slot->job->deferred.Promise();
   // One thread-safe function per readback: it keeps the event loop alive exactly while the
   // readback is pending, and is released by the worker once it has delivered the job.
   ReadbackTsfn tsfn = ReadbackTsfn::New(env, "cudnn-resnet readback", 0, 1);
-  ctx.queue.Push(op, [&ctx, job, tsfn, fill = std::move(fill)]() mutable {
+  ctx.KeepStopHookLast(env);
+  auto task = [&ctx, slot, tsfn, fill = std::move(fill)]() mutable {
+    ReadbackJob* job = std::exchange(slot->job, nullptr);
     job->failure = ctx.queue.TakeFailure();
     if (!job->failure) {
       try {
@@ -202,11 +237,19 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
         job->failure = Failure{ctx.backend, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
       }
     }
-    // If the environment is shutting down the call is refused and the job is abandoned: its
-    // promise can no longer be observed, and its JS references must not be touched here.
-    tsfn.BlockingCall(job);
+    // If the environment is shutting down the call is refused: the promise can no longer be
+    // observed, and the job's JS references must not be touched on this thread, so the context
+    // keeps the job until it is destroyed on the JS thread.
+    if (tsfn.BlockingCall(job) != napi_ok) ctx.KeepUntilTeardown(std::shared_ptr<ReadbackJob>(job));
     tsfn.Release();
-  });
+  };
+  try {
+    ctx.queue.Push(op, std::move(task));
+  } catch (...) {
+    // The task, and with it the job, is gone.
+    tsfn.Release();
+    throw;
+  }
   return promise;
 }
 
@@ -233,6 +276,7 @@ void RunSync(Napi::Env env, const std::string& op, std::function<void()> fill) {
 
 void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx) {
   env.SetInstanceData<CommonContext>(ctx);
+  ctx->KeepStopHookLast(env);
   Napi::Function ctor = BufferHandle::Define(env);
   ctx->buffer_ctor = Napi::Persistent(ctor);
   exports.Set("NativeBuffer", ctor);
@@ -246,6 +290,7 @@ void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx) {
   exports.Set("syncBlocking", Napi::Function::New(env, SyncBlocking, "syncBlocking"));
   exports.Set("startProfile", Napi::Function::New(env, StartProfile, "startProfile"));
   exports.Set("stopProfile", Napi::Function::New(env, StopProfile, "stopProfile"));
+  exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
 }
 
 }  // namespace cr

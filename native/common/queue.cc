@@ -25,6 +25,7 @@ void Queue::Stop() {
 void Queue::Push(std::string op, std::function<void()> task) {
   std::unique_lock<std::mutex> lock(mu_);
   has_room_.wait(lock, [this] { return items_.size() < max_pending_ || stopping_; });
+  if (stopping_) Fail("ERR_SHUT_DOWN", "the " + std::string(backend_) + " backend has shut down (the process is exiting)");
   items_.push_back(Item{std::move(op), std::move(task)});
   lock.unlock();
   has_work_.notify_one();

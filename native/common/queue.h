@@ -58,7 +58,8 @@ class Queue {
   Queue(const Queue&) = delete;
   Queue& operator=(const Queue&) = delete;
 
-  // `op` names the op and its shapes for error messages.
+  // `op` names the op and its shapes for error messages. Throws a NativeError (ERR_SHUT_DOWN)
+  // once the queue is stopped, since nothing would run the task.
   void Push(std::string op, std::function<void()> task);
 
   // The first failure recorded since the last call, if any. Called from tasks (on the worker),
