@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the native code under AddressSanitizer, LeakSanitizer and UBSan
-# (docs/reliability-sanitizers.md):
+# (docs/reliability.md, section "Sanitizers"):
 #   1. builds the CPU addon with -DCR_SANITIZE=ON into build-sanitize/ (never over build/Release);
 #   2. runs test/sanitize/workload.ts (every entry point of the addon, its errors, a few ResNet
 #      training steps, worker threads) and a few vitest files, with the sanitizer runtimes

@@ -1,5 +1,5 @@
 /**
- * The fuzzers, with the budget CI affords (docs/reliability-fuzzing.md has the long runs):
+ * The fuzzers, with the budget CI affords (docs/reliability.md, section "Fuzzing", has the long runs):
  * - the boundary fuzzer makes 30,000 generated calls across every exported function, method and
  *   native binding, most with wrong arguments, in a child process: it must exit 0 (no crash, no
  *   hang), every call must return or throw an Error with a message, no check may be left to the

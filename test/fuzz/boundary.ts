@@ -767,7 +767,9 @@ function autoTargets(w: World, T: Target[]): string[] {
     else if (v && typeof v === 'object' && !Array.isArray(v)) for (const [k2, v2] of Object.entries(v)) visit(`${k}.${k2}`, v2);
   }
   for (const [be, native] of Object.entries(w.natives)) {
-    for (const [k, v] of Object.entries(native)) if (typeof v === 'function' && k !== 'NativeBuffer') visit(be === 'cpu' ? `binding.${k}` : `binding(${be}).${k}`, v);
+    // shutdown() stops the backend for good (load.ts calls it once, on 'exit'): a target of
+    // its own would end the run; test/teardown.test.ts covers it.
+    for (const [k, v] of Object.entries(native)) if (typeof v === 'function' && k !== 'NativeBuffer' && k !== 'shutdown') visit(be === 'cpu' ? `binding.${k}` : `binding(${be}).${k}`, v);
   }
   return missing;
 }
