@@ -313,7 +313,7 @@ export function renderMarkdown(report: Report): string {
     `- Machine: ${m.cpu}, ${m.logicalCores} logical cores; ${m.threads} threads for every framework that can use them (see "Method"). ` +
       `Load average (1 min) ${m.loadAverageBefore.toFixed(2)} before the run, ${m.loadAverageAfter.toFixed(2)} after, ` +
       `${maxLoad.toFixed(2)} at most at the start of a job` +
-      (busy ? ': **other processes were running, so these numbers are noisy**.' : '.'),
+      (busy ? ': **the machine may not have been quiet (a load average counts the last minute), so these numbers may be noisy**.' : '.'),
     `- Versions: ${Object.entries(report.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`,
     '',
     renderTable(report),
