@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { memory, models, ops, optim, randn, sync, tensor, tidy } from '../lib/index.js';
-import { type BatchSource, type FitOptions, fit, loadCheckpoint } from '../lib/train/index.js';
+import { type FitOptions, fit, loadCheckpoint } from '../lib/train/index.js';
+import { randomBatches } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'cr-faults-'));
@@ -89,17 +90,7 @@ describe('kill during save', () => {
   });
 });
 
-function randomBatches(steps: number, throwAt = -1): BatchSource {
-  return {
-    batchesPerEpoch: steps,
-    async *batches(epoch: number) {
-      for (let i = 0; i < steps; i++) {
-        if (i === throwAt) throw new Error('data source failed');
-        yield { x: randn([8, 1, 10, 10], { seed: 100 * epoch + i }), y: tensor(Int32Array.from({ length: 8 }, (_, k) => k % 3), [8], { dtype: 'int32' }) };
-      }
-    },
-  };
-}
+const batches = (steps: number, throwAt?: number) => randomBatches({ batch: 8, steps, size: 10, classes: 3, ...(throwAt === undefined ? {} : { throwAt }) });
 
 describe('exceptions from user code', () => {
   test('tidy disposes what fn made before it threw, also in nested scopes', async () => {
@@ -121,7 +112,7 @@ describe('exceptions from user code', () => {
   test('a throwing callback, schedule, model or data source stops fit with that error and leaves nothing behind', async () => {
     const model = models.cifarResNet({ depth: 8, numClasses: 3, inChannels: 1, seed: 1 });
     const optimizer = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
-    await fit(model, { trainData: randomBatches(2), epochs: 1, optimizer, progress: false });
+    await fit(model, { trainData: batches(2), epochs: 1, optimizer, progress: false });
     await sync();
     const before = counts();
     const forward = model.forward.bind(model);
@@ -131,7 +122,7 @@ describe('exceptions from user code', () => {
       ['onEpoch', { onEpoch: () => { throw new Error('onEpoch failed'); } }, /onEpoch failed/],
       ['async onEpoch', { onEpoch: async () => { await new Promise((r) => setTimeout(r, 1)); throw new Error('async onEpoch failed'); } }, /async onEpoch failed/],
       ['schedule', { schedule: (step) => { if (step === 2) throw new Error('schedule failed'); return 0.01; } }, /schedule failed/],
-      ['data source', { trainData: randomBatches(4, 2) }, /data source failed/],
+      ['data source', { trainData: batches(4, 2) }, /data source failed/],
       ['a model that throws half-way through its forward', {}, /forward failed/],
     ];
     for (const [name, options, error] of cases) {
@@ -143,14 +134,14 @@ describe('exceptions from user code', () => {
           return y;
         }
         : forward;
-      await expect(fit(model, { trainData: randomBatches(4), epochs: 2, optimizer, progress: false, ...options }), name).rejects.toThrow(error);
+      await expect(fit(model, { trainData: batches(4), epochs: 2, optimizer, progress: false, ...options }), name).rejects.toThrow(error);
       await sync();
       expect(counts(), name).toEqual(before);
       expect(model.parameters().every((p) => p.grad === null), name).toBe(true);
     }
     // And training goes on.
     model.forward = forward;
-    const history = await fit(model, { trainData: randomBatches(2), epochs: 1, optimizer, progress: false });
+    const history = await fit(model, { trainData: batches(2), epochs: 1, optimizer, progress: false });
     expect(Number.isFinite(history[0]!.trainLoss)).toBe(true);
     model.dispose();
     optimizer.dispose();

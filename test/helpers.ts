@@ -1,8 +1,9 @@
 /**
- * Shared test plumbing: the backends to run conformance tests on, and conversions between
- * tensors and the float64 reference arrays.
+ * Shared test plumbing: the backends to run conformance tests on, conversions between tensors
+ * and the float64 reference arrays, and a batch source for training-loop tests.
  */
-import { type BackendName, type Tensor, backends, tensor } from '../lib/index.js';
+import { type BackendName, type Tensor, backends, randn, tensor } from '../lib/index.js';
+import type { BatchSource } from '../lib/train/index.js';
 import { Rng, randomArray } from './reference/random.js';
 
 export interface BackendCase {
@@ -46,3 +47,20 @@ export function relError(a: ArrayLike<number>, r: ArrayLike<number>): number {
 }
 
 export { Rng };
+
+/**
+ * Seeded random batches of `batch` single-channel `size`×`size` images with labels k mod
+ * `classes`: enough to run `fit` without a dataset. The source throws at batch `throwAt`.
+ */
+export function randomBatches(o: { batch: number; steps: number; size: number; classes: number; throwAt?: number }): BatchSource {
+  return {
+    batchesPerEpoch: o.steps,
+    async *batches(epoch: number) {
+      for (let i = 0; i < o.steps; i++) {
+        if (i === o.throwAt) throw new Error('data source failed');
+        const labels = Int32Array.from({ length: o.batch }, (_, k) => (k + i) % o.classes);
+        yield { x: randn([o.batch, 1, o.size, o.size], { seed: 1000 * epoch + i }), y: tensor(labels, [o.batch], { dtype: 'int32' }) };
+      }
+    },
+  };
+}

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
 import { type Tensor, memory, models, ops, optim, randn, setMemoryLimit, sync, tensor, tidy, zeros } from '../lib/index.js';
-import { type BatchSource, fit, loadCheckpoint, saveCheckpoint } from '../lib/train/index.js';
+import { fit, loadCheckpoint, saveCheckpoint } from '../lib/train/index.js';
+import { randomBatches } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cr-memlimit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -127,17 +128,7 @@ describe('setMemoryLimit', () => {
   });
 });
 
-/** Random batches of a fixed size: enough to run fit without a dataset. */
-function randomBatches(batch: number, steps: number): BatchSource {
-  return {
-    batchesPerEpoch: steps,
-    async *batches(epoch: number) {
-      for (let i = 0; i < steps; i++) {
-        yield { x: randn([batch, 1, 12, 12], { seed: 1000 * epoch + i }), y: tensor(Int32Array.from({ length: batch }, (_, k) => (k + i) % 4), [batch], { dtype: 'int32' }) };
-      }
-    },
-  };
-}
+const batches = () => randomBatches({ batch: 16, steps: 3, size: 12, classes: 4 });
 
 async function parameterValues(model: { parameters(): Tensor[] }): Promise<Float32Array[]> {
   return Promise.all(model.parameters().map((p) => p.data()));
@@ -149,7 +140,7 @@ describe('training at the cap', () => {
     const optimizer = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
     const checkpoint = join(dir, 'checkpoint.safetensors');
     await fit(model, {
-      trainData: randomBatches(16, 3), epochs: 1, optimizer, progress: false,
+      trainData: batches(), epochs: 1, optimizer, progress: false,
       onEpoch: (m) => saveCheckpoint(checkpoint, { model, optimizer, state: { epoch: m.epoch } }),
     });
     const weights = await parameterValues(model);
@@ -158,7 +149,7 @@ describe('training at the cap', () => {
 
     // Room for the weights, momentum and one batch, not for a step's activations.
     setMemoryLimit(before.bytes + 64 * 1024);
-    const err = await fit(model, { trainData: randomBatches(16, 3), epochs: 2, startEpoch: 1, optimizer, progress: false }).then(() => null, (e: LimitError) => e);
+    const err = await fit(model, { trainData: batches(), epochs: 2, startEpoch: 1, optimizer, progress: false }).then(() => null, (e: LimitError) => e);
     expect(err?.code).toBe('ERR_MEMORY_LIMIT');
     await sync();
     const after = cpu();
@@ -173,7 +164,7 @@ describe('training at the cap', () => {
     const freshOpt = new optim.SGD(fresh.parameters(), { lr: 0.05, momentum: 0.9 });
     expect((await loadCheckpoint(checkpoint, { model: fresh, optimizer: freshOpt })).epoch).toBe(1);
     expect(await parameterValues(fresh)).toEqual(weights);
-    const history = await fit(fresh, { trainData: randomBatches(16, 3), epochs: 2, startEpoch: 1, optimizer: freshOpt, progress: false });
+    const history = await fit(fresh, { trainData: batches(), epochs: 2, startEpoch: 1, optimizer: freshOpt, progress: false });
     expect(history.at(-1)!.epoch).toBe(2);
     expect(Number.isFinite(history.at(-1)!.trainLoss)).toBe(true);
     for (const d of [model, optimizer, fresh, freshOpt]) d.dispose();

@@ -10,7 +10,7 @@ import { setMemoryLimit } from '../tensor/create.js';
 import { loadCheckpoint, readCheckpointState } from '../train/checkpoint.js';
 import { evaluate } from '../train/fit.js';
 import { infoReport } from './info.js';
-import { DEFAULTS, type RunOptions, buildModel, loadDataset, loaders, runTraining } from './run.js';
+import { DEFAULTS, type RunOptions, buildModel, loadDataset, loaders, runFiles, runTraining } from './run.js';
 import { degradation } from './experiment.js';
 
 const USAGE = `Usage: cudnn-resnet <command> [options]
@@ -129,7 +129,7 @@ async function train(v: Values): Promise<void> {
     r = await runTraining(o, { resume: Boolean(v.resume), progress: true, log: (l) => console.log(l) });
   } catch (err) {
     // Checkpoints are replaced atomically, so whatever stopped the run, the last one is whole.
-    const checkpoint = join(o.out, 'checkpoint.safetensors');
+    const { checkpoint } = runFiles(o.out);
     if (err instanceof Error && existsSync(checkpoint)) {
       const { epoch } = await readCheckpointState(checkpoint);
       err.message += `\nthe checkpoint of epoch ${epoch} is kept in ${checkpoint}: continue with --resume --out ${o.out}`;

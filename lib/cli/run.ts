@@ -92,6 +92,14 @@ export function loaders(o: RunOptions, train: Dataset, test: Dataset): { train: 
   };
 }
 
+/** The files a run writes into its output folder. */
+export function runFiles(out: string): { checkpoint: string; weights: string; curves: string; metrics: string } {
+  return {
+    checkpoint: join(out, 'checkpoint.safetensors'), weights: join(out, 'model.safetensors'),
+    curves: join(out, 'curves.svg'), metrics: join(out, 'metrics.jsonl'),
+  };
+}
+
 export interface RunResult {
   history: EpochMetrics[];
   checkpoint: string;
@@ -107,10 +115,7 @@ export interface RunResult {
  */
 export async function runTraining(o: RunOptions, options: { resume: boolean; progress: boolean; log: (line: string) => void }): Promise<RunResult> {
   mkdirSync(o.out, { recursive: true });
-  const files = {
-    checkpoint: join(o.out, 'checkpoint.safetensors'), weights: join(o.out, 'model.safetensors'),
-    curves: join(o.out, 'curves.svg'), metrics: join(o.out, 'metrics.jsonl'),
-  };
+  const files = runFiles(o.out);
   const [trainSet, testSet] = await Promise.all([loadDataset(o, 'train'), loadDataset(o, 'test')]);
   const model = buildModel(o, trainSet.channels, trainSet.classes);
   const { train, test } = loaders(o, trainSet, testSet);

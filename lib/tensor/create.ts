@@ -192,14 +192,7 @@ export function emptyCache(backend?: BackendName): void {
  */
 export function setMemoryLimit(bytes: number | null, backend?: BackendName): void {
   const name = parseBackend('setMemoryLimit', backend);
-  let limit = 0;
-  if (bytes !== null && bytes !== Infinity) {
-    if (typeof bytes !== 'number') throw new TypeError(`setMemoryLimit: expected a byte count or null, got ${show(bytes)}`);
-    if (!Number.isSafeInteger(bytes) || bytes < 0) {
-      throw new RangeError(`setMemoryLimit: expected an integer byte count >= 0 (or null for no limit), got ${bytes}`);
-    }
-    limit = bytes;
-  }
+  const limit = bytes === null || bytes === Infinity ? 0 : checkInt('setMemoryLimit', 'bytes', bytes, 0);
   bindingOf(name).setMemoryLimit(limit);
 }
 

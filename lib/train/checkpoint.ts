@@ -36,6 +36,14 @@ export interface SaveCheckpointOptions {
   state: CheckpointState;
 }
 
+function checkModule(op: string, value: unknown): Module {
+  const m = value as Module;
+  if (!m || typeof m.stateDict !== 'function' || typeof m.loadStateDict !== 'function') {
+    throw new TypeError(`${op}: expected model to be an nn.Module, got ${show(value)}`);
+  }
+  return m;
+}
+
 /**
  * Writes `model.*` (the model's state dict), `optimizer.*` (momentum buffers) and `state` (as
  * JSON metadata) to `path`, atomically.
@@ -43,8 +51,7 @@ export interface SaveCheckpointOptions {
 export async function saveCheckpoint(path: string, options: SaveCheckpointOptions): Promise<void> {
   const op = 'saveCheckpoint';
   const opts = checkOptions(op, options, ['model', 'optimizer', 'state']);
-  const model = opts.model as Module;
-  if (!model || typeof model.stateDict !== 'function') throw new TypeError(`${op}: expected model to be an nn.Module, got ${show(model)}`);
+  const model = checkModule(op, opts.model);
   const optimizer = checkOptimizer(op, opts.optimizer);
   const state = opts.state as CheckpointState;
   if (!state || typeof state.epoch !== 'number') throw new TypeError(`${op}: expected state with an epoch number`);
@@ -82,8 +89,7 @@ export interface LoadCheckpointOptions {
 export async function loadCheckpoint(path: string, options: LoadCheckpointOptions): Promise<CheckpointState> {
   const op = 'loadCheckpoint';
   const opts = checkOptions(op, options, ['model', 'optimizer', 'backend']);
-  const model = opts.model as Module;
-  if (!model || typeof model.loadStateDict !== 'function') throw new TypeError(`${op}: expected model to be an nn.Module, got ${show(model)}`);
+  const model = checkModule(op, opts.model);
   const optimizer = checkOptimizer(op, opts.optimizer);
   const state = await readCheckpointState(path);
   const loaded = await loadSafetensors(path, opts.backend === undefined ? {} : { backend: opts.backend as BackendName });

@@ -1,12 +1,12 @@
 #include "context.h"
 
-#include <cmath>
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
 #include <future>
 #include <utility>
 
+#include "args.h"
 #include "errors.h"
 
 namespace cr {
@@ -121,13 +121,9 @@ Napi::Value HeapInUse(const Napi::CallbackInfo& info) {
 
 Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
   return Guard(info, GetContext(info.Env()).backend, "setMemoryLimit", [&]() -> Napi::Value {
-    Napi::Value v = info[0];
-    const double bytes = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-    // 2^53: the largest byte count a JS number holds exactly.
-    if (!(bytes >= 0 && bytes <= 9007199254740992.0) || bytes != std::floor(bytes)) {
-      throw Napi::RangeError::New(info.Env(), "setMemoryLimit: expected a byte count (an integer >= 0, 0 for no limit)");
-    }
-    Storage::SetLimit(static_cast<int64_t>(bytes));
+    const int64_t bytes = IntArg(info, 0, "bytes");
+    if (bytes < 0) throw Napi::RangeError::New(info.Env(), "setMemoryLimit: expected a byte count >= 0 (0 for no limit)");
+    Storage::SetLimit(bytes);
     return info.Env().Undefined();
   });
 }
