@@ -2,7 +2,7 @@
 
 #include "host_pool.h"
 
-#include <dnnl_debug.h>
+#include <oneapi/dnnl/dnnl_debug.h>
 
 #include <cctype>
 #include <cmath>

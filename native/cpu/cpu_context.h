@@ -10,7 +10,7 @@
 
 #include <napi.h>
 
-#include <dnnl.hpp>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <memory>
 #include <string>
 #include <unordered_map>
