@@ -23,3 +23,4 @@ export {
   saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, readSafetensorsHeader,
   type SaveSafetensorsOptions, type LoadSafetensorsOptions, type SafetensorsHeader, type SafetensorsEntry,
 } from './io/safetensors.js';
+export { loadTorchStateDict, type LoadTorchOptions } from './io/torch.js';

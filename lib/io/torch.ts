@@ -187,7 +187,7 @@ function findPickle(c: Context, zip: ZipReader): { prefix: string; entry: ZipEnt
  * TorchScript archives (`torch.jit.save`), corrupt archives; with a RangeError, tensors of other
  * dtypes or that this library cannot hold.
  */
-export async function loadTorchStateDict(path: string, options?: LoadTorchOptions): Promise<Record<string, Tensor<DType>>> {
+export function loadTorchStateDict(path: string, options?: LoadTorchOptions): Promise<Record<string, Tensor<DType>>> {
   const op = 'loadTorchStateDict';
   const file = checkPath(op, path);
   const opts = checkOptions(op, options, ['backend', 'key', 'stripPrefix']);
@@ -197,6 +197,10 @@ export async function loadTorchStateDict(path: string, options?: LoadTorchOption
       throw new TypeError(`${op}: expected ${name} to be a non-empty string, got ${show(opts[name])}`);
     }
   }
+  return load(op, file, backend, opts as Pick<LoadTorchOptions, 'key' | 'stripPrefix'>);
+}
+
+async function load(op: string, file: string, backend: BackendName, opts: Pick<LoadTorchOptions, 'key' | 'stripPrefix'>): Promise<Record<string, Tensor<DType>>> {
   const fh = await open(file, 'r');
   try {
     const c: Context = { op, path: file, size: (await fh.stat()).size };
@@ -213,7 +217,7 @@ export async function loadTorchStateDict(path: string, options?: LoadTorchOption
     const pickle = await zip.read(entry);
     const root = unpickle(pickle.data, (pos, reason) =>
       fileFormatError(op, file, entry.method === 0 ? pickle.at + pos : pickle.at, `${entry.name}: ${reason} (pickle byte ${pos})`));
-    const tensors = stripKeys(c, selectStateDict(c, root, opts.key as string | undefined), opts.stripPrefix as string | undefined);
+    const tensors = stripKeys(c, selectStateDict(c, root, opts.key), opts.stripPrefix);
     let total = 0;
     for (const [name, t] of tensors) total += checkTensor(c, name, t);
     if (total > ELEMENTS_PER_FILE_BYTE * c.size) {
