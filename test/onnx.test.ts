@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, test } from 'vitest';
-import { type Tensor, exportOnnx, memory, models, nn, noGrad, tensor, tidy } from '../lib/index.js';
+import { type Tensor, exportOnnx, memory, models, nn, noGrad, tensor, tidy, train } from '../lib/index.js';
+import { DEFAULTS, buildModel } from '../lib/cli/run.js';
 import { Rng, relError } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cr-onnx-'));
@@ -215,6 +216,37 @@ describe('options and refusals', () => {
       expect(() => exportOnnx(net, file, { inputShape: [1, 3, 32, 32], opset: 9 })).toThrow(RangeError);
       expect(() => exportOnnx(net, file, { inputShape: [1, 3, 32, 32], dynamicBatch: 'yes' as never })).toThrow(TypeError);
       expect(() => exportOnnx(net, '', { inputShape: [1, 3, 32, 32] })).toThrow(TypeError);
+    } finally {
+      net.dispose();
+    }
+  });
+});
+
+describe('cudnn-resnet export', () => {
+  test('a training checkpoint becomes an ONNX model with the checkpoint\'s weights', async () => {
+    const options = { ...DEFAULTS, depth: 8, dataset: 'fashion-mnist' as const, out: dir };
+    const net = buildModel(options, 1, 10);
+    const checkpoint = join(dir, 'checkpoint.safetensors');
+    const file = join(dir, 'cli.onnx');
+    try {
+      randomizeBatchNorm(net, 21);
+      await train.saveCheckpoint(checkpoint, { model: net, state: { epoch: 3, options } });
+      const bin = join(import.meta.dirname, '..', 'bin', 'cudnn-resnet.js');
+      const out = execFileSync(process.execPath, [bin, 'export', '--checkpoint', checkpoint, '--onnx', file], { encoding: 'utf8' });
+      expect(out).toContain(`${file}: resnet-8 (epoch 3 of ${checkpoint}), input [batch, 1, 28, 28], 10 classes`);
+      const session = await ort.InferenceSession.create(file);
+      expect(await compare(net, session, [5, 1, 28, 28], 21)).toBeLessThanOrEqual(1e-5);
+      await session.release();
+      const missing = (() => {
+        try {
+          execFileSync(process.execPath, [bin, 'export', '--checkpoint', checkpoint], { encoding: 'utf8', stdio: 'pipe' });
+          return null;
+        } catch (e) {
+          return e as { status: number; stderr: string };
+        }
+      })();
+      expect(missing?.status).toBe(2);
+      expect(missing!.stderr).toContain('export: --checkpoint FILE and --onnx FILE are required');
     } finally {
       net.dispose();
     }

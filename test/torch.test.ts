@@ -314,3 +314,37 @@ describe('refused, with an error that says why', () => {
     await expect(loadTorchStateDict(join(dir, 'missing.pt'))).rejects.toMatchObject({ code: 'ENOENT' });
   });
 });
+
+describe('cudnn-resnet convert', () => {
+  const bin = join(import.meta.dirname, '..', 'bin', 'cudnn-resnet.js');
+  const cli = (args: string[]) => {
+    try {
+      return { code: 0, out: execFileSync(process.execPath, [bin, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) };
+    } catch (e) {
+      const err = e as { status: number; stderr: string };
+      return { code: err.status, out: err.stderr };
+    }
+  };
+
+  test('writes the state dict as safetensors, with the same tensors', async () => {
+    const out = join(dir, 'checkpoint.safetensors');
+    const r = cli(['convert', fixture('resnet50-narrow-checkpoint.pt'), out, '--strip-prefix', 'module.']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/checkpoint\.safetensors: 320 tensors, [\d,]+ values/);
+    const [a, b] = [await loadSafetensors(out, { backend: 'cpu' }), await loadTorchStateDict(fixture('resnet50-narrow-checkpoint.pt'), { backend: 'cpu', stripPrefix: 'module.' })];
+    try {
+      expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
+      for (const k of Object.keys(b)) expect(Array.from(a[k]!.dataSync()), k).toEqual(Array.from(b[k]!.dataSync()));
+    } finally {
+      disposeAll(a);
+      disposeAll(b);
+    }
+  });
+
+  test('errors: missing arguments (status 2), a refused file (status 1)', () => {
+    expect(cli(['convert', fixture('resnet20.pt')])).toMatchObject({ code: 2, out: expect.stringMatching(/convert: expected IN\.pth OUT\.safetensors/) });
+    expect(cli(['convert', fixture('os-system.pt'), join(dir, 'x.safetensors')])).toMatchObject({ code: 1, out: expect.stringMatching(/refused global 'posix\.system'/) });
+    expect(cli(['convert', fixture('resnet50-narrow-checkpoint.pt'), join(dir, 'x.safetensors'), '--key', 'nope'])).toMatchObject({ code: 1, out: expect.stringMatching(/key 'nope' is not in the checkpoint/) });
+    expect(existsSync(join(dir, 'x.safetensors'))).toBe(false);
+  });
+});
