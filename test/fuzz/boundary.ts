@@ -44,7 +44,7 @@ interface World {
   /** A second instance of the CPU addon (a copy of the .node loaded under another path). */
   foreign: Binding | null;
   dir: string;
-  files: Record<'idx' | 'idxGz' | 'labels' | 'safetensors' | 'checkpoint' | 'garbage' | 'empty' | 'fashion' | 'cifar10' | 'cifar100' | 'out', string>;
+  files: Record<'idx' | 'idxGz' | 'labels' | 'safetensors' | 'checkpoint' | 'torch' | 'garbage' | 'empty' | 'fashion' | 'cifar10' | 'cifar100' | 'out', string>;
 }
 
 async function makeWorld(): Promise<World> {
@@ -75,7 +75,7 @@ async function makeWorld(): Promise<World> {
   };
   const files = {
     idx: join(dir, 'images.idx'), idxGz: join(dir, 'images.idx.gz'), labels: join(dir, 'labels.idx'),
-    safetensors: join(dir, 'weights.safetensors'), checkpoint: join(dir, 'checkpoint.safetensors'),
+    safetensors: join(dir, 'weights.safetensors'), checkpoint: join(dir, 'checkpoint.safetensors'), torch: join(dir, 'weights.pt'),
     garbage: join(dir, 'garbage.bin'), empty: join(dir, 'empty.bin'), fashion: join(dir, 'fashion-mnist'),
     cifar10: join(dir, 'cifar-10-batches-bin'), cifar100: join(dir, 'cifar-100-binary'), out: join(dir, 'out.safetensors'),
   };
@@ -86,6 +86,7 @@ async function makeWorld(): Promise<World> {
   writeFileSync(files.labels, labels);
   writeFileSync(files.garbage, Buffer.from('not a file of any format this library reads\n'));
   writeFileSync(files.empty, Buffer.alloc(0));
+  copyFileSync(join(root, 'test/fixtures/torch/dtypes.pt'), files.torch);
   mkdirSync(files.fashion);
   for (const split of ['train', 't10k']) {
     writeFileSync(join(files.fashion, `${split}-images-idx3-ubyte.gz`), gzipSync(images));
@@ -444,6 +445,7 @@ function buildTargets(w: World): Target[] {
   add('nn.BatchNorm2d', [int([3]), opt(obj({ eps: opt(number([1e-5], [0])), momentum: opt(number([0.1], [2])), backend: backendS }))], (...a) => new nn.BatchNorm2d(...(a as ConstructorParameters<typeof nn.BatchNorm2d>)));
   add('nn.Linear', [int([5]), int([3]), opt(obj({ bias: opt(bool()), seed: opt(int([1])), backend: backendS }))], (...a) => new nn.Linear(...(a as ConstructorParameters<typeof nn.Linear>)));
   add('nn.MaxPool2d', [pair([2, 3]), opt(obj({ stride: opt(pair([1, 2])), padding: opt(pair([0, 1])) }))], (...a) => new nn.MaxPool2d(...(a as ConstructorParameters<typeof nn.MaxPool2d>)));
+  add('nn.AvgPool2d', [pair([2, 3]), opt(obj({ stride: opt(pair([1, 2])), padding: opt(pair([0, 1])) }))], (...a) => new nn.AvgPool2d(...(a as ConstructorParameters<typeof nn.AvgPool2d>)));
   for (const name of ['ReLU', 'GlobalAvgPool', 'Flatten'] as const) add(`nn.${name}`, [], () => new nn[name]());
   add('nn.Sequential', [moduleS, opt(moduleS)], (...a) => new nn.Sequential(...(a.filter((m) => m !== undefined) as L.nn.Module[])));
   add('nn.PadShortcut', [int([2]), int([4, 2], [1]), int([1, 2]), opt(obj({ backend: backendS }))], (...a) => new nn.PadShortcut(...(a as ConstructorParameters<typeof nn.PadShortcut>)));
@@ -577,6 +579,13 @@ function buildTargets(w: World): Target[] {
   add('loadSafetensors', [readPath(w.files.safetensors), opt(obj({ backend: backendS }))], lib.loadSafetensors as AnyFn);
   add('loadSafetensorsSync', [readPath(w.files.safetensors), opt(obj({ backend: backendS }))], lib.loadSafetensorsSync as AnyFn);
   add('readSafetensorsHeader', [readPath(w.files.safetensors)], lib.readSafetensorsHeader as AnyFn);
+
+  // --- PyTorch checkpoints in, ONNX out
+  const keyS = opt(custom(() => arg('state_dict', "'state_dict'"), [() => arg('', "''"), () => arg(7, '7'), () => arg('__proto__', "'__proto__'")]));
+  add('loadTorchStateDict', [readPath(w.files.torch), opt(obj({ backend: backendS, key: keyS, stripPrefix: opt(custom(() => arg('module.', "'module.'"), [() => arg('', "''")])) }))], lib.loadTorchStateDict as AnyFn);
+  const onnxPath = custom(() => arg(join(w.dir, 'model.onnx'), "'<tmp>/model.onnx'"), [() => arg('', "''"), () => arg(w.dir, "'<tmp>' (a directory)"), () => arg(join(w.files.garbage, 'x'), "'<tmp>/garbage.bin/x'")]);
+  const inputShapeS = shape([[1, 3, 8, 8], [2, 1, 4, 4], [1, 3, 2, 2]]);
+  add('exportOnnx', [moduleS, onnxPath, obj({ inputShape: inputShapeS, opset: opt(int([13, 17, 22], [12, 23])), dynamicBatch: opt(bool()) })], lib.exportOnnx as AnyFn);
 
   // --- train
   const tr = lib.train;
