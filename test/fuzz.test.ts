@@ -38,7 +38,7 @@ describe('fuzzing', () => {
   }, 120_000);
 
   test(`readers: ${READER_ITERATIONS} coverage-guided inputs each for IDX, CIFAR, safetensors, ZIP, pickle and PyTorch checkpoints`, async () => {
-    const r = await runChild('test/fuzz/readers.ts', ['--seed', String(seed), '--iterations', String(READER_ITERATIONS)], { timeoutMs: 100_000 });
+    const r = await runChild('test/fuzz/readers.ts', ['--seed', String(seed), '--iterations', String(READER_ITERATIONS)], { timeoutMs: 150_000 });
     if (r.code !== 0 || r.signal !== null || r.summary === null) throw new Error(describeChild('The reader fuzzer', r, `node --import tsx test/fuzz/readers.ts --seed ${seed} --iterations ${READER_ITERATIONS}`));
     const s = r.summary as ReadersResult;
     for (const t of s.readers) console.log(`reader fuzz ${t.target}: ${t.executions} inputs in ${t.seconds} s, corpus ${t.corpus}, ${t.features} features`);
@@ -47,5 +47,5 @@ describe('fuzzing', () => {
     expect(s.readers.map((t) => t.failures)).toEqual(s.readers.map(() => []));
     // Coverage guidance found inputs beyond the four seeds of each reader.
     expect(s.readers.every((t) => t.executions >= READER_ITERATIONS && t.corpus > 4)).toBe(true);
-  }, 120_000);
+  }, 170_000);
 });

@@ -15,7 +15,7 @@ import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, test } from 'vitest';
 import { type Tensor, exportOnnx, memory, models, nn, noGrad, tensor, tidy, train } from '../lib/index.js';
 import { DEFAULTS, buildModel } from '../lib/cli/run.js';
-import { Rng, relError } from './helpers.js';
+import { Rng, pythonLacks, relError } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cr-onnx-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -84,14 +84,7 @@ function fields(buf: Uint8Array, field: number): Uint8Array[] {
 }
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
 
-const onnxCheckerMissing = (() => {
-  try {
-    execFileSync('python3', ['-c', 'import onnx'], { stdio: 'ignore' });
-    return null;
-  } catch {
-    return 'python3 cannot import onnx';
-  }
-})();
+const onnxCheckerMissing = pythonLacks('onnx');
 if (onnxCheckerMissing) console.log(`[skip] onnx.checker on the exported files: ${onnxCheckerMissing}`);
 
 interface Case {

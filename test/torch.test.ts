@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { type DType, type Tensor, loadSafetensors, loadTorchStateDict, memory, models, noGrad, tidy } from '../lib/index.js';
 import { ZipReader } from '../lib/io/zip.js';
-import { relError, values } from './helpers.js';
+import { pythonLacks, relError, values } from './helpers.js';
 import { writeZip } from './zip-writer.js';
 
 const fixtures = join(import.meta.dirname, 'fixtures', 'torch');
@@ -145,15 +145,8 @@ describe('PyTorch state dicts reproduce PyTorch\'s logits', () => {
   });
 });
 
-const torchMissing = (() => {
-  try {
-    execFileSync('python3', ['-c', 'import torch'], { stdio: 'ignore' });
-    return null;
-  } catch {
-    return 'python3 with torch is not available (CI has none; the narrow fixtures above cover the layouts)';
-  }
-})();
-if (torchMissing) console.log(`[skip] full-size ResNet-18/50 checkpoints made by torch.save: ${torchMissing}`);
+const torchMissing = pythonLacks('torch');
+if (torchMissing) console.log(`[skip] full-size ResNet-18/50 checkpoints made by torch.save: ${torchMissing} (CI has no torch; the narrow fixtures cover the layouts)`);
 
 describe.skipIf(torchMissing !== null)('full-size torchvision-layout checkpoints made by torch.save now', () => {
   const full = join(dir, 'full');
