@@ -22,8 +22,8 @@ export interface LoadTorchOptions {
   backend?: BackendName;
   /**
    * The key of the state dict in a checkpoint that holds more (`{ epoch, model, optimizer }`).
-   * Without it: the file's top-level dict when it holds tensors, else its `state_dict`,
-   * `model_state_dict` or `model` entry, the first that is a dict of tensors.
+   * Without it: the file's top-level dict when every value is a tensor, else its `state_dict`,
+   * `model_state_dict` or `model` entry, the first that is a dict of tensors only.
    */
   key?: string;
   /**
@@ -149,7 +149,7 @@ function gather(t: TorchTensor, storage: Uint8Array, item: number): Uint8Array {
 function notZip(c: Context, head: Uint8Array): Error {
   const ascii = (from: number, to: number) => String.fromCharCode(...head.subarray(from, to));
   const legacy = 'load it with PyTorch and save it again, which writes the ZIP format: torch.save(torch.load(path), new_path)';
-  if (head.length >= 262 && ascii(257, 262) === 'ustar') return fileFormatError(c.op, c.path, 0, `is a tar archive, PyTorch's legacy checkpoint format (before 0.4); ${legacy}`);
+  if (head.length >= 262 && ascii(257, 262) === 'ustar') return fileFormatError(c.op, c.path, 0, `is a tar archive, PyTorch's oldest checkpoint format; ${legacy}`);
   if (head[0] === 0x80 && head.length >= 2 && head[1]! <= 5) return fileFormatError(c.op, c.path, 0, `is a bare pickle, PyTorch's legacy checkpoint format (before 1.6, or _use_new_zipfile_serialization=False); ${legacy}`);
   return fileFormatError(c.op, c.path, 0, 'is not a PyTorch checkpoint: torch.save writes a ZIP archive, and this file does not start like one');
 }
