@@ -244,7 +244,7 @@ describe('refused, with an error that says why', () => {
     await refuses(fixture('legacy.pt'), /legacy checkpoint format \(before 1\.6.*torch\.save\(torch\.load\(path\), new_path\)/);
     const tar = new Uint8Array(1024);
     tar.set(ascii('ustar'), 257);
-    await refuses(write('old.tar', tar), /is a tar archive, PyTorch's legacy checkpoint format/);
+    await refuses(write('old.tar', tar), /is a tar archive, PyTorch's oldest checkpoint format/);
     await refuses(fixture('torchscript.pt'), /is a TorchScript archive \(torch\.jit\.save\).*torch\.jit\.load\(path\)\.state_dict\(\)/);
     await refuses(write('text.pt', Uint8Array.from(ascii('hello, world'))), /is not a PyTorch checkpoint/);
     await refuses(write('other.zip', writeZip([{ name: 'readme.txt', data: Uint8Array.of(1) }])), /ZIP archive but not a PyTorch checkpoint \(no <name>\/data\.pkl/);
