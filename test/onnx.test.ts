@@ -108,13 +108,17 @@ const cases: Case[] = [
   { name: 'ResNet-18', make: () => models.resnet18({ seed: 8, backend: 'cpu' }), shape: [3, 64, 64] },
   { name: 'ResNet-50', make: () => models.resnet50({ seed: 9, backend: 'cpu' }), shape: [3, 64, 64] },
   {
-    name: 'an nn.Sequential of the layers (grouped, dilated and biased convolutions, both poolings)',
-    make: () => new nn.Sequential(
-      new nn.Conv2d(3, 8, 3, { padding: 1, seed: 1, backend: 'cpu' }), new nn.BatchNorm2d(8, { backend: 'cpu' }), new nn.ReLU(),
-      new nn.MaxPool2d(3, { stride: 2, padding: 1 }), new nn.AvgPool2d(3, { stride: 1, padding: 1 }),
-      new nn.Conv2d(8, 16, 3, { groups: 4, dilation: 2, padding: 2, stride: 2, bias: true, seed: 2, backend: 'cpu' }),
-      new nn.GlobalAvgPool(), new nn.Flatten(), new nn.Linear(16, 5, { seed: 3, backend: 'cpu' }),
-    ),
+    name: 'an nn.Sequential of the layers (grouped, dilated and biased convolutions, both poolings, a layer used twice)',
+    make: () => {
+      const twice = new nn.Conv2d(16, 16, 3, { padding: 1, seed: 4, backend: 'cpu' });
+      return new nn.Sequential(
+        new nn.Conv2d(3, 8, 3, { padding: 1, seed: 1, backend: 'cpu' }), new nn.BatchNorm2d(8, { backend: 'cpu' }), new nn.ReLU(),
+        new nn.MaxPool2d(3, { stride: 2, padding: 1 }), new nn.AvgPool2d(3, { stride: 1, padding: 1 }),
+        new nn.Conv2d(8, 16, 3, { groups: 4, dilation: 2, padding: 2, stride: 2, bias: true, seed: 2, backend: 'cpu' }),
+        twice, new nn.ReLU(), twice,
+        new nn.GlobalAvgPool(), new nn.Flatten(), new nn.Linear(16, 5, { seed: 3, backend: 'cpu' }),
+      );
+    },
     shape: [3, 17, 15],
   },
 ];

@@ -52,7 +52,9 @@ interface Value {
 class Graph {
   readonly nodes: OnnxNode[] = [];
   readonly initializers: { name: string; dims: number[]; source: Tensor | BigInt64Array | Float32Array }[] = [];
-  readonly #names = new Set<string>();
+  /** Node outputs and initializers share one namespace with the graph's input and output. */
+  readonly #names = new Set<string>(['input', 'output']);
+  readonly #weights = new Map<Tensor, string>();
 
   constructor(readonly op: string) {}
 
@@ -70,10 +72,17 @@ class Graph {
     return { name, shape };
   }
 
-  /** A module's tensor, under its state-dict name. */
+  /**
+   * A module's tensor, under its state-dict name. A module used twice (its tensors reached
+   * again under another path) reuses the first initializer, as the state dict lists it once.
+   */
   weight(name: string, t: Tensor): string {
-    this.initializers.push({ name: this.#unique(name), dims: [...t.shape], source: t });
-    return name;
+    const known = this.#weights.get(t);
+    if (known !== undefined) return known;
+    const unique = this.#unique(name);
+    this.#weights.set(t, unique);
+    this.initializers.push({ name: unique, dims: [...t.shape], source: t });
+    return unique;
   }
 
   /** A constant of the export itself (Slice bounds, Pad sizes, a scale factor). */
