@@ -2,7 +2,7 @@
  * Which backends exist here, and the choice of one.
  * @module
  */
-import { show } from '../ops/validate.js';
+import { show } from '../util/check.js';
 import type { Binding } from './binding.js';
 import { BACKEND_NAMES, type BackendName, loadBackend } from './load.js';
 

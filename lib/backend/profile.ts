@@ -2,7 +2,7 @@
  * Where a backend's time goes: per-op execution times recorded by its worker.
  * @module
  */
-import { checkOptions, show } from '../ops/validate.js';
+import { checkOptions, show } from '../util/check.js';
 import { type BackendName, bindingOf, parseBackend } from './backends.js';
 import type { NativeProfile } from './binding.js';
 

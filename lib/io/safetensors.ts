@@ -10,7 +10,7 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type BackendName, parseBackend } from '../backend/backends.js';
-import { checkOptions, checkTensor, MAX_ELEMENTS, setOwn, show, shapeStr } from '../ops/validate.js';
+import { checkOptions, checkTensor, MAX_ELEMENTS, setOwn, show, shapeStr } from '../util/check.js';
 import { tensor } from '../tensor/create.js';
 import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';

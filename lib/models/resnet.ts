@@ -9,7 +9,7 @@ import { parseBackend } from '../backend/backends.js';
 import * as ops from '../ops/index.js';
 import { Rng, rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { MAX_ARRAY_ELEMENTS, checkEach, checkElements, checkFloat, checkInt, checkNumber, checkOptions, checkBool, shapeStr, show } from '../ops/validate.js';
+import { MAX_ARRAY_ELEMENTS, checkEach, checkElements, checkFloat, checkInt, checkNumber, checkOptions, checkBool, shapeStr, show } from '../util/check.js';
 import { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, type BlockOptions, type ShortcutKind } from '../nn/blocks.js';
 import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential, checkSeed } from '../nn/layers.js';
 import { Module } from '../nn/module.js';

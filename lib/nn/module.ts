@@ -7,7 +7,7 @@ import { type BackendName, bindingOf, parseBackend } from '../backend/backends.j
 import { tensor } from '../tensor/create.js';
 import { keep } from '../tensor/scope.js';
 import { type DType, Tensor, isTensor, sameShape } from '../tensor/tensor.js';
-import { checkBool, checkOptions, setOwn, shapeStr, show } from '../ops/validate.js';
+import { checkBool, checkOptions, setOwn, shapeStr, show } from '../util/check.js';
 
 /** Options of `Module.loadStateDict`. */
 export interface LoadStateDictOptions {

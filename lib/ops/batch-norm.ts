@@ -1,6 +1,6 @@
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
-import { FLOAT32_MAX, FLOAT32_MIN, checkBool, checkFloat, checkNumber, checkOptions, checkSameBackend, shapeStr } from './validate.js';
+import { FLOAT32_MAX, FLOAT32_MIN, checkBool, checkFloat, checkNumber, checkOptions, checkSameBackend, shapeStr } from '../util/check.js';
 
 /** Options of `batchNorm2d`, as in PyTorch's `F.batch_norm`. */
 export interface BatchNorm2dOptions {

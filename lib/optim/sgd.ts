@@ -4,7 +4,7 @@
  */
 import type { NativeBuffer } from '../backend/binding.js';
 import { Tensor, isTensor } from '../tensor/tensor.js';
-import { checkBool, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkBool, checkNumber, checkOptions, show } from '../util/check.js';
 
 export interface SGDOptions {
   /** Learning rate (≥ 0); can be changed between steps through `optimizer.lr`. */

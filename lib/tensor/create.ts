@@ -4,7 +4,7 @@
  */
 import { type BackendName, bindingOf, parseBackend } from '../backend/backends.js';
 import { BACKEND_NAMES, loadBackend } from '../backend/load.js';
-import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../ops/validate.js';
+import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../util/check.js';
 import { rngFor } from './random.js';
 import { type DType, Tensor, liveTensorCount } from './tensor.js';
 

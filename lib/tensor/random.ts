@@ -4,7 +4,7 @@
  * JS and uploaded.
  * @module
  */
-import { show } from '../ops/validate.js';
+import { show } from '../util/check.js';
 
 /**
  * A seeded pseudo-random generator (xoshiro128**): the same seed gives the same sequence on

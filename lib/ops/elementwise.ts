@@ -1,6 +1,6 @@
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor, sameShape } from '../tensor/tensor.js';
-import { checkFloat, checkNumber, checkSameBackend, shapeStr } from './validate.js';
+import { checkFloat, checkNumber, checkSameBackend, shapeStr } from '../util/check.js';
 
 /** max(x, 0), elementwise. */
 export function relu(x: Tensor): Tensor {

@@ -2,7 +2,7 @@ import type { Pair } from '../backend/binding.js';
 import { needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
 import { windowOutput } from './conv2d.js';
-import { checkFloat, checkOptions, checkPair, shapeStr } from './validate.js';
+import { checkFloat, checkOptions, checkPair, shapeStr } from '../util/check.js';
 
 /** Options of the pooling ops, as in PyTorch (`ceil_mode` false). */
 export interface Pool2dOptions {

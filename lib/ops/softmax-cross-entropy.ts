@@ -1,6 +1,6 @@
 import { needsGrad, record } from '../autograd/node.js';
 import { Tensor, isTensor } from '../tensor/tensor.js';
-import { checkFloat, checkNumber, checkOptions, checkSameBackend, checkTensor, shapeStr, show } from './validate.js';
+import { checkFloat, checkNumber, checkOptions, checkSameBackend, checkTensor, shapeStr, show } from '../util/check.js';
 
 export interface SoftmaxCrossEntropyOptions {
   /** ε in [0, 1): the target is (1 − ε)·one-hot + ε/K, as in PyTorch's `label_smoothing`. */
