@@ -3,7 +3,8 @@
  * @module
  */
 import { checkOptions, show } from '../util/check.js';
-import { type BackendName, bindingOf, parseBackend } from './backends.js';
+import { type BackendName, parseBackend } from './backends.js';
+import { bindingOf } from './load.js';
 import type { NativeProfile } from './binding.js';
 
 /** The worker's time for one op name. */

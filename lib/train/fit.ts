@@ -10,7 +10,8 @@ import { checkBool, checkEach, checkInt, checkNumber, checkOptions, show } from 
 import { checkPath } from '../io/file-error.js';
 import type { SGD } from '../optim/sgd.js';
 import { tidy } from '../tensor/scope.js';
-import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
+import { type DType, type Tensor } from '../tensor/tensor.js';
+import { isTensor } from '../tensor/is-tensor.js';
 import { writeChart } from './plot.js';
 import { Progress } from './progress.js';
 import type { Schedule } from './schedule.js';
