@@ -8,7 +8,7 @@
  * @module
  */
 import type { BackendName } from '../backend/backends.js';
-import { MAX_ELEMENTS, setOwn, shapeStr } from '../ops/validate.js';
+import { MAX_ELEMENTS, setOwn, shapeStr } from '../util/check.js';
 import { tensor } from '../tensor/create.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 

@@ -14,7 +14,7 @@
  * @module
  */
 import { readFileSync } from 'node:fs';
-import { checkBool, checkEach, checkInt, checkOptions, shapeStr, show } from '../ops/validate.js';
+import { checkBool, checkEach, checkInt, checkOptions, shapeStr, show } from '../util/check.js';
 import { windowOutput } from '../ops/conv2d.js';
 import { ResNet } from '../models/resnet.js';
 import { BasicBlock, Bottleneck, PadShortcut, PreActBlock, PreActBottleneck } from '../nn/blocks.js';

@@ -10,8 +10,10 @@
 import { closeSync, fstatSync, openSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type BackendName, parseBackend } from '../backend/backends.js';
-import { checkOptions, checkTensor, setOwn, show, shapeStr } from '../ops/validate.js';
-import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
+import { checkOptions, setOwn, show, shapeStr } from '../util/check.js';
+import { checkTensor } from '../tensor/check-tensor.js';
+import { isTensor } from '../tensor/is-tensor.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { checkPath, fileFormatError } from './file-error.js';
 import { readExactly, readExactlySync } from './read-at.js';

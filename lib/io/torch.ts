@@ -8,7 +8,7 @@
  */
 import { open } from 'node:fs/promises';
 import { type BackendName, parseBackend } from '../backend/backends.js';
-import { checkOptions, show } from '../ops/validate.js';
+import { checkOptions, show } from '../util/check.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 import { ELEMENT_BYTES, checkHoldable, decodeElements, isElementType, makeTensors } from './decode.js';
 import { checkPath, fileFormatError } from './file-error.js';
