@@ -38,20 +38,6 @@ const bool kMeasure = [] {
   return v && *v && std::strcmp(v, "0") != 0;
 }();
 
-const char* MathName(cudnnMathType_t m) {
-  switch (m) {
-    case CUDNN_DEFAULT_MATH:
-      return "default";
-    case CUDNN_TENSOR_OP_MATH:
-      return "tensor-op";
-    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION:
-      return "tensor-op-conversion";
-    case CUDNN_FMA_MATH:
-      return "FMA";
-  }
-  return "?";
-}
-
 const char* DirectionName(ConvDirection d) {
   return d == ConvDirection::kForward ? "forward" : d == ConvDirection::kBackwardData ? "backward data" : "backward filter";
 }
@@ -71,7 +57,7 @@ void LogChoice(const ConvPlanKey& k, ConvDirection d, const ConvChoice& c, const
   const std::string line = std::string("conv2d ") + DirectionName(d) + " x " + ShapeString(g.x) + " w " + ShapeString(g.w) +
                            " stride " + ShapeString(g.stride) + " padding " + ShapeString(g.padding) + " dilation " +
                            ShapeString(g.dilation) + " groups " + std::to_string(g.groups) + " tf32 " +
-                           (k.tf32 ? "on" : "off") + ": " + ConvAlgoName(d, chosen.algo) + " (" + MathName(chosen.math) +
+                           (k.tf32 ? "on" : "off") + ": " + ConvAlgoName(d, chosen.algo) + " (" + ConvMathName(chosen.math) +
                            " math, " + std::to_string(chosen.workspace) + "-byte workspace), candidate " +
                            std::to_string(index + 1) + " of " + std::to_string(c.candidates.size()) + " by " +
                            (c.measured ? "measurement" : "heuristics") + "\n";
@@ -101,7 +87,7 @@ struct DirectionCalls {
 };
 
 ConvAttempt Refused(ConvDirection d, const ConvCandidate& c, cudnnStatus_t st) {
-  std::string why = std::string(ConvAlgoName(d, c.algo)) + " (" + MathName(c.math) + "): " + cudnnGetErrorString(st);
+  std::string why = std::string(ConvAlgoName(d, c.algo)) + " (" + ConvMathName(c.math) + "): " + cudnnGetErrorString(st);
   char detail[512] = {0};
   cudnnGetLastErrorString(detail, sizeof detail);
   if (detail[0]) why += std::string(" (") + detail + ")";
@@ -139,7 +125,7 @@ void Run(CudaBackend& b, const ConvPlanKey& k, ConvPlan& p, ConvChoice& c, const
           if (st == CUDNN_STATUS_SUCCESS) cand.workspace = bytes;
         }
         if (st != CUDNN_STATUS_SUCCESS) return Refused(d, cand, st);
-        const std::string name = std::string(ConvAlgoName(d, cand.algo)) + " (" + MathName(cand.math) + "): ";
+        const std::string name = std::string(ConvAlgoName(d, cand.algo)) + " (" + ConvMathName(cand.math) + "): ";
         if (cand.workspace > CudaBackend::WorkspaceCap()) {
           return {false, "ERR_WORKSPACE_CAP",
                   name + std::to_string(cand.workspace) + "-byte workspace above the cap (CUDNN_RESNET_WORKSPACE_MB)"};
@@ -219,6 +205,20 @@ void RunFirstWorking(ConvChoice& c, const std::function<ConvAttempt(ConvCandidat
     why += (why.empty() ? "" : "; ") + a.why;
   }
   Fail(code.empty() ? "ERR_NATIVE" : code, "no cuDNN algorithm ran this convolution (" + why + ")");
+}
+
+const char* ConvMathName(cudnnMathType_t m) {
+  switch (m) {
+    case CUDNN_DEFAULT_MATH:
+      return "default";
+    case CUDNN_TENSOR_OP_MATH:
+      return "tensor-op";
+    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION:
+      return "tensor-op-conversion";
+    case CUDNN_FMA_MATH:
+      return "FMA";
+  }
+  return "?";
 }
 
 const char* ConvAlgoName(ConvDirection d, int algo) {

@@ -84,6 +84,8 @@ void RunFirstWorking(ConvChoice& c, const std::function<ConvAttempt(ConvCandidat
 
 // The algorithm's name, e.g. "IMPLICIT_PRECOMP_GEMM".
 const char* ConvAlgoName(ConvDirection d, int algo);
+// The math type's name: "default", "tensor-op", "tensor-op-conversion" or "FMA".
+const char* ConvMathName(cudnnMathType_t m);
 
 // Run on the worker. `bias`, `db` may be null.
 void ConvForward(CudaBackend& b, const ConvPlanKey& k, CudaStorage& x, CudaStorage& w, CudaStorage* bias, CudaStorage& y);

@@ -62,6 +62,9 @@ std::string ProbeFailure(cudaError_t st) {
 
 void Warn(const char* call, cudaError_t status) {
   cudaGetLastError();
+  // The runtime is being torn down with the process (its exit handlers ran first): what was to
+  // be released goes with it, and there is nothing to report.
+  if (status == cudaErrorCudartUnloading) return;
   std::fprintf(stderr, "cudnn-resnet: warning: cuda: %s failed: %s (%s)\n", call, cudaGetErrorName(status),
                cudaGetErrorString(status));
 }
@@ -161,6 +164,7 @@ void Device::Release() {
 
 void Device::RecordDeferred(cudaError_t status, const char* call) {
   cudaGetLastError();
+  if (status == cudaErrorCudartUnloading) return;
   int expected = int(cudaSuccess);
   if (deferred_.compare_exchange_strong(expected, int(status))) deferred_call_.store(call);
 }

@@ -80,7 +80,9 @@ void EmulateMap(int64_t n, F f) {
   for (int64_t b = 0; b < blocks; ++b) {
     for (int64_t t = 0; t < kernels::kThreads; ++t) {
       kernels::GridStride(n, b, blocks, t, [&](int64_t i) {
-        if (i < 0 || i >= n || visits[size_t(i)]++) throw std::logic_error("index " + std::to_string(i) + " visited twice or out of range");
+        if (i < 0 || i >= n || visits[size_t(i)]++) {
+          throw std::logic_error("index " + std::to_string(i) + " visited twice or out of range");
+        }
         f(i);
       });
     }
@@ -97,23 +99,9 @@ std::string DescString(const TensorDesc& d) {
   return ShapeString({n, c, h, w}) + " strides " + ShapeString({ns, cs, hs, ws}) + (type == CUDNN_DATA_FLOAT ? " float" : " ?");
 }
 
-const char* MathTypeName(cudnnMathType_t m) {
-  switch (m) {
-    case CUDNN_DEFAULT_MATH:
-      return "default";
-    case CUDNN_TENSOR_OP_MATH:
-      return "tensor-op";
-    case CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION:
-      return "tensor-op-conversion";
-    case CUDNN_FMA_MATH:
-      return "FMA";
-  }
-  return "?";
-}
-
 cudnnMathType_t MathTypeOf(const std::string& name) {
   for (cudnnMathType_t m : {CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, CUDNN_FMA_MATH}) {
-    if (name == MathTypeName(m)) return m;
+    if (name == ConvMathName(m)) return m;
   }
   ThrowTypeError(OpScope::CurrentOp() + ": unknown math type '" + name + "'");
 }
@@ -161,7 +149,7 @@ Napi::Value ConvPlanOf(const Napi::CallbackInfo& info) {
     o.Set("crossCorrelation", mode == CUDNN_CROSS_CORRELATION);
     o.Set("computeFloat", compute == CUDNN_DATA_FLOAT);
     o.Set("groups", double(groups));
-    o.Set("math", MathTypeName(math));
+    o.Set("math", ConvMathName(math));
     return o;
   });
 }
@@ -216,7 +204,9 @@ Napi::Value ConvCandidatesOf(const Napi::CallbackInfo& info) {
     std::vector<ConvRanked> ranked;
     for (uint32_t i = 0; i < in.Length(); ++i) {
       Napi::Value e = in.Get(i);
-      if (!e.IsArray() || e.As<Napi::Array>().Length() != 4) ThrowTypeError("hostConvCandidates: expected [algo, ok, memory, math] entries");
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 4) {
+        ThrowTypeError("hostConvCandidates: expected [algo, ok, memory, math] entries");
+      }
       Napi::Array a = e.As<Napi::Array>();
       ranked.push_back({a.Get(0u).ToNumber().Int32Value(),
                         a.Get(1u).ToBoolean().Value() ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED,
@@ -225,7 +215,7 @@ Napi::Value ConvCandidatesOf(const Napi::CallbackInfo& info) {
     const std::vector<ConvCandidate> out = ConvCandidates(ranked, BoolArg(info, 1, "tf32"), int(IntArg(info, 2, "fallback")));
     Napi::Array result = Napi::Array::New(env, out.size());
     for (uint32_t i = 0; i < out.size(); ++i) {
-      result.Set(i, Tuple(env, {Napi::Number::New(env, out[i].algo), Napi::String::New(env, MathTypeName(out[i].math))}));
+      result.Set(i, Tuple(env, {Napi::Number::New(env, out[i].algo), Napi::String::New(env, ConvMathName(out[i].math))}));
     }
     return result;
   });
@@ -241,7 +231,9 @@ Napi::Value ConvWalk(const Napi::CallbackInfo& info) {
     if (count < 1 || count > 16) ThrowRangeError("hostConvWalk: 1 to 16 candidates");
     Napi::Array calls = ArrayArg(info, 1, "calls");
     ConvChoice c;
-    for (int64_t i = 0; i < count; ++i) c.candidates.push_back(ConvCandidate{int(i % CUDNN_CONVOLUTION_FWD_ALGO_COUNT), CUDNN_FMA_MATH, 0});
+    for (int64_t i = 0; i < count; ++i) {
+      c.candidates.push_back(ConvCandidate{int(i % CUDNN_CONVOLUTION_FWD_ALGO_COUNT), CUDNN_FMA_MATH, 0});
+    }
     Napi::Array results = Napi::Array::New(env, calls.Length());
     for (uint32_t call = 0; call < calls.Length(); ++call) {
       std::vector<bool> fails(size_t(count), false);
@@ -261,8 +253,8 @@ Napi::Value ConvWalk(const Napi::CallbackInfo& info) {
             [&](ConvCandidate& cand) -> ConvAttempt {
               const int64_t idx = &cand - c.candidates.data();
               tried.push_back(idx);
-              if (fails[size_t(idx)]) return {false, "CUDNN_STATUS_NOT_SUPPORTED", "candidate " + std::to_string(idx) + ": not supported"};
-              return {true, "", ""};
+              if (!fails[size_t(idx)]) return {true, "", ""};
+              return {false, "CUDNN_STATUS_NOT_SUPPORTED", "candidate " + std::to_string(idx) + ": not supported"};
             },
             [&](const ConvCandidate&, size_t index) { logged = int64_t(index); });
         r.Set("chosen", double(c.chosen));

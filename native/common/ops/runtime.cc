@@ -176,7 +176,9 @@ Napi::Value CachedBytes(const Napi::CallbackInfo& info) {
 namespace cr {
 
 void Backend::UseDevice(int64_t index) {
-  if (index != 0) ThrowRangeError("useDevice: the " + std::string(ctx_.name) + " backend has one device, 0; got " + std::to_string(index));
+  if (index != 0) {
+    ThrowRangeError("useDevice: the " + std::string(ctx_.name) + " backend has one device, 0; got " + std::to_string(index));
+  }
 }
 
 }  // namespace cr
