@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The CUDA backend's checks on a GPU machine, in one call of at most 8 minutes (the time caps
-# below add up to 450 s, unpacking takes seconds): the carried addon is tried first and rebuilt there if it does not load;
-# the conformance and CUDA tests run on cuda (vitest, from the node_modules that
-# scripts/prepare-gpu-check.sh packed), with every convolution's cuDNN algorithm logged, then the
-# convolution tests once more with TF32 on; then training throughput of ResNet-20 and ResNet-50
-# next to PyTorch on the same GPU, TF32 on and off, printed as one table. Needs: an NVIDIA driver
-# and GPU, python3 with nvidia.cudnn (and torch for the comparison), and the carried .node-bin,
-# build/Release and dist from prepare-gpu-check.sh. No network, no Node.js installed.
+# The CUDA backend's checks on a GPU machine, in one call of at most 8 minutes (each step's time
+# cap leaves the later steps theirs, within 470 s): the carried addon is tried first and rebuilt
+# there if it does not load; the conformance and CUDA tests run on cuda (vitest, from the
+# node_modules that scripts/prepare-gpu-check.sh packed), with every convolution's cuDNN
+# algorithm logged, then the convolution tests once more with TF32 on; then training throughput
+# of ResNet-20 and ResNet-50 next to PyTorch on the same GPU, TF32 on and off, printed as one
+# table. Needs: an NVIDIA driver and GPU, python3 with nvidia.cudnn (and torch for the
+# comparison), and the carried .node-bin, build/Release and dist from prepare-gpu-check.sh. No
+# network, no Node.js installed.
 #
 #   scripts/gpu-check.sh [--tests-only | --bench-only] [--reps N] [--dry-run]
 #
@@ -39,6 +40,21 @@ summary="$out/summary.txt"
 say() { echo "gpu-check: $*" | tee -a "$summary"; }
 fail() { say "$1"; exit "${2:-1}"; }
 status=0
+deadline=$((SECONDS + 470))
+# Seconds for a step: at most $1, and no more than leaves the steps after it the $2 they need.
+cap() {
+  local left=$((deadline - SECONDS - $2))
+  if [ "$left" -lt "$1" ]; then echo $((left > 15 ? left : 15)); else echo "$1"; fi
+}
+# Each step's cap, from what the later steps need at the least: the tests 130 s (the TF32 rerun
+# included), the benchmarks 140 s.
+bench_needs=$((bench ? 140 : 0))
+tests_needs=$((tests ? 130 : 0))
+rebuild_cap() { cap 200 $((tests_needs + bench_needs)); }
+tests_cap() { cap 240 $((30 + bench_needs)); }
+tf32_cap() { cap 40 "$bench_needs"; }
+ours_cap() { cap 90 50; }
+torch_cap() { cap 60 0; }
 say "$( [ $dry = 1 ] && echo 'dry run, ' )results in $out; tree $(git rev-parse --short HEAD 2>/dev/null || echo '(no git)')"
 
 # --- The GPU ------------------------------------------------------------------------------------
@@ -60,6 +76,7 @@ unxz_to_stdout() {
 needed_packages="vitest tsx cmake-js node-addon-api node-api-headers"
 if [ -f .node-bin/node.xz ] && [ -f .node-bin/node_modules.tar.xz ]; then
   bin="$(mktemp -d)"
+  trap 'rm -rf "$bin"' EXIT
   unxz_to_stdout .node-bin/node.xz > "$bin/node" && chmod +x "$bin/node" || fail "could not unpack node" 3
   export PATH="$bin:$PATH"
   if [ $dry = 1 ]; then
@@ -107,7 +124,7 @@ else
       say "a GPU run would rebuild with: ${rebuild_cmd[*]}"
     else
       say "rebuilding (log: rebuild.log)"
-      timeout -k 10 120 "${rebuild_cmd[@]}" > "$out/rebuild.log" 2>&1 || fail "the rebuild failed: see rebuild.log" 5
+      timeout -k 10 "$(rebuild_cap)" "${rebuild_cmd[@]}" > "$out/rebuild.log" 2>&1 || fail "the rebuild failed: see rebuild.log" 5
       mv build/Release/cudnn_resnet_cuda.node build/Release/cudnn_resnet_cuda.node.carried
       cp build-gpu/Release/cudnn_resnet_cuda.node build/Release/ || fail "the rebuild made no addon" 5
       entry="$(probe)"
@@ -143,7 +160,8 @@ fi
 # The conformance tests (every op against float64 references, gradients against finite
 # differences), the CUDA backend's own, and those whose subject the asynchronous GPU paths touch
 # (readbacks, the event loop, training, memory accounting, workers, teardown).
-test_files="test/ops.test.ts test/gradcheck.test.ts test/cuda.test.ts test/errors.test.ts test/tensor.test.ts test/event-loop.test.ts
+# Most important first: a run cut short by its time cap has tested those.
+test_files="test/ops.test.ts test/cuda.test.ts test/errors.test.ts test/gradcheck.test.ts test/tensor.test.ts test/event-loop.test.ts
   test/train.test.ts test/leak.test.ts test/memory-limit.test.ts test/worker.test.ts test/teardown.test.ts test/nn.test.ts test/profile.test.ts"
 vitest=(node node_modules/vitest/vitest.mjs run --reporter=verbose)
 # The lines worth seeing at once; the whole output is in tests.txt.
@@ -157,13 +175,18 @@ if [ $tests = 1 ]; then
   for f in $test_files; do [ -f "$f" ] || fail "$f missing" 3; done
   if [ $dry = 1 ]; then
     say "a GPU run would test (CUDNN_RESNET_CONV_LOG=conv-fp32.log, then the conv2d tests with CUDNN_RESNET_TF32=1): $(echo $test_files)"
+    line='conv2d backward data x [2, 3, 9, 9] w [4, 3, 3, 3] stride [1, 1] padding [1, 1] dilation [1, 1] groups 1 tf32 off: ALGO_1 (FMA math, 0-byte workspace), candidate 1 of 3 by heuristics'
+    echo "$line" > "$out/sample-conv.log"
+    summed="$(algorithms "$out/sample-conv.log" | sed 's/^ *//')"
+    [ "$summed" = "1 backward data: ALGO_1, FMA math" ] || fail "the algorithm summary misreads a logged line: $summed" 6
+    say "a logged choice is summed up as: $summed"
   else
     say "tests, TF32 off (the float32 tolerance):"
-    CUDNN_RESNET_CONV_LOG="$out/conv-fp32.log" timeout -k 10 140 "${vitest[@]}" $test_files 2>&1 | tee "$out/tests.txt" | digest
+    CUDNN_RESNET_CONV_LOG="$out/conv-fp32.log" timeout -k 10 "$(tests_cap)" "${vitest[@]}" $test_files 2>&1 | tee "$out/tests.txt" | digest
     [ "${PIPESTATUS[0]}" = 0 ] || { status=1; say "tests failed (TF32 off): see tests.txt"; }
     say "cuDNN's choices, TF32 off:"; algorithms "$out/conv-fp32.log" | tee -a "$summary"
     say "convolution tests, TF32 on (test/ops.test.ts's TF32 tolerance):"
-    CUDNN_RESNET_TF32=1 CUDNN_RESNET_CONV_LOG="$out/conv-tf32.log" timeout -k 10 40 "${vitest[@]}" test/ops.test.ts -t conv2d 2>&1 | tee -a "$out/tests.txt" | digest
+    CUDNN_RESNET_TF32=1 CUDNN_RESNET_CONV_LOG="$out/conv-tf32.log" timeout -k 10 "$(tf32_cap)" "${vitest[@]}" test/ops.test.ts -t conv2d 2>&1 | tee -a "$out/tests.txt" | digest
     [ "${PIPESTATUS[0]}" = 0 ] || { status=1; say "convolution tests failed (TF32 on): see tests.txt"; }
     say "cuDNN's choices, TF32 on:"; algorithms "$out/conv-tf32.log" | tee -a "$summary"
   fi
@@ -178,18 +201,18 @@ if [ $bench = 1 ]; then
     else
       say "no python3 here to run bench/gpu_torch.py --dry-run (the GPU machine's python3 has torch)"
     fi
-    sample="$(mktemp -d)"
-    echo '{"device":"(sample)","rows":[{"model":"resnet20","batch":128,"tf32":true,"imgPerSec":2}]}' > "$sample/ours.json"
-    echo '{"device":"(sample)","rows":[{"model":"resnet20","batch":128,"tf32":true,"imgPerSec":1}]}' > "$sample/torch.json"
-    report="$(node --import tsx bench/gpu-report.ts "$sample/ours.json" "$sample/torch.json")" || fail "bench/gpu-report.ts failed" 6
+    echo '{"device":"(sample)","rows":[{"model":"resnet20","batch":128,"tf32":true,"imgPerSec":2}]}' > "$out/sample-ours.json"
+    echo '{"device":"(sample)","rows":[{"model":"resnet20","batch":128,"tf32":true,"imgPerSec":1}]}' > "$out/sample-torch.json"
+    report="$(node --import tsx bench/gpu-report.ts "$out/sample-ours.json" "$out/sample-torch.json")" || fail "bench/gpu-report.ts failed" 6
     grep -q 'resnet20 .* 2\.00$' <<< "$report" || fail "bench/gpu-report.ts printed no ratio for the sample: $report" 6
     say "the report prints (on sample numbers):"; echo "$report" | tee -a "$summary"
   else
-    timeout -k 10 90 node --import tsx bench/gpu.ts --reps "$reps" --json "$out/ours.json" || { status=1; say "bench/gpu.ts failed"; }
-    PYTHONUNBUFFERED=1 timeout -k 10 60 python3 bench/gpu_torch.py --reps "$reps" --json "$out/torch.json" || { status=1; say "bench/gpu_torch.py failed"; }
+    timeout -k 10 "$(ours_cap)" node --import tsx bench/gpu.ts --reps "$reps" --json "$out/ours.json" || { status=1; say "bench/gpu.ts failed"; }
+    PYTHONUNBUFFERED=1 timeout -k 10 "$(torch_cap)" python3 bench/gpu_torch.py --reps "$reps" --json "$out/torch.json" || { status=1; say "bench/gpu_torch.py failed"; }
     echo | tee -a "$summary"
     node --import tsx bench/gpu-report.ts "$out/ours.json" "$out/torch.json" | tee -a "$summary"
   fi
 fi
+[ $dry = 1 ] && say "time caps from here: rebuild $(rebuild_cap) s, tests $(tests_cap) s, TF32 rerun $(tf32_cap) s, benchmarks $(ours_cap) + $(torch_cap) s"
 say "done, status $status"
 exit $status
