@@ -322,6 +322,14 @@ describe.skipIf(!host.addon)("the convolution's choice of algorithm (conv2d.cc, 
     expect(a().hostConvCandidates([], false, 0)).toEqual([[0, 'FMA']]);
   });
 
+  test('TF32 is the most precision given up: a ranked down-conversion to FP16/BF16 runs as tensor-op math, once', () => {
+    const ranked: [number, boolean, number, string][] = [
+      [1, true, 0, 'tensor-op-conversion'], [1, true, 0, 'tensor-op'], [2, true, 0, 'tensor-op-conversion'], [0, true, 0, 'FMA'],
+    ];
+    expect(a().hostConvCandidates(ranked, true, 0)).toEqual([[1, 'tensor-op'], [2, 'tensor-op'], [0, 'FMA']]);
+    expect(a().hostConvCandidates(ranked, false, 0)).toEqual([[1, 'FMA'], [2, 'FMA'], [0, 'FMA']]);
+  });
+
   test('each call starts from the candidate that ran last and goes round the list; the first failure is reported when none runs', () => {
     const r = a().hostConvWalk(4, [[], [], [0], [0, 1], [1, 2], [0, 1, 2, 3], [3]]);
     expect(r.map((c) => c.tried)).toEqual([[0], [0], [0, 1], [1, 2], [2, 3], [3, 0, 1, 2], [3, 0]]);

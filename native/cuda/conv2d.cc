@@ -178,10 +178,18 @@ std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked,
     }
     out.push_back(ConvCandidate{algo, math, ConvCandidate::kUnknown});
   };
+  // TF32 is the most precision this backend gives up: CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION lets
+  // cuDNN down-convert float32 operands to FP16/BF16 for the tensor cores (a narrower exponent
+  // range as well as a shorter mantissa), so a ranking entry with it runs as plain tensor-op math
+  // (TF32 on float32 data) instead, or is refused by cuDNN and passed over by the walk.
+  const auto math_of = [tf32](cudnnMathType_t m) {
+    if (!tf32) return CUDNN_FMA_MATH;
+    return m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ? CUDNN_TENSOR_OP_MATH : m;
+  };
   bool fallback_ranked = false;
   for (const ConvRanked& r : ranked) {
     if (r.status != CUDNN_STATUS_SUCCESS || r.memory > CudaBackend::WorkspaceCap()) continue;
-    add(r.algo, tf32 ? r.math : CUDNN_FMA_MATH);
+    add(r.algo, math_of(r.math));
     fallback_ranked = fallback_ranked || r.algo == fallback;
   }
   if (!fallback_ranked) add(fallback, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);

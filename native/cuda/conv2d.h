@@ -63,7 +63,8 @@ struct ConvRanked {
 // The candidates of a ranking, best first: the entries cuDNN reports as runnable within the
 // workspace cap, each with the math type it was ranked with (PyTorch does the same: cuDNN picks
 // tensor-core kernels by algorithm and math type together), except that without TF32 every one
-// runs in FMA math, so that TF32 is never used where it is off; then `fallback`, which needs
+// runs in FMA math, so that TF32 is never used where it is off, and with it a ranking's
+// tensor-op-with-conversion (FP16/BF16 down-conversion) runs as tensor-op; then `fallback`, which needs
 // little or no workspace, if the ranking lacks it.
 std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked, bool tf32, int fallback);
 
