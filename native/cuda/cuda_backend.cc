@@ -258,6 +258,14 @@ SyncPoint::SyncPoint(std::shared_ptr<Device> device, int* label_error)
 SyncPoint::~SyncPoint() {
   if (!event_) return;
   cudaError_t st = cudaSetDevice(device_->index);
+  // Never waited for (Wait threw before its cudaEventSynchronize, or the Completion was dropped):
+  // the copies queued before the event may still write the pinned label block, and a readback's
+  // pinned block, which goes back to its pool right after this. A block handed out again while a
+  // copy still writes it would corrupt another readback's values: wait for the copies first.
+  if (st == cudaSuccess && !waited_) {
+    const cudaError_t wait = cudaEventSynchronize(event_);
+    if (wait != cudaSuccess) device_->RecordDeferred(wait, "cudaEventSynchronize (a sync point nobody waited for)");
+  }
   if (st == cudaSuccess) st = cudaEventDestroy(event_);
   if (st != cudaSuccess) device_->RecordDeferred(st, "cudaEventDestroy");
 }
@@ -267,6 +275,7 @@ void SyncPoint::Wait() {
   // Blocking-sync event: the waiting thread sleeps instead of spinning on a core that JavaScript
   // (preparing the next batch) or the worker may need.
   CR_CUDA(cudaEventSynchronize(event_));
+  waited_ = true;
   if (auto deferred = device_->TakeDeferred()) Fail(deferred->first, deferred->second);
   kernels::LabelError e;
   std::memcpy(&e, label_.get(), sizeof e);

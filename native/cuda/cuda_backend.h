@@ -192,6 +192,7 @@ class SyncPoint {
  public:
   // Copies the label error to pinned memory and clears it, then records the event.
   SyncPoint(std::shared_ptr<Device> device, int* label_error);
+  // Waits for the event first where Wait did not (see waited_).
   ~SyncPoint();
   SyncPoint(const SyncPoint&) = delete;
   SyncPoint& operator=(const SyncPoint&) = delete;
@@ -203,6 +204,9 @@ class SyncPoint {
   std::shared_ptr<Device> device_;
   PinnedBuffer label_;
   cudaEvent_t event_ = nullptr;
+  // Set once Wait saw the event complete; the destructor waits for it otherwise, so that no
+  // pinned block goes back to its pool while a copy before the event may still write it.
+  bool waited_ = false;
 };
 
 // cuDNN's scaling factors for float tensors.
