@@ -180,7 +180,7 @@ std::optional<std::pair<std::string, std::string>> Device::TakeDeferred() {
 }
 
 DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : device_(std::move(device)), bytes_(bytes) {
-  CR_CUDA(cudaMallocAsync(&ptr_, bytes_ ? bytes_ : 1, device_->stream));
+  CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes_ ? bytes_ : 1, device_->pool, device_->stream));
 }
 
 namespace {
@@ -225,7 +225,7 @@ void* CudaStorage::Ptr() {
   // the whole process, so using one as data fails the op instead.
   if (bytes == 0) Fail("ERR_OPAQUE_BUFFER", "a buffer of shape " + ShapeString() + " is an opaque workspace and holds no values");
   if (!ptr_) {
-    CR_CUDA(cudaMallocAsync(&ptr_, bytes, device_->stream));
+    CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, device_->stream));
     if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, device_->stream));
   }
   return ptr_;
@@ -233,7 +233,7 @@ void* CudaStorage::Ptr() {
 
 void* CudaStorage::AllocateOn(cudaStream_t stream) {
   if (ptr_ || bytes == 0) Fail("ERR_NATIVE", "a buffer of shape " + ShapeString() + " was allocated twice");
-  CR_CUDA(cudaMallocAsync(&ptr_, bytes, stream));
+  CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, stream));
   return ptr_;
 }
 

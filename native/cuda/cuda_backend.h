@@ -22,8 +22,10 @@
 // on the context's completion thread (native/common/completions.h), so the worker goes on
 // launching the ops queued behind it and the GPU does not run dry at every readback.
 //
-// Memory: device buffers come from CUDA's stream-ordered allocator (cudaMallocAsync on the
-// device's default pool, whose release threshold keeps freed blocks cached until emptyCache()).
+// Memory: device buffers come from CUDA's stream-ordered allocator (cudaMallocFromPoolAsync on the
+// device's default pool, named explicitly: cudaMallocAsync would use the device's current pool,
+// which another library in the process may change with cudaDeviceSetMemPool; the pool's release
+// threshold keeps freed blocks cached until emptyCache()).
 // A buffer's memory is allocated by the first task that uses it, on the worker, not when JS
 // enqueues the op: stream-ordered allocation is only correct in stream order, and the worker is
 // the one thread that submits to the streams in queue order, so an allocation can reuse a block
@@ -133,6 +135,7 @@ class Device {
   // Uploads from pinned memory; `stream` waits for each through `upload_done` (worker only).
   cudaStream_t copy_stream = nullptr;
   cudaEvent_t upload_done = nullptr;
+  // The pool every allocation names (the default pool), trimmed by emptyCache(), counted by cachedBytes().
   cudaMemPool_t pool = nullptr;
   cudnnHandle_t cudnn = nullptr;
 
