@@ -233,7 +233,21 @@ void* CudaStorage::Ptr() {
 
 void* CudaStorage::AllocateOn(cudaStream_t stream) {
   if (ptr_ || bytes == 0) Fail("ERR_NATIVE", "a buffer of shape " + ShapeString() + " was allocated twice");
-  CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, stream));
+  cudaError_t st = cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, stream);
+  if (st == cudaErrorMemoryAllocation && stream != device_->stream) {
+    // Another stream than the compute stream (an upload's copy stream) may only reuse blocks whose
+    // frees have completed: internal dependencies are off (see Device) and nothing orders it after
+    // the compute stream. Memory the compute stream freed but has not reached yet (last step's
+    // activations, while the step still runs) is then unavailable to it, and near the device's
+    // capacity the upload fails where the same allocation on the compute stream would not. Wait
+    // for the compute stream once, which completes those frees, and try again.
+    cudaGetLastError();
+    ptr_ = nullptr;
+    CR_CUDA(cudaStreamSynchronize(device_->stream));
+    st = cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, stream);
+  }
+  if (st != cudaSuccess) ptr_ = nullptr;
+  CheckCuda(st, "cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, stream)", __FILE__, __LINE__);
   return ptr_;
 }
 
