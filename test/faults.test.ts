@@ -9,7 +9,7 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { models, ops, optim, randn, sync, tensor, tidy } from '../lib/index.js';
+import { models, ops, optim, randn, sync, tidy } from '../lib/index.js';
 import { type FitOptions, fit, loadCheckpoint } from '../lib/train/index.js';
 import { defaultCase, defaultMemory, randomBatches } from './helpers.js';
 

@@ -31,7 +31,6 @@ function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
   expect(e, `${what}: relative error ${e.toExponential(2)}`).toBeLessThanOrEqual(tol);
 }
 
-const product = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
 
 describe.each(backendCases)('$name backend', ({ name: backend, available }) => {
   describe.skipIf(!available)('ops', () => {

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { type Tensor, memory, ops, optim, randn, sync, tensor, zeros, ones } from '../lib/index.js';
+import { type Tensor, ops, optim, randn, sync, tensor, zeros, ones } from '../lib/index.js';
 import { type BatchSource, NonFiniteLossError, cosineSchedule, evaluate, fit, renderChart, saveCheckpoint, stepSchedule, writeChart } from '../lib/train/index.js';
 import { Linear } from '../lib/nn/index.js';
 import { defaultCase, defaultMemory } from './helpers.js';
