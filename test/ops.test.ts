@@ -31,7 +31,6 @@ function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
   expect(e, `${what}: relative error ${e.toExponential(2)}`).toBeLessThanOrEqual(tol);
 }
 
-
 describe.each(backendCases)('$name backend', ({ name: backend, available }) => {
   describe.skipIf(!available)('ops', () => {
     const rng = new Rng(1234);
