@@ -3,7 +3,7 @@
 # (debootstrap --variant=minbase) with only the base machine added (python3, g++, make, and this
 # host's node and npm copied in), a clean clone of this repository's committed HEAD, then exactly
 # the commands of the README's "Install" block, then `backends()` (README, "GPU") and the
-# host-dependency guard (scripts/check-host-deps.mjs). Nothing of this host's packages leaks in:
+# host-dependency guard (scripts/check-host-deps.ts). Nothing of this host's packages leaks in:
 # the build sees the chroot's /usr only. A developer tool, not run by CI (docs/building.md,
 # "Checking a fresh machine").
 #
@@ -106,8 +106,8 @@ $commands
 COMMANDS
 echo "fresh-machine: + node -e \"import('cudnn-resnet').then(m => console.log(m.backends()))\""
 node -e "import('cudnn-resnet').then((m) => { const b = m.backends(); console.log(b); if (!b.find((x) => x.name === 'cpu')?.available) process.exit(1); })"
-echo "fresh-machine: + node scripts/check-host-deps.mjs"
-node scripts/check-host-deps.mjs
+echo "fresh-machine: + npm run check:host-deps"
+npm run --silent check:host-deps
 EOF
 
 echo "fresh-machine: $suite, clone of $commit${cmakelists:+ with CMakeLists.txt of $cmakelists}${preinstall:+, $preinstall preinstalled}; README's commands:"

@@ -33,6 +33,7 @@ private_apt() {
   local mirror keyring=/usr/share/keyrings/debian-archive-keyring.gpg signed=""
   mirror=$(debian_mirror)
   mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial" "$dir/sources.list.d"
+  : >"$dir/status"
   # A release newer than the machine's is signed with its own key and the previous release's:
   # Debian 12's debian-archive-keyring verifies Debian 13.
   [[ -f $keyring ]] && signed="[signed-by=$keyring] "
@@ -42,7 +43,8 @@ private_apt() {
   } >"$dir/sources.list"
   # APT::Sandbox::User=root: the private folders belong to whoever runs this, not to _apt.
   PRIVATE_APT=(-o "Dir::Etc::SourceList=$dir/sources.list" -o "Dir::Etc::SourceParts=$dir/sources.list.d"
-    -o "Dir::State::Lists=$dir/lists" -o "Dir::Cache=$dir/cache" -o "APT::Sandbox::User=$(id -un)")
+    -o "Dir::State::Lists=$dir/lists" -o "Dir::State::status=$dir/status" -o "Dir::Cache=$dir/cache"
+    -o "APT::Sandbox::User=$(id -un)")
   echo "private-apt: $suite from $mirror (state in $dir)"
   apt-get "${PRIVATE_APT[@]}" -qq update
 }

@@ -8,7 +8,7 @@
 #
 # Every file the native build reads from outside the checkout must come from these packages,
 # from what they Depend on, or from the base machine (node, npm, python3, g++, make):
-# scripts/check-host-deps.mjs checks that after the CI build (docs/building.md).
+# scripts/check-host-deps.ts checks that after the CI build (docs/building.md).
 set -euo pipefail
 
 packages=(libdnnl-dev cmake g++ make dataset-fashion-mnist)
