@@ -18,8 +18,8 @@
 //
 // Files no Debian package owns are accepted only under a prefix the build was pointed at or
 // documents: the CUDA toolkit nvcc belongs to, cuDNN's folder (CUDNN_ROOT or the pip wheel of
-// scripts/setup-cudnn.sh), oneDNN's folder when DNNL_ROOT chose one, and the base tools'
-// own prefixes (a pyenv python3). Anything else outside dpkg fails too, so a library that
+// scripts/setup-cudnn.sh), oneDNN's folder when DNNL_ROOT chose one, and the base tools
+// themselves (a pyenv python3; the prefix of a g++ or make that no package installed). Anything else outside dpkg fails too, so a library that
 // someone `make install`ed into /usr/local is caught like a missing package. Debian packages of
 // the GPU stack (cuda-*, libcudnn*, nvidia-*) are accepted and listed: the CUDA addon is
 // optional and its toolkit is the user's (README, "GPU"). Where cmake-js chose Ninja
@@ -285,14 +285,13 @@ function acceptedPrefixes(
   if (cudnn) addPrefix(dirname(cudnn), 'cuDNN (CUDNN_ROOT or the pip wheel of scripts/setup-cudnn.sh)');
   const dnnl = value('DNNL_INCLUDE_DIR');
   if (dnnl) addPrefix(dirname(dnnl), 'oneDNN (DNNL_ROOT)');
+  // The build runs node and python3 (to find the cuDNN wheel) but reads nothing of their
+  // prefixes, where pip or npm may have put anything; a compiler reads its own prefix.
   for (const cmd of BASE_COMMANDS) {
     const path = which(cmd);
     if (!path) continue;
     files.set(path, `the base machine's ${cmd}`);
-    if (cmd === 'python3') {
-      const r = run(path, ['-c', 'import sys; print(sys.base_prefix)']);
-      if (r.status === 0) addPrefix(r.stdout.trim(), `the base machine's python3`);
-    } else addPrefix(dirname(dirname(realOrSelf(path))), `the base machine's ${cmd}`);
+    if (cmd === 'g++' || cmd === 'make') addPrefix(dirname(dirname(realOrSelf(path))), `the base machine's ${cmd}`);
   }
   return { prefixes, files };
 }
