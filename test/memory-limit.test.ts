@@ -102,7 +102,11 @@ describe('setMemoryLimit', () => {
       expect([now.tensors, now.buffers, now.bytes], `cap ${extra} bytes above the forward`).toEqual([start.tensors, start.buffers, start.bytes]);
       if (done) break;
     }
-    expect([...failedOps]).toEqual(expect.arrayContaining(['fill', 'reluBackward', 'add']));
+    // Which op meets the cap at a given cap also depends on how far the worker has got (it frees
+    // an op's inputs once the op ran), so on a loaded machine a step of the sweep can skip an op:
+    // the walk must fail in several different ops, not in a fixed list of them.
+    expect(failedOps.size, [...failedOps].join(', ')).toBeGreaterThanOrEqual(3);
+    expect([...failedOps]).toEqual(expect.arrayContaining(['fill', 'reluBackward']));
     for (const t of [w, fc, x]) t.dispose();
   });
 

@@ -92,7 +92,5 @@ export function setTf32(enabled: boolean): void {
   if (typeof enabled !== 'boolean') {
     throw new TypeError(`setTf32: expected a boolean, got ${show(enabled)}`);
   }
-  const binding = bindingOf('cuda');
-  if (!binding.setTf32) throw new Error("setTf32: the loaded CUDA addon has no TF32 switch; rebuild it");
-  binding.setTf32(enabled);
+  bindingOf('cuda').setTf32(enabled);
 }

@@ -85,10 +85,11 @@ export interface Binding {
   /** Limits the threads the backend's worker uses (CPU: OpenMP threads; CUDA: checked, no effect). */
   setNumThreads(n: number): void;
   /**
-   * CUDA only: lets float32 convolutions use TF32 tensor cores (on by default, as in PyTorch;
-   * `CUDNN_RESNET_TF32=0` starts with it off). Applies to convolutions enqueued afterwards.
+   * Lets float32 convolutions use TF32 tensor cores (CUDA; on by default, as in PyTorch;
+   * `CUDNN_RESNET_TF32=0` starts with it off). Applies to convolutions enqueued afterwards. The
+   * CPU has no TF32 and accepts the setting without effect.
    */
-  setTf32?(enabled: boolean): void;
+  setTf32(enabled: boolean): void;
 
   upload(values: Float32Array | Int32Array, shape: number[]): NativeBuffer;
   fill(shape: number[], value: number, dtype: NativeDType): NativeBuffer;

@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "context.h"
 #include "errors.h"
 
 namespace cr {
@@ -76,14 +77,36 @@ double FillValueArg(const Napi::CallbackInfo& info, size_t i, DType dtype) {
   return v;
 }
 
-int64_t CheckedNumel(Napi::Env env, const std::vector<int64_t>& dims) {
+int64_t CheckedNumel(const std::vector<int64_t>& dims) {
   int64_t n = 1;
   for (int64_t d : dims) {
-    if (d < 1) throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": dimensions must be positive, got " + ShapeString(dims));
-    if (n > kMaxNumel / d) throw Napi::RangeError::New(env, OpScope::CurrentOp() + ": shape " + ShapeString(dims) + " is too large");
+    if (d < 1) ThrowRangeError(OpScope::CurrentOp() + ": dimensions must be positive, got " + ShapeString(dims));
+    if (n > kMaxNumel / d) ThrowRangeError(OpScope::CurrentOp() + ": shape " + ShapeString(dims) + " is too large");
     n *= d;
   }
   return n;
+}
+
+StoragePtr TensorArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  return UnwrapStorage(info.Env(), At(info, i), what);
+}
+
+StoragePtr OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  Napi::Value v = At(info, i);
+  if (v.IsNull() || v.IsUndefined()) return nullptr;
+  return UnwrapStorage(info.Env(), v, what);
+}
+
+std::vector<StoragePtr> TensorListArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  Napi::Value v = At(info, i);
+  if (!v.IsArray()) {
+    throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": expected " + what + " to be an array of buffers");
+  }
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<StoragePtr> out;
+  out.reserve(a.Length());
+  for (uint32_t k = 0; k < a.Length(); ++k) out.push_back(UnwrapStorage(info.Env(), a.Get(k), what));
+  return out;
 }
 
 DType DTypeArg(const Napi::CallbackInfo& info, size_t i) {
@@ -99,16 +122,6 @@ Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values) {
   uint32_t i = 0;
   for (const Napi::Value& v : values) a.Set(i++, v);
   return a;
-}
-
-std::string Describe(const char* op, std::initializer_list<const Storage*> inputs) {
-  std::string s = op;
-  for (const Storage* in : inputs) {
-    if (!in) continue;
-    s += ' ';
-    s += in->ShapeString();
-  }
-  return s;
 }
 
 }  // namespace cr

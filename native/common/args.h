@@ -26,11 +26,16 @@ DType DTypeArg(const Napi::CallbackInfo& info, size_t i);
 // (converting anything else to int32 is undefined behaviour).
 double FillValueArg(const Napi::CallbackInfo& info, size_t i, DType dtype);
 // The element count of `dims`; a RangeError for a non-positive dimension or an absurd size.
-int64_t CheckedNumel(Napi::Env env, const std::vector<int64_t>& dims);
+int64_t CheckedNumel(const std::vector<int64_t>& dims);
+
+// The storage of a buffer handle of this addon instance at argument `i` (see UnwrapStorage).
+StoragePtr TensorArg(const Napi::CallbackInfo& info, size_t i, const char* what);
+// Like TensorArg, but null and undefined give a null storage.
+StoragePtr OptionalTensorArg(const Napi::CallbackInfo& info, size_t i, const char* what);
+// An array of buffer handles.
+std::vector<StoragePtr> TensorListArg(const Napi::CallbackInfo& info, size_t i, const char* what);
 
 Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values);
 
-// Op name with the shapes of its inputs, for error messages: "conv2d [8, 3, 32, 32] [16, 3, 3, 3]".
-std::string Describe(const char* op, std::initializer_list<const Storage*> inputs);
 
 }  // namespace cr

@@ -1,13 +1,11 @@
 #include "context.h"
 
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
+#include <cctype>
 #include <future>
 #include <utility>
 
-#include "args.h"
 #include "errors.h"
+#include "ops/registry.h"
 
 namespace cr {
 
@@ -36,6 +34,10 @@ class BufferHandle : public Napi::ObjectWrap<BufferHandle> {
 
   StoragePtr storage;
 };
+
+bool IsHandle(Napi::Env env, Napi::Value value) {
+  return value.IsObject() && value.As<Napi::Object>().InstanceOf(Ctx(env).buffer_ctor.Value());
+}
 
 struct ReadbackJob {
   Napi::Promise::Deferred deferred;
@@ -70,133 +72,79 @@ struct JobSlot {
 
 using ReadbackTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, ReadbackJob, SettleReadback>;
 
-Napi::Value Release(const Napi::CallbackInfo& info) {
-  return Guard(info, GetContext(info.Env()).backend, "release", [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsObject() ||
-        !info[0].As<Napi::Object>().InstanceOf(GetContext(info.Env()).buffer_ctor.Value())) {
-      throw Napi::TypeError::New(info.Env(), "release: expected a NativeBuffer");
-    }
-    BufferHandle::Unwrap(info[0].As<Napi::Object>())->storage.reset();
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Share(const Napi::CallbackInfo& info) {
-  return Guard(info, GetContext(info.Env()).backend, "share", [&]() -> Napi::Value {
-    return WrapStorage(info.Env(), UnwrapStorage(info.Env(), info[0], "buffer"));
-  });
-}
-
-Napi::Value ShapeOf(const Napi::CallbackInfo& info) {
-  return Guard(info, GetContext(info.Env()).backend, "shapeOf", [&]() -> Napi::Value {
-    StoragePtr s = UnwrapStorage(info.Env(), info[0], "buffer");
-    Napi::Array dims = Napi::Array::New(info.Env(), s->dims.size());
-    for (size_t i = 0; i < s->dims.size(); ++i) dims.Set(i, Napi::Number::New(info.Env(), double(s->dims[i])));
-    return dims;
-  });
-}
-
-Napi::Value Memory(const Napi::CallbackInfo& info) {
-  MemoryStats st = Storage::Stats();
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("buffers", Napi::Number::New(info.Env(), double(st.live_buffers)));
-  o.Set("bytes", Napi::Number::New(info.Env(), double(st.live_bytes)));
-  o.Set("peakBytes", Napi::Number::New(info.Env(), double(st.peak_bytes)));
-  o.Set("limitBytes", Napi::Number::New(info.Env(), double(st.limit_bytes)));
-  o.Set("pendingOps", Napi::Number::New(info.Env(), double(GetContext(info.Env()).queue.Pending())));
-  return o;
-}
-
-// Bytes the C heap has handed out and not taken back (glibc's mallinfo2), whoever asked for them:
-// unlike RSS it does not move with fragmentation or with memory malloc keeps after a free, so a
-// soak test can see a leak of a few bytes per step. -1 where it cannot be measured.
-Napi::Value HeapInUse(const Napi::CallbackInfo& info) {
-#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
-  struct mallinfo2 mi = mallinfo2();
-  return Napi::Number::New(info.Env(), double(mi.uordblks + mi.hblkhd));
-#else
-  return Napi::Number::New(info.Env(), -1);
-#endif
-}
-
-Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
-  return Guard(info, GetContext(info.Env()).backend, "setMemoryLimit", [&]() -> Napi::Value {
-    const int64_t bytes = IntArg(info, 0, "bytes");
-    if (bytes < 0) throw Napi::RangeError::New(info.Env(), "setMemoryLimit: expected a byte count >= 0 (0 for no limit)");
-    Storage::SetLimit(bytes);
-    return info.Env().Undefined();
-  });
-}
-
-Napi::Value Sync(const Napi::CallbackInfo& info) {
-  return Guard(info, GetContext(info.Env()).backend, "sync", [&]() -> Napi::Value {
-    CommonContext& ctx = GetContext(info.Env());
-    return EnqueueReadback(info.Env(), "sync", info.Env().Undefined(), [&ctx] { ctx.Drain(); });
-  });
-}
-
-// Stops the worker after the task it is running and drops the rest. The library calls it when the
-// process exits (process.exit(), an uncaught exception): Node then runs no environment teardown,
-// and a task still running while exit() destroys the libraries' statics (oneDNN frees its JIT
-// code) crashes the process. Ops enqueued afterwards throw ERR_SHUT_DOWN.
-Napi::Value Shutdown(const Napi::CallbackInfo& info) {
-  GetContext(info.Env()).queue.Stop();
-  return info.Env().Undefined();
-}
-
-Napi::Value SyncBlocking(const Napi::CallbackInfo& info) {
-  return Guard(info, GetContext(info.Env()).backend, "syncBlocking", [&]() -> Napi::Value {
-    CommonContext& ctx = GetContext(info.Env());
-    RunSync(info.Env(), "syncBlocking", [&ctx] { ctx.Drain(); });
-    return info.Env().Undefined();
-  });
-}
-
-// Starts recording per-op execution times on the worker (see Queue::StartProfile).
-Napi::Value StartProfile(const Napi::CallbackInfo& info) {
-  GetContext(info.Env()).queue.StartProfile();
-  return info.Env().Undefined();
-}
-
-// Stops recording: { wallMs, busyMs, ops: [{ op, calls, totalMs }] }.
-Napi::Value StopProfile(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  QueueProfile p = GetContext(env).queue.StopProfile();
-  Napi::Array ops = Napi::Array::New(env, p.ops.size());
-  uint32_t i = 0;
-  for (const auto& [name, total] : p.ops) {
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("op", Napi::String::New(env, name));
-    o.Set("calls", Napi::Number::New(env, double(total.calls)));
-    o.Set("totalMs", Napi::Number::New(env, double(total.ns) / 1e6));
-    ops.Set(i++, o);
-  }
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("wallMs", Napi::Number::New(env, double(p.wall_ns) / 1e6));
-  out.Set("busyMs", Napi::Number::New(env, double(p.busy_ns) / 1e6));
-  out.Set("ops", ops);
-  return out;
-}
+void StopQueueHook(void* ctx) { static_cast<Context*>(ctx)->queue.Stop(); }
 
 }  // namespace
 
-CommonContext& GetContext(Napi::Env env) { return *env.GetInstanceData<CommonContext>(); }
+Context::Context(const char* name, size_t max_pending, const BackendFactory& make_backend)
+    : name(name), queue(name, max_pending) {
+  backend_ = make_backend(*this);
+  // While profiling, each task's time includes the wait for the asynchronous work it launched.
+  queue.SetProfileSettle([this] { backend_->Drain(); });
+}
 
-static void StopQueueHook(void* ctx) { static_cast<CommonContext*>(ctx)->queue.Stop(); }
+Context::~Context() {
+  queue.Stop();
+  cache.Clear();
+  backend_.reset();
+}
 
-void CommonContext::KeepStopHookLast(napi_env env) {
+Backend& Context::backend() {
+  std::string why = backend_->Unavailable();
+  if (why.empty()) {
+    try {
+      backend_->Start();
+      return *backend_;
+    } catch (const NativeError&) {
+      why = backend_->Unavailable();
+    }
+  }
+  std::string upper;
+  for (const char* c = name; *c; ++c) upper += char(std::toupper(static_cast<unsigned char>(*c)));
+  Fail("ERR_" + upper + "_UNAVAILABLE", "the " + upper + " backend is unavailable: " + why);
+}
+
+std::optional<Failure> Context::RunAfterEarlierTasks(const std::function<void()>& fill) {
+  std::optional<Failure> failure = queue.TakeFailure();
+  if (failure) return failure;
+  try {
+    fill();
+  } catch (const NativeError& e) {
+    return Failure{e.backend, e.op, e.code, e.what()};
+  } catch (const std::exception& e) {
+    return Failure{name, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
+  }
+  return std::nullopt;
+}
+
+void Context::KeepUntilTeardown(std::shared_ptr<void> p) {
+  std::lock_guard<std::mutex> lock(orphans_mu_);
+  orphans_.push_back(std::move(p));
+}
+
+void Context::KeepStopHookLast(napi_env env) {
   if (stop_hook_) napi_remove_env_cleanup_hook(env, StopQueueHook, this);
   stop_hook_ = napi_add_env_cleanup_hook(env, StopQueueHook, this) == napi_ok;
 }
 
+Context& Ctx(Napi::Env env) { return *env.GetInstanceData<Context>(); }
+
 Napi::Object WrapStorage(Napi::Env env, StoragePtr storage) {
   Napi::External<StoragePtr> ext = Napi::External<StoragePtr>::New(env, &storage);
-  return GetContext(env).buffer_ctor.New({ext});
+  return Ctx(env).buffer_ctor.New({ext});
+}
+
+Napi::Value WrapOptional(Napi::Env env, StoragePtr storage) {
+  return storage ? Napi::Value(WrapStorage(env, std::move(storage))) : env.Null();
+}
+
+void ReleaseHandle(Napi::Env env, Napi::Value value) {
+  if (!IsHandle(env, value)) throw Napi::TypeError::New(env, "release: expected a NativeBuffer");
+  BufferHandle::Unwrap(value.As<Napi::Object>())->storage.reset();
 }
 
 StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what) {
-  CommonContext& ctx = GetContext(env);
-  if (!value.IsObject() || !value.As<Napi::Object>().InstanceOf(ctx.buffer_ctor.Value())) {
+  if (!IsHandle(env, value)) {
     throw Napi::TypeError::New(env, OpScope::CurrentOp() + ": expected " + what +
                                         " to be a NativeBuffer of this addon instance");
   }
@@ -207,9 +155,19 @@ StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what) {
   return s;
 }
 
+void InitAddon(Napi::Env env, Napi::Object exports, const char* name, const Context::BackendFactory& make_backend) {
+  auto* ctx = new Context(name, 1 << 14, make_backend);
+  env.SetInstanceData<Context>(ctx);
+  ctx->KeepStopHookLast(env);
+  Napi::Function ctor = BufferHandle::Define(env);
+  ctx->buffer_ctor = Napi::Persistent(ctor);
+  exports.Set("NativeBuffer", ctor);
+  ops::RegisterAll(env, exports);
+}
+
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
                               std::function<void()> fill) {
-  CommonContext& ctx = GetContext(env);
+  Context& ctx = Ctx(env);
   // The job belongs to the queued task until the task hands it to the JS thread. A task that never
   // runs (dropped when the environment goes away with work queued) frees it with the queue, on
   // the JS thread, since its JS references may only be deleted there.
@@ -223,16 +181,7 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
   ctx.KeepStopHookLast(env);
   auto task = [&ctx, slot, tsfn, fill = std::move(fill)]() mutable {
     ReadbackJob* job = std::exchange(slot->job, nullptr);
-    job->failure = ctx.queue.TakeFailure();
-    if (!job->failure) {
-      try {
-        fill();
-      } catch (const NativeError& e) {
-        job->failure = Failure{e.backend, e.op, e.code, e.what()};
-      } catch (const std::exception& e) {
-        job->failure = Failure{ctx.backend, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
-      }
-    }
+    job->failure = ctx.RunAfterEarlierTasks(fill);
     // If the environment is shutting down the call is refused: the promise can no longer be
     // observed, and the job's JS references must not be touched on this thread, so the context
     // keeps the job until it is destroyed on the JS thread.
@@ -250,43 +199,12 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
 }
 
 void RunSync(Napi::Env env, const std::string& op, std::function<void()> fill) {
-  CommonContext& ctx = GetContext(env);
+  Context& ctx = Ctx(env);
   std::promise<std::optional<Failure>> done;
   std::future<std::optional<Failure>> result = done.get_future();
-  ctx.queue.Push(op, [&ctx, &done, fill = std::move(fill)] {
-    std::optional<Failure> failure = ctx.queue.TakeFailure();
-    if (!failure) {
-      try {
-        fill();
-      } catch (const NativeError& e) {
-        failure = Failure{e.backend, e.op, e.code, e.what()};
-      } catch (const std::exception& e) {
-        failure = Failure{ctx.backend, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
-      }
-    }
-    done.set_value(std::move(failure));
-  });
+  ctx.queue.Push(op, [&ctx, &done, fill = std::move(fill)] { done.set_value(ctx.RunAfterEarlierTasks(fill)); });
   std::optional<Failure> failure = result.get();
   if (failure) throw ToJsError(env, failure->backend, failure->op, failure->code, failure->message);
-}
-
-void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx) {
-  env.SetInstanceData<CommonContext>(ctx);
-  ctx->KeepStopHookLast(env);
-  Napi::Function ctor = BufferHandle::Define(env);
-  ctx->buffer_ctor = Napi::Persistent(ctor);
-  exports.Set("NativeBuffer", ctor);
-  exports.Set("release", Napi::Function::New(env, Release, "release"));
-  exports.Set("share", Napi::Function::New(env, Share, "share"));
-  exports.Set("shapeOf", Napi::Function::New(env, ShapeOf, "shapeOf"));
-  exports.Set("memory", Napi::Function::New(env, Memory, "memory"));
-  exports.Set("heapInUse", Napi::Function::New(env, HeapInUse, "heapInUse"));
-  exports.Set("setMemoryLimit", Napi::Function::New(env, SetMemoryLimit, "setMemoryLimit"));
-  exports.Set("sync", Napi::Function::New(env, Sync, "sync"));
-  exports.Set("syncBlocking", Napi::Function::New(env, SyncBlocking, "syncBlocking"));
-  exports.Set("startProfile", Napi::Function::New(env, StartProfile, "startProfile"));
-  exports.Set("stopProfile", Napi::Function::New(env, StopProfile, "stopProfile"));
-  exports.Set("shutdown", Napi::Function::New(env, Shutdown, "shutdown"));
 }
 
 }  // namespace cr

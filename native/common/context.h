@@ -1,5 +1,5 @@
-// Per-environment state of an addon (the addon is context-aware: each worker_thread that loads
-// it gets its own queue, buffer class and backend state).
+// Per-environment state of an addon. The addon is context-aware: each worker_thread that loads
+// it gets its own Context (queue, buffer handle class, cache) and its own Backend.
 #pragma once
 
 #include <napi.h>
@@ -7,34 +7,41 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "backend.h"
+#include "errors.h"
+#include "keyed_cache.h"
 #include "queue.h"
 #include "storage.h"
 
 namespace cr {
 
-class CommonContext {
+class Context {
  public:
-  CommonContext(const char* backend, size_t max_pending) : backend(backend), queue(backend, max_pending) {
-    // While profiling, each task's time includes the wait for the asynchronous work it launched.
-    queue.SetProfileSettle([this] { Drain(); });
-  }
-  virtual ~CommonContext() = default;
+  using BackendFactory = std::function<std::unique_ptr<Backend>(Context&)>;
 
-  // Runs on the worker at every sync point, after the tasks queued before it: a backend whose
-  // tasks only launch asynchronous work (the CUDA stream) waits for that work here and throws
-  // what it failed with. CPU tasks have finished when they return, so the default does nothing.
-  virtual void Drain() {}
+  Context(const char* name, size_t max_pending, const BackendFactory& make_backend);
+  // Stops the queue first, so that no task runs while the backend state it uses is destroyed.
+  ~Context();
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  // The backend, able to run ops: throws its reason (ERR_<NAME>_UNAVAILABLE) otherwise.
+  Backend& backend();
+  // The backend whether or not it can run ops (info, settings that only record a value).
+  Backend& backend_unchecked() { return *backend_; }
+
+  // Runs on the worker in a sync task: the first failure of the tasks queued before it, or else
+  // what `fill` throws; nothing when both went well.
+  std::optional<Failure> RunAfterEarlierTasks(const std::function<void()>& fill);
 
   // Holds what a worker could not hand back to the JS thread because the environment was going
   // away (a readback whose promise can no longer be settled), until the context is destroyed on
   // the JS thread. Thread-safe.
-  void KeepUntilTeardown(std::shared_ptr<void> p) {
-    std::lock_guard<std::mutex> lock(orphans_mu_);
-    orphans_.push_back(std::move(p));
-  }
+  void KeepUntilTeardown(std::shared_ptr<void> p);
 
   // Registers (again) the environment cleanup hook that stops the queue, so that it is the last
   // one registered. Node runs cleanup hooks newest first, and when it tears an environment down
@@ -43,32 +50,46 @@ class CommonContext {
   // calls into a deleted one. Called on the JS thread after each readback's is created.
   void KeepStopHookLast(napi_env env);
 
-  const char* const backend;
+  // "cpu" or "cuda".
+  const char* const name;
   Napi::FunctionReference buffer_ctor;
-  // A derived context must call queue.Stop() first in its destructor, so that no task runs
-  // while the backend state it uses is being destroyed.
   Queue queue;
+  // Emptied after the queue stops and before the backend goes (see ~Context).
+  KeyedCache cache;
 
  private:
+  std::unique_ptr<Backend> backend_;
   bool stop_hook_ = false;
   std::mutex orphans_mu_;
   std::vector<std::shared_ptr<void>> orphans_;
 };
 
-CommonContext& GetContext(Napi::Env env);
+// The context of this environment: the one getter, for every backend.
+Context& Ctx(Napi::Env env);
+
+// Guard (errors.h) for the entry points of an addon: names the backend of this environment.
+template <typename F>
+Napi::Value Entry(const Napi::CallbackInfo& info, const char* op, F&& body) {
+  return Guard(info, Ctx(info.Env()).name, op, std::forward<F>(body));
+}
 
 // Wraps a storage in a new JS buffer handle.
 Napi::Object WrapStorage(Napi::Env env, StoragePtr storage);
+// A JS value for an optional storage: the handle, or null.
+Napi::Value WrapOptional(Napi::Env env, StoragePtr storage);
+
+// Drops what a JS buffer handle holds (release()); a TypeError for anything but a handle of this
+// addon instance. Releasing twice is harmless.
+void ReleaseHandle(Napi::Env env, Napi::Value value);
 
 // The storage behind a JS buffer handle. Throws a TypeError for anything that is not a live
 // handle made by this addon instance (a handle of another instance, a plain object, a released
 // handle), so no JS value can be mistaken for memory.
 StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what);
 
-// Defines the buffer handle class and the functions every backend exports the same way:
-// release, share, shapeOf, memory, sync, syncBlocking, shutdown, startProfile, stopProfile,
-// heapInUse, setMemoryLimit.
-void InitCommon(Napi::Env env, Napi::Object exports, CommonContext* ctx);
+// Sets up the context of this environment with the backend `make_backend` makes, and exports
+// the whole native surface (ops/registry.cc): every addon exports the same functions.
+void InitAddon(Napi::Env env, Napi::Object exports, const char* name, const Context::BackendFactory& make_backend);
 
 // Enqueues `fill` (run on the worker; it writes into memory that `result` owns) and returns a
 // Promise that resolves with `result` once it ran, or rejects with the first failure of any task

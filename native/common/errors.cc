@@ -25,6 +25,10 @@ void Fail(const std::string& code, const std::string& message) {
   throw NativeError(current_backend, current_op, code, current_op + ": " + message);
 }
 
+void ThrowTypeError(const std::string& message) { throw ArgumentError(ArgumentError::Kind::kType, message); }
+
+void ThrowRangeError(const std::string& message) { throw ArgumentError(ArgumentError::Kind::kRange, message); }
+
 Napi::Error ToJsError(Napi::Env env, const std::string& backend, const std::string& op,
                       const std::string& code, const std::string& message) {
   Napi::Error err = Napi::Error::New(env, message);

@@ -42,6 +42,19 @@ class OpScope {
 // Throws a NativeError for the current op.
 [[noreturn]] void Fail(const std::string& code, const std::string& message);
 
+// A bad argument, found by a check that needs no JS value: the shared checks of the front end and
+// the limits a backend's library imposes. Thrown on the JS thread before anything is enqueued;
+// Guard turns it into a JS TypeError or RangeError with this message.
+class ArgumentError : public std::runtime_error {
+ public:
+  enum class Kind { kType, kRange };
+  ArgumentError(Kind kind, const std::string& message) : std::runtime_error(message), kind(kind) {}
+  const Kind kind;
+};
+
+[[noreturn]] void ThrowTypeError(const std::string& message);
+[[noreturn]] void ThrowRangeError(const std::string& message);
+
 Napi::Error ToJsError(Napi::Env env, const std::string& backend, const std::string& op,
                       const std::string& code, const std::string& message);
 
@@ -54,6 +67,9 @@ Napi::Value Guard(const Napi::CallbackInfo& info, const char* backend, const cha
     return body();
   } catch (const Napi::Error&) {
     throw;
+  } catch (const ArgumentError& e) {
+    if (e.kind == ArgumentError::Kind::kType) throw Napi::TypeError::New(env, e.what());
+    throw Napi::RangeError::New(env, e.what());
   } catch (const NativeError& e) {
     throw ToJsError(env, e.backend, e.op, e.code, e.what());
   } catch (const std::bad_alloc&) {

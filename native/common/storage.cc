@@ -74,4 +74,14 @@ std::string ShapeString(const std::vector<int64_t>& dims) {
   return s + "]";
 }
 
+std::string Describe(const char* op, std::initializer_list<const Storage*> inputs) {
+  std::string s = op;
+  for (const Storage* in : inputs) {
+    if (!in) continue;
+    s += ' ';
+    s += in->ShapeString();
+  }
+  return s;
+}
+
 }  // namespace cr

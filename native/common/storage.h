@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,5 +60,9 @@ class Storage {
 using StoragePtr = std::shared_ptr<Storage>;
 
 std::string ShapeString(const std::vector<int64_t>& dims);
+
+// An op's name with the shapes of its inputs, for task names and error messages:
+// "conv2d [8, 3, 32, 32] [16, 3, 3, 3]". Null inputs are skipped.
+std::string Describe(const char* op, std::initializer_list<const Storage*> inputs);
 
 }  // namespace cr

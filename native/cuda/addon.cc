@@ -1,21 +1,13 @@
-// Entry point of cudnn_resnet_cuda.node. Loading never fails for want of a GPU: info() then
-// reports available: false and the reason, and every op throws it.
-#include "cuda_context.h"
-#include "ops.h"
+// Entry point of cudnn_resnet_cuda.node: the shared native surface over the cuDNN backend, and
+// the host-side test hooks. Loading never fails for want of a GPU: info() then reports
+// available: false and the reason, and every op throws it.
+#include "cuda_backend.h"
+#include "host_checks.h"
 
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  auto* ctx = new cr::cuda::CudaContext();
-  cr::InitCommon(env, exports, ctx);
-  cr::cuda::RegisterBuffers(env, exports);
-  cr::cuda::RegisterConv2d(env, exports);
-  cr::cuda::RegisterBatchNorm(env, exports);
-  cr::cuda::RegisterElementwise(env, exports);
-  cr::cuda::RegisterPool2d(env, exports);
-  cr::cuda::RegisterLinear(env, exports);
-  cr::cuda::RegisterSoftmaxCrossEntropy(env, exports);
-  cr::cuda::RegisterSgd(env, exports);
+  cr::InitAddon(env, exports, "cuda", [](cr::Context& ctx) { return std::make_unique<cr::cuda::CudaBackend>(ctx); });
   cr::cuda::RegisterHostChecks(env, exports);
   return exports;
 }

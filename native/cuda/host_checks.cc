@@ -4,9 +4,10 @@
 // TypeScript layer's shapes and the CPU backend's values. Not part of the Binding surface.
 #include <cstring>
 
-#include "cuda_context.h"
+#include "../common/args.h"
+#include "cuda_backend.h"
+#include "host_checks.h"
 #include "kernels/math.cuh"
-#include "ops.h"
 #include "pool2d.h"
 
 namespace cr::cuda {
@@ -72,7 +73,7 @@ Napi::Value DescribePool2d(const Napi::CallbackInfo& info) {
     TensorDesc xd;
     PoolDesc pd;
     SetTensor4d(xd, x);
-    SetPool(pd, mode == "max", k, s, p);
+    SetPool(pd, mode == "max" ? PoolMode::kMax : PoolMode::kAvg, k, s, p);
     int n, c, h, w;
     CR_CUDNN(cudnnGetPooling2dForwardOutputDim(pd.get(), xd.get(), &n, &c, &h, &w));
     return Dims(info.Env(), {n, c, h, w});

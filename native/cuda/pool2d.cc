@@ -7,28 +7,26 @@
 // pooling is refused.
 #include "pool2d.h"
 
-#include "ops.h"
-
 namespace cr::cuda {
 
-void SetPool(const PoolDesc& d, bool max, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
+void SetPool(const PoolDesc& d, PoolMode mode, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
              const std::vector<int64_t>& padding) {
-  CR_CUDNN(cudnnSetPooling2dDescriptor(d.get(), max ? CUDNN_POOLING_MAX : CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING,
-                                       CUDNN_PROPAGATE_NAN, int(kernel[0]), int(kernel[1]), int(padding[0]),
-                                       int(padding[1]), int(stride[0]), int(stride[1])));
+  CR_CUDNN(cudnnSetPooling2dDescriptor(
+      d.get(), mode == PoolMode::kMax ? CUDNN_POOLING_MAX : CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING,
+      CUDNN_PROPAGATE_NAN, int(kernel[0]), int(kernel[1]), int(padding[0]), int(padding[1]), int(stride[0]), int(stride[1])));
 }
 
 namespace {
 
-struct PoolParams : PoolGeometry {
-  bool max;
+struct PoolPlanKey {
+  PoolMode mode;
+  PoolGeometry g;
+  DType dtype;
 
   std::string Key() const {
-    std::string k = max ? "pool;max;" : "pool;avg;";
-    for (const auto* v : {&x, &kernel, &stride, &padding}) {
-      for (int64_t d : *v) k += std::to_string(d) + ',';
-      k += ';';
-    }
+    std::string k = mode == PoolMode::kMax ? "pool;max;" : "pool;avg;";
+    k += std::to_string(int(dtype)) + ';';
+    for (const auto* v : {&g.x, &g.kernel, &g.stride, &g.padding}) AppendInts(k, *v);
     return k;
   }
 };
@@ -38,115 +36,61 @@ struct Plan {
   PoolDesc pool;
 };
 
-std::shared_ptr<Plan> GetPlan(CudaContext& ctx, const PoolParams& p) {
-  return ctx.Plan<Plan>(p.Key(), [&] {
+std::shared_ptr<Plan> GetPlan(CudaBackend& b, const PoolPlanKey& k) {
+  return b.Cached<Plan>(k.Key(), [&] {
     auto plan = std::make_shared<Plan>();
-    SetTensor4d(plan->x, p.x);
-    SetTensor4d(plan->y, p.y);
-    SetPool(plan->pool, p.max, p.kernel, p.stride, p.padding);
+    SetTensor4d(plan->x, k.g.x, k.dtype);
+    SetTensor4d(plan->y, k.g.y, k.dtype);
+    SetPool(plan->pool, k.mode, k.g.kernel, k.g.stride, k.g.padding);
     return plan;
   });
 }
 
-void CheckDims(Napi::Env env, const std::vector<int64_t>& x, const PoolFailure& bad) {
-  for (int64_t d : x) {
-    if (d < 1) bad("input dimensions must be positive");
-  }
-  if (CheckedNumel(env, x) > INT32_MAX) bad("tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
-}
-
-PoolParams ReadParams(const Napi::CallbackInfo& info, const char* op, size_t i, bool max, const std::vector<int64_t>& x) {
-  return PoolParams{ReadPoolGeometry(info, op, i, x, CheckDims), max};
-}
-
-struct Workspace : CudaStorage {
-  Workspace(std::shared_ptr<Device> device, const std::vector<int64_t>& dims, std::string key, CudaStoragePtr x,
+struct PoolWorkspace : CudaStorage {
+  PoolWorkspace(std::shared_ptr<Device> device, const std::vector<int64_t>& dims, std::string key, CudaStoragePtr x,
             CudaStoragePtr y)
       : CudaStorage(std::move(device), dims, DType::kFloat32, 0), key(std::move(key)), x(std::move(x)), y(std::move(y)) {}
   const std::string key;
   const CudaStoragePtr x, y;
 };
 
-CudaStoragePtr Input(const Napi::CallbackInfo& info, const char* op) {
-  CudaStoragePtr x = Arg(info.Env(), info[0], "input");
-  CheckPoolInput(info.Env(), op, *x);
-  return x;
-}
-
-Napi::Value Forward(const Napi::CallbackInfo& info, const char* op, bool max) {
-  return Guard(info, "cuda", op, [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    CudaContext& ctx = Live(env);
-    CudaStoragePtr x = Input(info, op);
-    PoolParams p = ReadParams(info, op, 1, max, x->dims);
-    CudaStoragePtr y = Alloc(ctx, p.y);
-    Enqueue(ctx, Describe(op, {x.get()}), [&ctx, p, x, y] {
-      auto plan = GetPlan(ctx, p);
-      CR_CUDNN(cudnnPoolingForward(ctx.device->cudnn, plan->pool.get(), &kOne, plan->x.get(), x->Ptr(), &kZero,
-                                   plan->y.get(), y->Ptr()));
-    });
-    if (!max) return WrapStorage(env, y);
-    CudaStoragePtr ws = std::make_shared<Workspace>(ctx.device, p.y, p.Key(), x, y);
-    return Tuple(env, {WrapStorage(env, y), WrapStorage(env, ws)});
-  });
-}
-
-// y and x are what cuDNN's backward reads for max pooling; average pooling reads neither, and
-// is handed dy and dx in their place.
-void EnqueueBackward(CudaContext& ctx, const char* op, const PoolParams& p, const CudaStoragePtr& dy,
-                     const CudaStoragePtr& y, const CudaStoragePtr& x, const CudaStoragePtr& dx) {
-  Enqueue(ctx, Describe(op, {dy.get()}), [&ctx, p, dy, y, x, dx] {
-    auto plan = GetPlan(ctx, p);
-    CR_CUDNN(cudnnPoolingBackward(ctx.device->cudnn, plan->pool.get(), &kOne, plan->y.get(), (y ? y : dy)->Ptr(),
-                                  plan->y.get(), dy->Ptr(), plan->x.get(), (x ? x : dx)->Ptr(), &kZero, plan->x.get(),
-                                  dx->Ptr()));
-  });
-}
-
-// maxPool2dBackward(dy, workspace, xShape, kernel, stride, padding) -> dx
-Napi::Value MaxBackward(const Napi::CallbackInfo& info) {
-  return Guard(info, "cuda", "maxPool2dBackward", [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    CudaContext& ctx = Live(env);
-    CudaStoragePtr dy = Arg(env, info[0], "gradient");
-    auto ws = std::dynamic_pointer_cast<Workspace>(Arg(env, info[1], "workspace"));
-    std::vector<int64_t> xdims = IntsArg(info, 2, "input shape", 4);
-    PoolParams p = ReadParams(info, "maxPool2dBackward", 3, true, xdims);
-    CheckPoolGradient(env, "maxPool2dBackward", *dy, p.y);
-    if (!ws || ws->key != p.Key()) {
-      throw Napi::RangeError::New(env, "maxPool2dBackward: the workspace does not come from maxPool2dForward of input " +
-                                           ShapeString(xdims) + " with this kernel, stride and padding");
-    }
-    CudaStoragePtr dx = Alloc(ctx, p.x);
-    EnqueueBackward(ctx, "maxPool2dBackward", p, dy, ws->y, ws->x, dx);
-    return WrapStorage(env, dx);
-  });
-}
-
-// avgPool2dBackward(dy, xShape, kernel, stride, padding) -> dx
-Napi::Value AvgBackward(const Napi::CallbackInfo& info) {
-  return Guard(info, "cuda", "avgPool2dBackward", [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    CudaContext& ctx = Live(env);
-    CudaStoragePtr dy = Arg(env, info[0], "gradient");
-    std::vector<int64_t> xdims = IntsArg(info, 1, "input shape", 4);
-    PoolParams p = ReadParams(info, "avgPool2dBackward", 2, false, xdims);
-    CheckPoolGradient(env, "avgPool2dBackward", *dy, p.y);
-    CudaStoragePtr dx = Alloc(ctx, p.x);
-    EnqueueBackward(ctx, "avgPool2dBackward", p, dy, nullptr, nullptr, dx);
-    return WrapStorage(env, dx);
-  });
-}
-
 }  // namespace
 
-void RegisterPool2d(Napi::Env env, Napi::Object exports) {
-  exports.Set("maxPool2dForward", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    return Forward(info, "maxPool2dForward", true); }, "maxPool2dForward"));
-  exports.Set("maxPool2dBackward", Napi::Function::New(env, MaxBackward, "maxPool2dBackward"));
-  exports.Set("avgPool2dForward", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    return Forward(info, "avgPool2dForward", false); }, "avgPool2dForward"));
-  exports.Set("avgPool2dBackward", Napi::Function::New(env, AvgBackward, "avgPool2dBackward"));
+Pool2dOutputs CudaBackend::Pool2dForward(const Pool2dForwardArgs& a) {
+  if (a.g.x[0] * a.g.x[1] * a.g.x[2] * a.g.x[3] > INT32_MAX) {
+    RefusePool(a.g, "tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
+  }
+  const PoolPlanKey k{a.mode, a.g, a.dtype};
+  CudaStoragePtr x = Cuda(a.x), y = Alloc(a.g.y, a.dtype);
+  Enqueue(a.task, [this, k, x, y] {
+    auto plan = GetPlan(*this, k);
+    CR_CUDNN(cudnnPoolingForward(cudnn(), plan->pool.get(), &kOne, plan->x.get(), x->Ptr(), &kZero, plan->y.get(), y->Ptr()));
+  });
+  if (a.mode == PoolMode::kAvg) return {y, nullptr};
+  return {y, std::make_shared<PoolWorkspace>(device(), a.g.y, k.Key(), x, y)};
+}
+
+StoragePtr CudaBackend::Pool2dBackward(const Pool2dBackwardArgs& a) {
+  if (a.g.x[0] * a.g.x[1] * a.g.x[2] * a.g.x[3] > INT32_MAX) {
+    RefusePool(a.g, "tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
+  }
+  const PoolPlanKey k{a.mode, a.g, a.dtype};
+  CudaStoragePtr dy = Cuda(a.dy), dx = Alloc(a.g.x, a.dtype);
+  // Max pooling reads the forward's output and input; average pooling reads neither, and is
+  // handed dy and dx in their place.
+  CudaStoragePtr y = dy, x = dx;
+  if (a.mode == PoolMode::kMax) {
+    auto ws = std::dynamic_pointer_cast<PoolWorkspace>(a.workspace);
+    if (!ws || ws->key != k.Key()) RefuseWorkspace(a.g);
+    y = ws->y;
+    x = ws->x;
+  }
+  Enqueue(a.task, [this, k, dy, y, x, dx] {
+    auto plan = GetPlan(*this, k);
+    CR_CUDNN(cudnnPoolingBackward(cudnn(), plan->pool.get(), &kOne, plan->y.get(), y->Ptr(), plan->y.get(), dy->Ptr(),
+                                  plan->x.get(), x->Ptr(), &kZero, plan->x.get(), dx->Ptr()));
+  });
+  return dx;
 }
 
 }  // namespace cr::cuda

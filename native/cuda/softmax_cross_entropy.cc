@@ -2,59 +2,24 @@
 // CUDA kernels (kernels/softmax_cross_entropy.cu). A label outside [0, K) cannot be seen without
 // waiting for the GPU, so the kernel records it and the next sync point rejects with it
 // (ERR_LABEL_OUT_OF_RANGE, naming this op), as the CPU backend does.
-#include "cuda_context.h"
-#include "ops.h"
+#include "cuda_backend.h"
 
 namespace cr::cuda {
 
-namespace {
-
-// softmaxCrossEntropyForward(logits, labels, labelSmoothing) -> [loss, probs]
-Napi::Value Forward(const Napi::CallbackInfo& info) {
-  return Guard(info, "cuda", "softmaxCrossEntropy", [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    CudaContext& ctx = Live(env);
-    CudaStoragePtr logits = Arg(env, info[0], "logits");
-    CudaStoragePtr labels = Arg(env, info[1], "labels");
-    auto [n, k] = ReadScoresAndLabels(env, *logits, "logits", *labels);
-    double eps = LabelSmoothingArg(info, 2);
-    CudaStoragePtr loss = Alloc(ctx, {});
-    CudaStoragePtr probs = Alloc(ctx, logits->dims);
-    Enqueue(ctx, Describe("softmaxCrossEntropy", {logits.get(), labels.get()}),
-            [&ctx, logits, labels, loss, probs, n = n, k = k, eps] {
-              CR_CUDA(kernels::SoftmaxXentForward(logits->F(), labels->I(), n, k, eps, probs->F(), loss->F(),
-                                                  ctx.label_error, ctx.device->stream));
-            });
-    return Tuple(env, {WrapStorage(env, loss), WrapStorage(env, probs)});
+SoftmaxCrossEntropyOutputs CudaBackend::SoftmaxCrossEntropyForward(const SoftmaxCrossEntropyForwardArgs& a) {
+  CudaStoragePtr logits = Cuda(a.logits), labels = Cuda(a.labels), loss = Alloc({}), probs = Alloc(a.logits->dims);
+  Enqueue(a.task, [this, logits, labels, loss, probs, n = a.n, k = a.k, eps = a.smoothing] {
+    CR_CUDA(kernels::SoftmaxXentForward(logits->F(), labels->I(), n, k, eps, probs->F(), loss->F(), label_error(), stream()));
   });
+  return {loss, probs};
 }
 
-// softmaxCrossEntropyBackward(probs, labels, labelSmoothing, dloss) -> dlogits
-Napi::Value Backward(const Napi::CallbackInfo& info) {
-  return Guard(info, "cuda", "softmaxCrossEntropyBackward", [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    CudaContext& ctx = Live(env);
-    CudaStoragePtr probs = Arg(env, info[0], "probabilities");
-    CudaStoragePtr labels = Arg(env, info[1], "labels");
-    auto [n, k] = ReadScoresAndLabels(env, *probs, "probabilities", *labels);
-    double eps = LabelSmoothingArg(info, 2);
-    CudaStoragePtr dloss = Arg(env, info[3], "loss gradient");
-    CheckLossGradient(env, *dloss);
-    CudaStoragePtr dx = Alloc(ctx, probs->dims);
-    Enqueue(ctx, Describe("softmaxCrossEntropyBackward", {probs.get(), labels.get()}),
-            [&ctx, probs, labels, dloss, dx, n = n, k = k, eps] {
-              CR_CUDA(kernels::SoftmaxXentBackward(probs->F(), labels->I(), n, k, eps, dloss->F(), dx->F(),
-                                                   ctx.label_error, ctx.device->stream));
-            });
-    return WrapStorage(env, dx);
+StoragePtr CudaBackend::SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) {
+  CudaStoragePtr probs = Cuda(a.probs), labels = Cuda(a.labels), dloss = Cuda(a.dloss), dx = Alloc(a.probs->dims);
+  Enqueue(a.task, [this, probs, labels, dloss, dx, n = a.n, k = a.k, eps = a.smoothing] {
+    CR_CUDA(kernels::SoftmaxXentBackward(probs->F(), labels->I(), n, k, eps, dloss->F(), dx->F(), label_error(), stream()));
   });
-}
-
-}  // namespace
-
-void RegisterSoftmaxCrossEntropy(Napi::Env env, Napi::Object exports) {
-  exports.Set("softmaxCrossEntropyForward", Napi::Function::New(env, Forward, "softmaxCrossEntropyForward"));
-  exports.Set("softmaxCrossEntropyBackward", Napi::Function::New(env, Backward, "softmaxCrossEntropyBackward"));
+  return dx;
 }
 
 }  // namespace cr::cuda

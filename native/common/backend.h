@@ -1,0 +1,99 @@
+// The interface every backend implements: native/cpu (oneDNN) and native/cuda (cuDNN), each in
+// files named like the front end's (conv2d.cc, batch_norm.cc, ...). Modelled on flashlight's
+// AutogradExtension: one C++ interface, explicit forward and backward entry points per op.
+//
+// The front end (native/common/ops/) reads the JS arguments, checks everything that does not
+// depend on the library, and calls these methods on the JS thread with plain argument structs
+// (op_args.h). A method refuses what its library cannot do with an ArgumentError (errors.h),
+// allocates the outputs (shapes are known at enqueue time, so the returned buffers can feed the
+// next op at once), enqueues the work on the context's queue, and returns. Storages passed in
+// were made by this backend (the front end only accepts this addon instance's handles), so a
+// backend may downcast them to its own storage type.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "op_args.h"
+#include "storage.h"
+
+namespace cr {
+
+class Context;
+
+struct BackendInfo {
+  using Value = std::variant<std::string, double, bool>;
+  // Library versions, by name ("onednn": "2.6.3").
+  std::vector<std::pair<std::string, std::string>> versions;
+  // Everything else info() reports (ISA, device name, ...), in this order.
+  std::vector<std::pair<std::string, Value>> details;
+};
+
+class Backend {
+ public:
+  explicit Backend(Context& ctx) : ctx_(ctx) {}
+  virtual ~Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  // Empty when the backend can run ops here, else why not: a cheap probe that starts nothing.
+  // Every op of an unusable backend throws this reason; info() reports it.
+  virtual std::string Unavailable() { return {}; }
+  // Sets up what the ops need, on the JS thread before the first op is enqueued; a no-op once it
+  // succeeded. A backend that cannot start throws, and reports why from then on in Unavailable().
+  virtual void Start() {}
+  // Runs on the worker at every sync point, after the tasks queued before it: a backend whose
+  // tasks only launch asynchronous work (a CUDA stream) waits for that work here and throws what
+  // it failed with. CPU tasks have finished when they return, so the default does nothing.
+  virtual void Drain() {}
+
+  virtual BackendInfo Info() = 0;
+  virtual void SetNumThreads(int threads) = 0;
+  virtual void SetTf32(bool enabled) = 0;
+  // The caching allocator: frees what it holds for reuse / how many bytes that is.
+  virtual void EmptyCache() = 0;
+  virtual int64_t CachedBytes() = 0;
+
+  virtual StoragePtr Upload(const UploadArgs& a) = 0;
+  virtual StoragePtr Fill(const FillArgs& a) = 0;
+  virtual StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) = 0;
+  // Runs on the worker (inside a readback task): copies s's values in plain row-major order to
+  // host memory `dst` and returns once they are there.
+  virtual void ReadPlain(const StoragePtr& s, void* dst) = 0;
+  virtual StoragePtr Reshape(const ReshapeArgs& a) = 0;
+
+  virtual StoragePtr Conv2dForward(const Conv2dForwardArgs& a) = 0;
+  virtual StoragePtr Conv2dBackwardData(const Conv2dBackwardDataArgs& a) = 0;
+  virtual Conv2dWeightGrads Conv2dBackwardWeights(const Conv2dBackwardWeightsArgs& a) = 0;
+
+  virtual BatchNormTrainingOutputs BatchNormForwardTraining(const BatchNormForwardTrainingArgs& a) = 0;
+  virtual StoragePtr BatchNormForwardInference(const BatchNormForwardInferenceArgs& a) = 0;
+  virtual BatchNormGrads BatchNormBackward(const BatchNormBackwardArgs& a) = 0;
+
+  virtual StoragePtr Elementwise(const ElementwiseArgs& a) = 0;
+
+  virtual Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) = 0;
+  virtual StoragePtr Pool2dBackward(const Pool2dBackwardArgs& a) = 0;
+
+  virtual StoragePtr LinearForward(const LinearForwardArgs& a) = 0;
+  virtual LinearGrads LinearBackward(const LinearBackwardArgs& a) = 0;
+
+  virtual SoftmaxCrossEntropyOutputs SoftmaxCrossEntropyForward(const SoftmaxCrossEntropyForwardArgs& a) = 0;
+  virtual StoragePtr SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) = 0;
+
+  virtual void SgdStep(const SgdArgs& a) = 0;
+
+ protected:
+  Context& ctx_;
+};
+
+// Refusals worded the same on every backend (ops/pool2d.cc): a pooling argument the backend's
+// library cannot take ("<op>: <why> (input ..., kernel ..., stride ..., padding ...)"), and a
+// max-pooling workspace that does not come from a forward of this geometry.
+[[noreturn]] void RefusePool(const PoolGeometry& g, const std::string& why);
+[[noreturn]] void RefuseWorkspace(const PoolGeometry& g);
+
+}  // namespace cr

@@ -1,0 +1,230 @@
+// The arguments of every op, as the front end (native/common/ops/) reads and checks them once for
+// all backends and hands them to a Backend (backend.h). Plain values: no JS value reaches a
+// backend.
+//
+// Shapes are logical: NCHW activations, OIHW weights, as the user sees them. Every argument
+// struct carries the element type the op computes in and the memory format it should produce, so
+// that a new type (bf16, fp16) or layout (NHWC) is added here once for both backends; a backend
+// refuses with an ArgumentError what it cannot run.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "storage.h"
+
+namespace cr {
+
+using Dims = std::vector<int64_t>;
+
+enum class MemoryFormat {
+  // The backend's choice: oneDNN's blocked layouts on the CPU, plain NCHW on cuDNN today.
+  kAny,
+  kNchw,
+  kNhwc,
+};
+
+// What every op's arguments have.
+struct OpArgs {
+  // The op with its input shapes ("conv2d [8, 3, 32, 32] [16, 3, 3, 3]"): the name of its queued
+  // task, in failures and in profiles.
+  std::string task;
+  DType dtype = DType::kFloat32;
+  MemoryFormat format = MemoryFormat::kAny;
+};
+
+// --- Buffers ---------------------------------------------------------------------------------
+
+struct UploadArgs : OpArgs {
+  Dims dims;
+  // Numel(dims) values of `dtype`, readable only during the call.
+  const void* values = nullptr;
+};
+
+struct FillArgs : OpArgs {
+  Dims dims;
+  // Finite; an integer in range for int32.
+  double value = 0;
+};
+
+struct ReshapeArgs : OpArgs {
+  StoragePtr x;
+  // Same element count as x.
+  Dims dims;
+};
+
+// --- conv2d ------------------------------------------------------------------------------------
+
+struct Conv2dGeometry {
+  Dims x, w, y;
+  Dims stride, padding, dilation;
+  int64_t groups = 1;
+};
+
+struct Conv2dForwardArgs : OpArgs {
+  Conv2dGeometry g;
+  StoragePtr x, w;
+  // Null without bias.
+  StoragePtr bias;
+};
+
+struct Conv2dBackwardDataArgs : OpArgs {
+  Conv2dGeometry g;
+  StoragePtr dy, w;
+};
+
+struct Conv2dBackwardWeightsArgs : OpArgs {
+  Conv2dGeometry g;
+  StoragePtr x, dy;
+  bool with_bias = false;
+};
+
+struct Conv2dWeightGrads {
+  // Plain OIHW.
+  StoragePtr dw;
+  // Null without bias.
+  StoragePtr db;
+};
+
+// --- Batch normalization over [N, C, H, W] ----------------------------------------------------
+
+struct BatchNormForwardTrainingArgs : OpArgs {
+  StoragePtr x, weight, bias;
+  // Updated in place when not null.
+  StoragePtr running_mean, running_var;
+  double momentum = 0.1;
+  float eps = 1e-5f;
+};
+
+struct BatchNormForwardInferenceArgs : OpArgs {
+  StoragePtr x, weight, bias, mean, var;
+  float eps = 1e-5f;
+};
+
+// `saved1` and `saved2` are what the same backend's training forward returned.
+struct BatchNormBackwardArgs : OpArgs {
+  StoragePtr x, dy, weight, saved1, saved2;
+  float eps = 1e-5f;
+};
+
+struct BatchNormTrainingOutputs {
+  // The saved statistics are the backend's own (mean and biased variance on the CPU, mean and
+  // inverse standard deviation on cuDNN): opaque to everything but its backward.
+  StoragePtr y, saved1, saved2;
+};
+
+struct BatchNormGrads {
+  StoragePtr dx, dweight, dbias;
+};
+
+// --- Element-wise -------------------------------------------------------------------------------
+
+enum class ElementwiseOp {
+  kRelu,          // y = max(a, 0)
+  kReluBackward,  // dx = b · (a > 0), a the forward's output, b the output gradient
+  kScale,         // y = alpha · a
+  kAdd,           // y = a + b
+  kAddRelu,       // y = max(a + b, 0), the tail of a residual block
+};
+
+struct ElementwiseArgs : OpArgs {
+  ElementwiseOp op = ElementwiseOp::kRelu;
+  StoragePtr a;
+  // Null for the unary ops; else of a's shape.
+  StoragePtr b;
+  float alpha = 1;
+};
+
+// --- 2-D pooling (PyTorch's floor-mode geometry) -------------------------------------------------
+
+enum class PoolMode {
+  kMax,
+  // Padded zeros count in the divisor (PyTorch's count_include_pad = true).
+  kAvg,
+};
+
+struct PoolGeometry {
+  Dims x, y;
+  Dims kernel, stride, padding;
+};
+
+struct Pool2dForwardArgs : OpArgs {
+  PoolMode mode = PoolMode::kMax;
+  PoolGeometry g;
+  StoragePtr x;
+};
+
+struct Pool2dOutputs {
+  StoragePtr y;
+  // Max pooling: what the backward needs (opaque); null for average pooling.
+  StoragePtr workspace;
+};
+
+struct Pool2dBackwardArgs : OpArgs {
+  PoolMode mode = PoolMode::kMax;
+  PoolGeometry g;
+  StoragePtr dy;
+  // Max pooling: the forward's workspace, which the backend checks came from this geometry.
+  StoragePtr workspace;
+};
+
+// --- Linear: y = x·wᵀ + b with x [N, in], w [out, in] -------------------------------------------
+
+struct LinearForwardArgs : OpArgs {
+  int64_t n = 0, in = 0, out = 0;
+  StoragePtr x, w;
+  // Null without bias.
+  StoragePtr bias;
+};
+
+struct LinearBackwardArgs : OpArgs {
+  int64_t n = 0, in = 0, out = 0;
+  StoragePtr x, w, dy;
+  bool with_bias = false;
+};
+
+struct LinearGrads {
+  StoragePtr dx, dw;
+  // Null without bias.
+  StoragePtr db;
+};
+
+// --- Softmax cross-entropy, mean over rows, with label smoothing -------------------------------
+
+struct SoftmaxCrossEntropyForwardArgs : OpArgs {
+  int64_t n = 0, k = 0;
+  // Float [N, K] and int32 [N]; a label outside [0, K) fails the op when it runs.
+  StoragePtr logits, labels;
+  double smoothing = 0;
+};
+
+struct SoftmaxCrossEntropyOutputs {
+  // Shape [] and [N, K].
+  StoragePtr loss, probs;
+};
+
+struct SoftmaxCrossEntropyBackwardArgs : OpArgs {
+  int64_t n = 0, k = 0;
+  StoragePtr probs, labels;
+  // Float32 of shape [].
+  StoragePtr dloss;
+  double smoothing = 0;
+};
+
+// --- SGD over every parameter at once ---------------------------------------------------------
+
+// PyTorch's rule: g = grad + wd·p; buf = momentum·buf + g (buf = g on the first step);
+// g = nesterov ? g + momentum·buf : buf; p -= lr·g.
+struct SgdHyperparameters {
+  float lr = 0, momentum = 0, weight_decay = 0;
+  bool nesterov = false, first = false;
+};
+
+struct SgdArgs : OpArgs {
+  // Pairwise of equal shapes, no parameter twice; `bufs` empty when momentum is 0.
+  std::vector<StoragePtr> params, grads, bufs;
+  SgdHyperparameters h;
+};
+
+}  // namespace cr

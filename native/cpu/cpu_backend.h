@@ -1,0 +1,138 @@
+// The oneDNN backend: the Backend interface (native/common/backend.h) on oneDNN primitives. Each
+// op's oneDNN calls are in the file named like the front end's (conv2d.cc, batch_norm.cc, ...).
+//
+// Cost model: creating a oneDNN primitive JIT-compiles code (up to milliseconds), executing one
+// costs microseconds of overhead. Primitives are therefore created on the JS thread when an op
+// is first enqueued for a shape, cached in the context's KeyedCache by a key of op, shapes,
+// physical layouts and parameters, and executed on the worker thread. Activations keep the
+// blocked layout the convolution chose (nChw8c/nChw16c) from op to op; a reorder happens only
+// when an op needs another layout, at upload and at readback.
+#pragma once
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "../common/backend.h"
+#include "../common/context.h"
+#include "../common/errors.h"
+#include "../common/keyed_cache.h"
+#include "../common/storage.h"
+
+namespace cr::cpu {
+
+using dnnl::memory;
+using Desc = memory::desc;
+
+// Checks a oneDNN call: a dnnl::error becomes a NativeError naming the op, the call, the place
+// and oneDNN's status.
+#define CR_DNNL(expr)                                                   \
+  ([&]() -> decltype(auto) {                                            \
+    try {                                                               \
+      return (expr);                                                    \
+    } catch (const dnnl::error& cr_dnnl_err) {                          \
+      ::cr::cpu::ThrowDnnl(cr_dnnl_err, #expr, __FILE__, __LINE__);     \
+    }                                                                   \
+  }())
+
+[[noreturn]] void ThrowDnnl(const dnnl::error& err, const char* call, const char* file, int line);
+
+class CpuStorage : public Storage {
+ public:
+  CpuStorage(std::vector<int64_t> dims, DType dtype, const Desc& md);
+  ~CpuStorage() override;
+  const Desc md;
+  void* const data;
+};
+
+using CpuStoragePtr = std::shared_ptr<CpuStorage>;
+
+// A storage handed in by the front end: made by this backend (see backend.h).
+inline CpuStoragePtr Cpu(const StoragePtr& s) { return std::static_pointer_cast<CpuStorage>(s); }
+
+CpuStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype, const Desc& md);
+
+memory::dims Dims(const std::vector<int64_t>& d);
+memory::data_type DnnlType(DType dtype);
+// The plain row-major (NCHW for rank 4) descriptor of these dims.
+Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype);
+// Attributes every primitive is created with (a user-managed scratchpad, see CpuBackend).
+dnnl::primitive_attr Attr();
+// Appends a descriptor's identity (type, dims, blocking) to a cache key.
+void AppendDesc(std::string& key, const Desc& md);
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(Context& ctx);
+  ~CpuBackend() override;
+
+  BackendInfo Info() override;
+  void SetNumThreads(int threads) override;
+  void SetTf32(bool enabled) override;
+  void EmptyCache() override;
+  int64_t CachedBytes() override;
+
+  StoragePtr Upload(const UploadArgs& a) override;
+  StoragePtr Fill(const FillArgs& a) override;
+  StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) override;
+  void ReadPlain(const StoragePtr& s, void* dst) override;
+  StoragePtr Reshape(const ReshapeArgs& a) override;
+
+  StoragePtr Conv2dForward(const Conv2dForwardArgs& a) override;
+  StoragePtr Conv2dBackwardData(const Conv2dBackwardDataArgs& a) override;
+  Conv2dWeightGrads Conv2dBackwardWeights(const Conv2dBackwardWeightsArgs& a) override;
+
+  BatchNormTrainingOutputs BatchNormForwardTraining(const BatchNormForwardTrainingArgs& a) override;
+  StoragePtr BatchNormForwardInference(const BatchNormForwardInferenceArgs& a) override;
+  BatchNormGrads BatchNormBackward(const BatchNormBackwardArgs& a) override;
+
+  StoragePtr Elementwise(const ElementwiseArgs& a) override;
+
+  Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) override;
+  StoragePtr Pool2dBackward(const Pool2dBackwardArgs& a) override;
+
+  StoragePtr LinearForward(const LinearForwardArgs& a) override;
+  LinearGrads LinearBackward(const LinearBackwardArgs& a) override;
+
+  SoftmaxCrossEntropyOutputs SoftmaxCrossEntropyForward(const SoftmaxCrossEntropyForwardArgs& a) override;
+  StoragePtr SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) override;
+
+  void SgdStep(const SgdArgs& a) override;
+
+ private:
+  // The cached entry for `key` (JS thread only; see the top of this file).
+  template <typename T, typename Build>
+  std::shared_ptr<T> Cached(const std::string& key, Build&& build) {
+    return ctx_.cache.Get<T>(key, std::forward<Build>(build));
+  }
+  void Push(std::string task, std::function<void()> work) { ctx_.queue.Push(std::move(task), std::move(work)); }
+
+  // Executes a primitive on the worker with the shared scratchpad.
+  void Execute(const dnnl::primitive& prim, std::unordered_map<int, memory> args);
+  // A memory object over a storage, made at execution time (cheap: no allocation).
+  memory Mem(const CpuStorage& s) const { return memory(s.md, engine_, s.data); }
+  memory Mem(const CpuStorage& s, const Desc& as) const { return memory(as, engine_, s.data); }
+
+  // `s` in layout `want`: `s` itself if it already is, else a new storage filled by an enqueued
+  // reorder. `view`, when given, is how to read `s`'s memory (a plain 4-D weight read as 5-D
+  // grouped weights, say); it must describe the same bytes.
+  CpuStoragePtr InLayout(const CpuStoragePtr& s, const Desc& want);
+  CpuStoragePtr InLayout(const CpuStoragePtr& s, const Desc& want, const Desc& view);
+  // Enqueues a reorder of `src` (read as `src_view`) into `dst` (written as `dst_view`).
+  void EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst, const Desc& dst_view);
+  // Worker: copies `src` into `dst` in plain row-major order, reordering when `src` is blocked.
+  void CopyPlain(const CpuStorage& src, void* dst);
+
+  dnnl::engine engine_;
+  dnnl::stream stream_;
+  // One scratchpad for every primitive, grown as needed, touched only by the worker. oneDNN's
+  // default (library-owned) scratchpad is tied to the thread that created the primitive, which
+  // here is the JS thread, not the worker that executes it.
+  void* scratch_ = nullptr;
+  size_t scratch_bytes_ = 0;
+};
+
+}  // namespace cr::cpu

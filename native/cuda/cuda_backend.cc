@@ -1,0 +1,351 @@
+#include "cuda_backend.h"
+
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+
+namespace cr::cuda {
+
+const float kOne = 1.f;
+const float kZero = 0.f;
+
+namespace {
+
+std::string Where(const char* call, const char* file, int line) {
+  const char* base = std::strrchr(file, '/');
+  return std::string(" (") + call + " at " + (base ? base + 1 : file) + ":" + std::to_string(line) + ")";
+}
+
+// CUDNN_RESNET_POISON=1 fills every new buffer with NaN bytes, so a kernel that leaves part of
+// its output unwritten fails the tests (as on the CPU backend).
+const bool kPoison = [] {
+  const char* v = std::getenv("CUDNN_RESNET_POISON");
+  return v && *v && std::strcmp(v, "0") != 0;
+}();
+
+std::string Version(int v, int major_div, int minor_div) {
+  return std::to_string(v / major_div) + "." + std::to_string((v % major_div) / minor_div);
+}
+
+std::string CudaVersion(int v) {
+  if (v <= 0) return "none";
+  return Version(v, 1000, 10);
+}
+
+std::string CudnnVersion(size_t v) {
+  // cuDNN 9 encodes major * 10000 + minor * 100 + patch.
+  return std::to_string(v / 10000) + "." + std::to_string((v % 10000) / 100) + "." + std::to_string(v % 100);
+}
+
+std::string ProbeFailure(cudaError_t st) {
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  int runtime = 0;
+  cudaRuntimeGetVersion(&runtime);
+  std::string name = cudaGetErrorName(st);
+  if (st == cudaErrorInsufficientDriver && driver == 0) {
+    return "no CUDA driver (" + name + "): libcuda.so.1 was not found; install the NVIDIA driver";
+  }
+  if (st == cudaErrorInsufficientDriver) {
+    return "the NVIDIA driver supports CUDA " + Version(driver, 1000, 10) + ", older than the CUDA runtime " +
+           Version(runtime, 1000, 10) + " this addon was built with (" + name +
+           "); update the driver or rebuild with an older CUDA toolkit";
+  }
+  if (st == cudaErrorNoDevice) return "no CUDA device (" + name + "): the driver sees no GPU";
+  return "CUDA could not be initialised (" + name + ": " + cudaGetErrorString(st) + ")";
+}
+
+}  // namespace
+
+void ThrowCuda(cudaError_t status, const char* call, const char* file, int line) {
+  // Clears a non-sticky error so that the next call does not report it again.
+  cudaGetLastError();
+  Fail(cudaGetErrorName(status), std::string(cudaGetErrorString(status)) + Where(call, file, line));
+}
+
+void ThrowCudnn(cudnnStatus_t status, const char* call, const char* file, int line) {
+  std::string message = cudnnGetErrorString(status);
+  char detail[512] = {0};
+  cudnnGetLastErrorString(detail, sizeof detail);
+  if (detail[0]) message += std::string(": ") + detail;
+  Fail(cudnnGetErrorString(status), message + Where(call, file, line));
+}
+
+cudnnDataType_t CudnnType(DType dtype) { return dtype == DType::kInt32 ? CUDNN_DATA_INT32 : CUDNN_DATA_FLOAT; }
+
+void SetTensor4d(const TensorDesc& d, const std::vector<int64_t>& s, DType dtype) {
+  CR_CUDNN(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, CudnnType(dtype), int(s[0]), int(s[1]), int(s[2]),
+                                      int(s[3])));
+}
+
+void RequireCudnnSize(const std::vector<int64_t>& dims, const std::string& what) {
+  int64_t n = 1;
+  for (int64_t d : dims) n *= d;
+  if (n > INT32_MAX) {
+    ThrowRangeError(OpScope::CurrentOp() + ": tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors (" +
+                    what + ")");
+  }
+}
+
+Device::Device(int index_, const cudaDeviceProp& props_) : index(index_), props(props_) {
+  try {
+    CR_CUDA(cudaSetDevice(index));
+    CR_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CR_CUDA(cudaDeviceGetDefaultMemPool(&pool, index));
+    // Keep freed blocks for reuse instead of returning them to the driver at every
+    // synchronization: a training step frees and allocates the same activations each iteration.
+    // emptyCache() trims the pool.
+    uint64_t keep = UINT64_MAX;
+    CR_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    CR_CUDNN(cudnnCreate(&cudnn));
+    CR_CUDNN(cudnnSetStream(cudnn, stream));
+  } catch (...) {
+    // A throwing constructor runs no destructor: release what was made before the failure.
+    Release();
+    throw;
+  }
+}
+
+Device::~Device() { Release(); }
+
+// Teardown: nothing can be reported any more, so the statuses only must not linger in CUDA's
+// last-error slot for whatever runs next on this thread.
+void Device::Release() {
+  if (cudnn) cudnnDestroy(cudnn);
+  cudnn = nullptr;
+  if (stream) {
+    cudaStreamSynchronize(stream);
+    cudaStreamDestroy(stream);
+  }
+  stream = nullptr;
+  cudaGetLastError();
+}
+
+void Device::RecordDeferred(cudaError_t status, const char* call) {
+  cudaGetLastError();
+  int expected = int(cudaSuccess);
+  if (deferred_.compare_exchange_strong(expected, int(status))) deferred_call_.store(call);
+}
+
+std::optional<std::pair<std::string, std::string>> Device::TakeDeferred() {
+  const int status = deferred_.exchange(int(cudaSuccess));
+  if (status == int(cudaSuccess)) return std::nullopt;
+  const auto st = cudaError_t(status);
+  const char* call = deferred_call_.load();
+  return std::make_pair(std::string(cudaGetErrorName(st)),
+                        std::string(cudaGetErrorString(st)) + " (" + (call ? call : "a deferred call") +
+                            ", in the release of a buffer after an earlier op)");
+}
+
+DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : device_(std::move(device)), bytes_(bytes) {
+  CR_CUDA(cudaMallocAsync(&ptr_, bytes_ ? bytes_ : 1, device_->stream));
+}
+
+DeviceMemory::~DeviceMemory() {
+  if (!ptr_) return;
+  const cudaError_t st = cudaFreeAsync(ptr_, device_->stream);
+  if (st != cudaSuccess) device_->RecordDeferred(st, "cudaFreeAsync");
+}
+
+CudaStorage::CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype)
+    : Storage(dims, dtype, DTypeSize(dtype) * [&] {
+        size_t n = 1;
+        for (int64_t d : dims) n *= size_t(d);
+        return n;
+      }()),
+      device_(std::move(device)) {}
+
+CudaStorage::CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype, size_t bytes)
+    : Storage(std::move(dims), dtype, bytes), device_(std::move(device)) {}
+
+CudaStorage::~CudaStorage() {
+  // The last reference goes either on the worker (after the last task that used the buffer)
+  // or on the JS thread when no queued task holds it, that is, after every use was launched:
+  // freeing in stream order is then correct from either thread.
+  if (!ptr_) return;
+  const cudaError_t st = cudaFreeAsync(ptr_, device_->stream);
+  if (st != cudaSuccess) device_->RecordDeferred(st, "cudaFreeAsync");
+}
+
+void* CudaStorage::Ptr() {
+  // Only an opaque storage (a max-pooling workspace) has no bytes. Handing its null pointer to a
+  // kernel or a copy would be an illegal address, a sticky error that ends the CUDA context for
+  // the whole process, so using one as data fails the op instead.
+  if (bytes == 0) Fail("ERR_OPAQUE_BUFFER", "a buffer of shape " + ShapeString() + " is an opaque workspace and holds no values");
+  if (!ptr_) {
+    CR_CUDA(cudaMallocAsync(&ptr_, bytes, device_->stream));
+    if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, device_->stream));
+  }
+  return ptr_;
+}
+
+CudaBackend::CudaBackend(Context& ctx) : Backend(ctx) {
+  const char* tf = std::getenv("CUDNN_RESNET_TF32");
+  if (tf && std::strcmp(tf, "0") == 0) tf32_ = false;
+}
+
+CudaBackend::~CudaBackend() {
+  workspace_.reset();
+  label_error_mem_.reset();
+}
+
+std::string CudaBackend::Unavailable() {
+  if (probed_) return reason_;
+  probed_ = true;
+  const size_t cudnn_version = cudnnGetVersion();
+  if (cudnn_version / 10000 != CUDNN_MAJOR) {
+    reason_ = "libcudnn " + CudnnVersion(cudnn_version) + " was loaded, but this addon was built for cuDNN " +
+              std::to_string(CUDNN_MAJOR);
+    return reason_;
+  }
+  int count = 0;
+  cudaError_t st = cudaGetDeviceCount(&count);
+  if (st != cudaSuccess) {
+    cudaGetLastError();
+    reason_ = ProbeFailure(st);
+    return reason_;
+  }
+  if (count == 0) {
+    reason_ = "no CUDA device (cudaGetDeviceCount returned 0)";
+    return reason_;
+  }
+  st = cudaGetDeviceProperties(&props_, 0);
+  if (st != cudaSuccess) {
+    cudaGetLastError();
+    reason_ = ProbeFailure(st);
+    return reason_;
+  }
+  // The build carries sm_80 and sm_90 code and sm_90 PTX: any 8.x or newer GPU can run it.
+  if (props_.major < 8) {
+    reason_ = std::string("GPU 0 (") + props_.name + ") has compute capability " + std::to_string(props_.major) + "." +
+              std::to_string(props_.minor) + "; this build has code for 8.0 and newer (CMAKE_CUDA_ARCHITECTURES)";
+    return reason_;
+  }
+  // Every buffer comes from cudaMallocAsync; a driver or virtualised GPU without memory pools
+  // would fail at the first allocation, so say so here.
+  int pools = 0;
+  if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) != cudaSuccess || !pools) {
+    cudaGetLastError();
+    reason_ = std::string("GPU 0 (") + props_.name + ") does not support stream-ordered memory pools (cudaMallocAsync), "
+              "which this backend allocates from";
+  }
+  return reason_;
+}
+
+void CudaBackend::Start() {
+  if (device_) return;
+  try {
+    device_ = std::make_shared<Device>(0, props_);
+    label_error_mem_ = std::make_unique<DeviceMemory>(device_, sizeof(kernels::LabelError));
+    label_error_ = static_cast<int*>(label_error_mem_->get());
+    CR_CUDA(cudaMemsetAsync(label_error_, 0, sizeof(kernels::LabelError), device_->stream));
+  } catch (const NativeError& e) {
+    reason_ = std::string("GPU 0 (") + props_.name + ") could not be set up: " + e.what();
+    label_error_mem_.reset();
+    label_error_ = nullptr;
+    device_.reset();
+    throw;
+  }
+}
+
+void CudaBackend::Drain() {
+  if (!device_) return;
+  CR_CUDA(cudaSetDevice(device_->index));
+  CR_CUDA(cudaStreamSynchronize(device_->stream));
+  if (auto deferred = device_->TakeDeferred()) Fail(deferred->first, deferred->second);
+  kernels::LabelError e;
+  CR_CUDA(cudaMemcpy(&e, label_error_, sizeof e, cudaMemcpyDeviceToHost));
+  if (e.set) {
+    CR_CUDA(cudaMemsetAsync(label_error_, 0, sizeof e, device_->stream));
+    // Named as the op was when enqueued (the op and its input shapes), as on the CPU.
+    const std::string n = std::to_string(e.rows), k = std::to_string(e.classes);
+    const std::string op = std::string(e.op == 0 ? "softmaxCrossEntropy" : "softmaxCrossEntropyBackward") + " [" + n +
+                           ", " + k + "] [" + n + "]";
+    throw NativeError("cuda", op, "ERR_LABEL_OUT_OF_RANGE",
+                      op + ": label " + std::to_string(e.label) + " at row " + std::to_string(e.row) + " is outside [0, " +
+                          k + ")");
+  }
+}
+
+size_t CudaBackend::WorkspaceCap() {
+  // Algorithms that want more than this are passed over for ones that need less: beyond a few
+  // hundred MiB the speed-up is small and the memory is better spent on activations.
+  static const size_t cap = [] {
+    const char* v = std::getenv("CUDNN_RESNET_WORKSPACE_MB");
+    long mb = v ? std::strtol(v, nullptr, 10) : 0;
+    return size_t(mb > 0 ? mb : 1024) << 20;
+  }();
+  return cap;
+}
+
+void* CudaBackend::Workspace(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  if (bytes > WorkspaceCap()) return nullptr;
+  if (workspace_ && workspace_->bytes() >= bytes) return workspace_->get();
+  workspace_.reset();
+  try {
+    workspace_ = std::make_unique<DeviceMemory>(device_, bytes);
+  } catch (const NativeError&) {
+    return nullptr;
+  }
+  return workspace_->get();
+}
+
+CudaStoragePtr CudaBackend::Alloc(const std::vector<int64_t>& dims, DType dtype) {
+  return std::make_shared<CudaStorage>(device_, dims, dtype);
+}
+
+void CudaBackend::Enqueue(std::string task, std::function<void()> work) {
+  const int index = device_->index;
+  ctx_.queue.Push(std::move(task), [index, work = std::move(work)] {
+    CR_CUDA(cudaSetDevice(index));
+    work();
+  });
+}
+
+BackendInfo CudaBackend::Info() {
+  const std::string why = Unavailable();
+  BackendInfo info;
+  int runtime = 0, driver = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  cudaGetLastError();
+  info.versions = {{"cudaRuntime", CudaVersion(runtime)},
+                   {"cudaDriver", CudaVersion(driver)},
+                   {"cudnn", CudnnVersion(cudnnGetVersion())},
+                   {"cudnnBuild", CudnnVersion(CUDNN_VERSION)}};
+  info.details = {{"tf32", tf32_.load()}, {"layout", std::string("NCHW")}};
+  if (why.empty()) {
+    info.details.emplace_back("device", std::string(props_.name));
+    info.details.emplace_back("computeCapability", std::to_string(props_.major) + "." + std::to_string(props_.minor));
+    info.details.emplace_back("memoryBytes", double(props_.totalGlobalMem));
+    info.details.emplace_back("multiprocessors", double(props_.multiProcessorCount));
+    info.details.emplace_back("started", device_ != nullptr);
+  }
+  return info;
+}
+
+// Accepted for the shared surface and checked, but without effect: the worker only launches
+// work, and the GPU's parallelism is not a host thread count.
+void CudaBackend::SetNumThreads(int) {}
+
+// TF32 tensor-core math for float32 convolutions (on by default, as in PyTorch; the initial
+// value comes from CUDNN_RESNET_TF32). Applies to convolutions enqueued after the call.
+void CudaBackend::SetTf32(bool enabled) { tf32_ = enabled; }
+
+// Returns the pool's unused blocks to the driver. Blocks freed by work still in flight stay
+// until a later call.
+void CudaBackend::EmptyCache() {
+  if (device_) CR_CUDA(cudaMemPoolTrimTo(device_->pool, 0));
+}
+
+int64_t CudaBackend::CachedBytes() {
+  uint64_t reserved = 0, used = 0;
+  if (device_) {
+    CR_CUDA(cudaMemPoolGetAttribute(device_->pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
+    CR_CUDA(cudaMemPoolGetAttribute(device_->pool, cudaMemPoolAttrUsedMemCurrent, &used));
+  }
+  return int64_t(reserved > used ? reserved - used : 0);
+}
+
+}  // namespace cr::cuda
