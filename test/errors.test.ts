@@ -4,8 +4,10 @@
  * disposed tensors and unavailable backends. Native failures carry .code, .op and .backend.
  */
 import { afterAll, describe, expect, test } from 'vitest';
-import { Tensor, data, defaultBackend, emptyCache, models, nn, ops, optim, randn, sync, tensor, train, zeros, ones, memory } from '../lib/index.js';
-import { bindingOf } from '../lib/backend/backends.js';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Tensor, data, defaultBackend, emptyCache, models, nn, ops, optim, randn, seed, setNumThreads, setTf32, sync, tensor, train, zeros, ones, memory } from '../lib/index.js';
+import { bindingOf } from '../lib/backend/load.js';
 
 const x = randn([2, 3, 8, 8], { seed: 1 });
 const w = randn([4, 3, 3, 3], { seed: 2 });
@@ -75,11 +77,21 @@ describe('argument errors name the op and the shapes', () => {
     expect(() => ops.relu(labels as never)).toThrow(new TypeError('relu: expected input to be float32, got int32'));
     expect(() => tensor([1], [1], { backend: 'tpu' as never })).toThrow(/backend must be one of 'cpu', 'cuda'/);
     const f = randn([2]);
-    expect(() => { f.requiresGrad = 1 as never; }).toThrow(TypeError);
-    expect(() => { labels.requiresGrad = true; }).toThrow(TypeError);
+    expect(() => { f.requiresGrad = 1 as never; }).toThrow(new TypeError('requiresGrad: expected the value to be a boolean, got 1 of type number'));
+    expect(() => { labels.requiresGrad = true; }).toThrow(new TypeError('requiresGrad: only float32 tensors have gradients, this is int32'));
     expect(() => { f.grad = randn([3]); }).toThrow(/grad: expected a float32 tensor of shape \[2\]/);
+    expect(() => { f.grad = 5 as never; }).toThrow(new TypeError('grad: expected a Tensor or null, got 5 of type number'));
     labels.dispose();
     f.dispose();
+  });
+
+  test('the backend switches and the random generators check their arguments like every function', () => {
+    expect(() => setNumThreads(0)).toThrow(new RangeError('setNumThreads: expected n to be an integer >= 1, got 0'));
+    expect(() => setNumThreads('2' as never)).toThrow(new TypeError("setNumThreads: expected n to be an integer, got '2'"));
+    // Checked before the CUDA backend is looked for, so the same error with or without a GPU.
+    expect(() => setTf32('yes' as never)).toThrow(new TypeError("setTf32: expected enabled to be a boolean, got 'yes'"));
+    expect(() => seed(0.5)).toThrow(new RangeError('seed: expected value to be an integer >= -9007199254740991, got 0.5'));
+    expect(() => new data.Rng(2 ** 53)).toThrow(new RangeError('Rng: expected seed to be an integer >= -9007199254740991, got 9007199254740992'));
   });
 
   test('disposed tensors are errors, not use-after-free', () => {
@@ -109,6 +121,11 @@ describe('argument errors name the op and the shapes', () => {
     const a = randn([2, 3], { requiresGrad: true });
     const y = ops.relu(a);
     expect(() => y.backward()).toThrow(/a gradient is needed for a non-scalar tensor/);
+    expect(() => y.backward([1, 2] as never)).toThrow(new TypeError('backward: expected grad to be a Tensor, got [1, 2]'));
+    const wrong = randn([3, 2]);
+    const be = defaultBackend();
+    expect(() => y.backward(wrong)).toThrow(new RangeError(`backward: expected grad to be a float32 tensor of shape [2, 3] on ${be}, got float32 [3, 2] on ${be}`));
+    wrong.dispose();
     expect(() => randn([1]).backward()).toThrow(/does not require grad/);
     const loss = ops.softmaxCrossEntropy(y, [0, 1]);
     loss.backward();
@@ -208,13 +225,26 @@ describe('failures during execution', () => {
     for (const t of [logits, labels, loss, ok]) t.dispose();
   });
 
-  test('tensors of another class are refused', () => {
-    const fake = Object.create(Tensor.prototype) as Tensor;
-    expect(() => ops.relu(fake)).toThrow();
+  test('a tensor of another copy of the library is refused with a message that says so', async () => {
+    // dist/ (built by pretest) is a second copy: another Tensor class over the same addon.
+    const other = (await import(pathToFileURL(join(import.meta.dirname, '..', 'dist', 'index.js')).href)) as typeof import('../lib/index.js');
+    const t = other.randn([2, 3], { backend: 'cpu' });
+    expect(() => ops.relu(t as unknown as Tensor)).toThrow(new TypeError(
+      'relu: expected input to be a Tensor, got a Tensor of another copy of cudnn-resnet (two versions of the package are loaded); use one copy',
+    ));
+    t.dispose();
   });
 
-  test('the native layer itself refuses foreign values without crashing', () => {
-    expect(memory().backends[defaultBackend()]).toBeDefined();
+  test('the native layer refuses values that are not live handles of its own instance', () => {
+    // The TypeScript layer never passes these; the fuzzer (test/fuzz/native-targets.ts) also
+    // tries forged handles, proxies and handles of a second addon instance on every function.
+    const b = bindingOf(defaultBackend());
+    for (const value of [{}, 3, null]) {
+      expect(() => b.relu(value as never)).toThrow(new TypeError('relu: expected input to be a NativeBuffer of this addon instance'));
+    }
+    const h = b.upload(new Float32Array(6), [2, 3]);
+    b.release(h);
+    expect(() => b.relu(h)).toThrow(new Error('relu: input was released (the tensor is disposed)'));
   });
 
   test('the native layer uses floor division for output sizes: a kernel larger than the padded input is refused', () => {

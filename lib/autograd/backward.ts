@@ -2,8 +2,10 @@
  * Reverse-mode differentiation over the recorded nodes.
  * @module
  */
+import { isTensor } from '../tensor/is-tensor.js';
 import { tidy } from '../tensor/scope.js';
-import { Tensor, isTensor, sameShape } from '../tensor/tensor.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { sameShape, shapeStr, show } from '../util/check.js';
 import type { GradNode } from './node.js';
 
 /** Walks the graph below `root` once in reverse topological order. @internal */
@@ -15,16 +17,16 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
   let gy: Tensor;
   if (seed === undefined) {
     if (root.size !== 1) {
-      throw new RangeError(`backward: a gradient is needed for a non-scalar tensor of shape [${root.shape.join(', ')}]`);
+      throw new RangeError(`backward: a gradient is needed for a non-scalar tensor of shape ${shapeStr(root.shape)}`);
     }
-    gy = Tensor._wrap(root._binding().fill([...root.shape], 1, 'float32'), root.shape, root.backend);
+    gy = root._wrapLike(root._binding().fill([...root.shape], 1, 'float32'));
   } else {
-    if (!isTensor(seed)) throw new TypeError('backward: grad must be a Tensor');
+    if (!isTensor(seed)) throw new TypeError(`backward: expected grad to be a Tensor, got ${show(seed)}`);
     seed._live('backward', 'grad');
     if (seed.backend !== root.backend || seed.dtype !== 'float32' || !sameShape(seed.shape, root.shape)) {
       throw new RangeError(
-        `backward: grad must be a float32 tensor of shape [${root.shape.join(', ')}] on ${root.backend}, ` +
-          `got ${seed.dtype} [${seed.shape.join(', ')}] on ${seed.backend}`,
+        `backward: expected grad to be a float32 tensor of shape ${shapeStr(root.shape)} on ${root.backend}, ` +
+          `got ${seed.dtype} ${shapeStr(seed.shape)} on ${seed.backend}`,
       );
     }
     // The caller keeps its tensor; the walk owns (and disposes) the copy it accumulates into.
@@ -74,7 +76,7 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
 /** a + b; consumes both, also when the addition throws. */
 function sum(a: Tensor, b: Tensor): Tensor {
   try {
-    return Tensor._wrap(a._binding().add(a._live('backward', 'a gradient'), b._live('backward', 'a gradient')), a.shape, a.backend);
+    return a._wrapLike(a._binding().add(a._live('backward', 'a gradient'), b._live('backward', 'a gradient')));
   } finally {
     a.dispose();
     b.dispose();
@@ -84,7 +86,7 @@ function sum(a: Tensor, b: Tensor): Tensor {
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (leaf.isDisposed) {
     g.dispose();
-    throw new Error(`backward: a leaf tensor of shape [${leaf.shape.join(', ')}] that requires grad was disposed before backward()`);
+    throw new Error(`backward: a leaf tensor of shape ${shapeStr(leaf.shape)} that requires grad was disposed before backward()`);
   }
   leaf.grad = leaf.grad ? sum(leaf.grad.detach(), g) : g;
 }

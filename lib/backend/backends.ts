@@ -2,9 +2,8 @@
  * Which backends exist here, and the choice of one.
  * @module
  */
-import { show } from '../ops/validate.js';
-import type { Binding } from './binding.js';
-import { BACKEND_NAMES, type BackendName, loadBackend } from './load.js';
+import { checkBool, checkInt, show } from '../util/check.js';
+import { BACKEND_NAMES, type BackendName, bindingOf, loadBackend } from './load.js';
 
 export type { BackendName } from './load.js';
 
@@ -36,17 +35,6 @@ export function backends(): BackendInfo[] {
   });
 }
 
-/** The native binding of a backend; throws the reason it cannot be used. @internal */
-export function bindingOf(name: BackendName): Binding {
-  const { binding, reason } = loadBackend(name);
-  if (!binding) {
-    const err = new Error(`backend '${name}' is unavailable: ${reason}`);
-    (err as Error & { code: string }).code = 'ERR_BACKEND_UNAVAILABLE';
-    throw err;
-  }
-  return binding;
-}
-
 /** Checks a user-supplied backend name. @internal */
 export function parseBackend(op: string, value: unknown): BackendName {
   if (value === undefined) return defaultBackend();
@@ -76,9 +64,7 @@ export function defaultBackend(): BackendName {
  * sets the initial value). Applies to ops enqueued after this call.
  */
 export function setNumThreads(n: number, backend: BackendName = 'cpu'): void {
-  if (typeof n !== 'number' || !Number.isInteger(n) || n < 1) {
-    throw new RangeError(`setNumThreads: expected a positive integer, got ${show(n)}`);
-  }
+  checkInt('setNumThreads', 'n', n, 1);
   bindingOf(parseBackend('setNumThreads', backend)).setNumThreads(n);
 }
 
@@ -89,8 +75,6 @@ export function setNumThreads(n: number, backend: BackendName = 'cpu'): void {
  * this call.
  */
 export function setTf32(enabled: boolean): void {
-  if (typeof enabled !== 'boolean') {
-    throw new TypeError(`setTf32: expected a boolean, got ${show(enabled)}`);
-  }
+  checkBool('setTf32', 'enabled', enabled);
   bindingOf('cuda').setTf32(enabled);
 }

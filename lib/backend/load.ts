@@ -84,3 +84,14 @@ export function loadBackend(name: BackendName): Loaded {
   }
   return entry;
 }
+
+/** The native binding of a backend; throws the reason it cannot be used. @internal */
+export function bindingOf(name: BackendName): Binding {
+  const { binding, reason } = loadBackend(name);
+  if (!binding) {
+    const err = new Error(`backend '${name}' is unavailable: ${reason}`);
+    (err as Error & { code: string }).code = 'ERR_BACKEND_UNAVAILABLE';
+    throw err;
+  }
+  return binding;
+}

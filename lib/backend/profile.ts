@@ -2,8 +2,9 @@
  * Where a backend's time goes: per-op execution times recorded by its worker.
  * @module
  */
-import { checkOptions, show } from '../ops/validate.js';
-import { type BackendName, bindingOf, parseBackend } from './backends.js';
+import { checkOptions, show } from '../util/check.js';
+import { type BackendName, parseBackend } from './backends.js';
+import { bindingOf } from './load.js';
 import type { NativeProfile } from './binding.js';
 
 /** The worker's time for one op name. */

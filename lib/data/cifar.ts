@@ -10,7 +10,7 @@
  */
 import { open, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { checkOptions, show } from '../ops/validate.js';
+import { checkOptions, show } from '../util/check.js';
 import { checkPath, fileFormatError } from '../io/file-error.js';
 import { type Dataset, dataRoot } from './dataset.js';
 

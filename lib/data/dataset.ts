@@ -2,7 +2,7 @@
  * The in-memory form of an image classification data set, shared by the readers and the loader.
  * @module
  */
-import { checkInt, show } from '../ops/validate.js';
+import { checkInt, show } from '../util/check.js';
 
 /**
  * Images and labels held in memory as they are stored on disk: 8-bit pixels, NCHW.

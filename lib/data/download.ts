@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { checkOptions, show } from '../ops/validate.js';
+import { checkOptions, show } from '../util/check.js';
 import { dataRoot } from './dataset.js';
 
 /** The official archives and the files each must provide. */

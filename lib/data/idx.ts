@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createGunzip } from 'node:zlib';
-import { checkInt, checkOptions, show } from '../ops/validate.js';
+import { checkInt, checkOptions, show } from '../util/check.js';
 import { checkPath, fileFormatError } from '../io/file-error.js';
 import { type Dataset, dataRoot } from './dataset.js';
 

@@ -13,7 +13,7 @@
  * @module
  */
 import { type BackendName, parseBackend } from '../backend/backends.js';
-import { checkBool, checkInt, checkOptions, show } from '../ops/validate.js';
+import { checkBool, checkInt, checkOptions, show } from '../util/check.js';
 import { tensor } from '../tensor/create.js';
 import { Rng, rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';

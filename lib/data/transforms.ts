@@ -5,7 +5,7 @@
  * so a batch is reproducible from its seed.
  * @module
  */
-import { checkInt, checkNumber, checkShape, show, shapeStr } from '../ops/validate.js';
+import { checkInt, checkNumber, checkShape, show, shapeStr } from '../util/check.js';
 import { Rng } from '../tensor/random.js';
 
 function checkBatch(op: string, x: unknown, shape: unknown): [number, number, number, number] {

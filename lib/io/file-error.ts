@@ -4,7 +4,7 @@
  * @internal
  * @module
  */
-import { show } from '../ops/validate.js';
+import { show } from '../util/check.js';
 
 /** An error about a file's contents, carrying the file and the byte offset. @internal */
 export interface FileFormatError extends Error {

@@ -10,9 +10,11 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type BackendName, parseBackend } from '../backend/backends.js';
-import { checkOptions, checkTensor, MAX_ELEMENTS, setOwn, show, shapeStr } from '../ops/validate.js';
+import { checkOptions, MAX_ELEMENTS, setOwn, show, shapeStr } from '../util/check.js';
+import { checkTensor } from '../tensor/check-tensor.js';
 import { tensor } from '../tensor/create.js';
-import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
+import { isTensor } from '../tensor/is-tensor.js';
+import type { DType, Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { checkPath, fileFormatError } from './file-error.js';
 

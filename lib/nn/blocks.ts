@@ -11,7 +11,7 @@ import * as ops from '../ops/index.js';
 import { tensor } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { checkBool, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkBool, checkInt, checkNumber, checkOptions, show } from '../util/check.js';
 import { BatchNorm2d, Conv2d, Sequential, checkSeed } from './layers.js';
 import { Module } from './module.js';
 

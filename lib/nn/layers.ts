@@ -8,7 +8,7 @@ import * as ops from '../ops/index.js';
 import { tensor, zeros, ones } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { FLOAT32_MAX, FLOAT32_MIN, MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkNumber, checkOptions, checkPair, show } from '../ops/validate.js';
+import { FLOAT32_MAX, FLOAT32_MIN, MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkNumber, checkOptions, checkPair, show } from '../util/check.js';
 import { Module } from './module.js';
 
 /** Options every layer with parameters takes. */

@@ -3,11 +3,13 @@
  * train/eval switching, backend moves and state dicts.
  * @module
  */
-import { type BackendName, bindingOf, parseBackend } from '../backend/backends.js';
+import { type BackendName, parseBackend } from '../backend/backends.js';
+import { bindingOf } from '../backend/load.js';
 import { tensor } from '../tensor/create.js';
 import { keep } from '../tensor/scope.js';
-import { type DType, Tensor, isTensor, sameShape } from '../tensor/tensor.js';
-import { checkBool, checkOptions, setOwn, shapeStr, show } from '../ops/validate.js';
+import { type DType, Tensor } from '../tensor/tensor.js';
+import { isTensor } from '../tensor/is-tensor.js';
+import { checkBool, checkOptions, sameShape, setOwn, shapeStr, show } from '../util/check.js';
 
 /** Options of `Module.loadStateDict`. */
 export interface LoadStateDictOptions {

@@ -1,6 +1,7 @@
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
-import { FLOAT32_MAX, FLOAT32_MIN, checkBool, checkFloat, checkNumber, checkOptions, checkSameBackend, shapeStr } from './validate.js';
+import { FLOAT32_MAX, FLOAT32_MIN, checkBool, checkNumber, checkOptions, shapeStr } from '../util/check.js';
+import { checkFloat, checkSameBackend } from '../tensor/check-tensor.js';
 
 /** Options of `batchNorm2d`, as in PyTorch's `F.batch_norm`. */
 export interface BatchNorm2dOptions {
@@ -97,9 +98,9 @@ export function batchNorm2d(x: Tensor, options?: BatchNorm2dOptions): Tensor {
   }
   const [needX, needW, needB] = gradMask(x, weight, bias);
   const xs = x._share(op);
-  const mean = Tensor._wrapSaved(s1, [C], x.backend);
-  const stat = Tensor._wrapSaved(s2, [C], x.backend);
-  const g = weight ? weight._share(op) : Tensor._wrapSaved(gamma, [C], x.backend);
+  const mean = Tensor._wrapUntracked(s1, [C], x.backend);
+  const stat = Tensor._wrapUntracked(s2, [C], x.backend);
+  const g = weight ? weight._share(op) : Tensor._wrapUntracked(gamma, [C], x.backend);
   if (!bias) b.release(beta);
   record(op, y, [x, weight, bias], [xs, mean, stat, g], (gy) => {
     const [dx, dw, db] = b.batchNormBackward(xs._buf!, gy._live(op, 'gradient'), g._buf!, mean._buf!, stat._buf!, eps);

@@ -1,7 +1,8 @@
 import type { Pair } from '../backend/binding.js';
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkElements, checkFloat, checkInt, checkOptions, checkPair, checkSameBackend, shapeStr } from './validate.js';
+import { checkElements, checkInt, checkOptions, checkPair, shapeStr } from '../util/check.js';
+import { checkFloat, checkSameBackend } from '../tensor/check-tensor.js';
 
 /** Options of `conv2d`, as in PyTorch's `F.conv2d`. */
 export interface Conv2dOptions {

@@ -1,6 +1,7 @@
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkFloat, checkSameBackend, shapeStr } from './validate.js';
+import { shapeStr } from '../util/check.js';
+import { checkFloat, checkSameBackend } from '../tensor/check-tensor.js';
 
 /** x·wᵀ + b for x [N, in], w [out, in] and an optional b [out] (PyTorch's `F.linear`). */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {

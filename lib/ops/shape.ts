@@ -1,6 +1,6 @@
 import { needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
-import { checkFloat } from './validate.js';
+import { checkFloat } from '../tensor/check-tensor.js';
 
 /** [N, C, H, W] (or any [N, ...]) → [N, C·H·W], in row-major order. */
 export function flatten(x: Tensor): Tensor {

@@ -3,8 +3,9 @@
  * @module
  */
 import type { NativeBuffer } from '../backend/binding.js';
-import { Tensor, isTensor } from '../tensor/tensor.js';
-import { checkBool, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { Tensor } from '../tensor/tensor.js';
+import { isTensor } from '../tensor/is-tensor.js';
+import { checkBool, checkNumber, checkOptions, show } from '../util/check.js';
 
 export interface SGDOptions {
   /** Learning rate (≥ 0); can be changed between steps through `optimizer.lr`. */
@@ -85,7 +86,7 @@ export class SGD {
       if (this.momentum !== 0) {
         let m = this.#buffers.get(p);
         if (!m) {
-          m = Tensor._wrapSaved(p._binding().zerosLike(pb), p.shape, p.backend);
+          m = Tensor._wrapUntracked(p._binding().zerosLike(pb), p.shape, p.backend);
           this.#buffers.set(p, m);
           first = true;
         }
@@ -142,7 +143,7 @@ export class SGD {
     }
     this.dispose();
     for (const [p, t] of incoming) {
-      this.#buffers.set(p, Tensor._wrapSaved(p._binding().upload(t.dataSync() as Float32Array, [...p.shape]), p.shape, p.backend));
+      this.#buffers.set(p, Tensor._wrapUntracked(p._binding().upload(t.dataSync() as Float32Array, [...p.shape]), p.shape, p.backend));
     }
   }
 

@@ -2,9 +2,10 @@
  * Making tensors: from values, random, constant.
  * @module
  */
-import { type BackendName, bindingOf, parseBackend } from '../backend/backends.js';
+import { type BackendName, parseBackend } from '../backend/backends.js';
+import { bindingOf } from '../backend/load.js';
 import { BACKEND_NAMES, loadBackend } from '../backend/load.js';
-import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../ops/validate.js';
+import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../util/check.js';
 import { rngFor } from './random.js';
 import { type DType, Tensor, liveTensorCount } from './tensor.js';
 

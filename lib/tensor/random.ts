@@ -4,7 +4,7 @@
  * JS and uploaded.
  * @module
  */
-import { show } from '../ops/validate.js';
+import { checkInt, show } from '../util/check.js';
 
 /**
  * A seeded pseudo-random generator (xoshiro128**): the same seed gives the same sequence on
@@ -14,10 +14,9 @@ export class Rng {
   #s = new Uint32Array(4);
   #spare: number | null = null;
 
-  /** A generator whose sequence is determined by `seed` (taken modulo 2^32). */
+  /** A generator whose sequence is determined by `seed`, a safe integer (taken modulo 2^32). */
   constructor(seed: number) {
-    if (typeof seed !== 'number' || !Number.isInteger(seed)) throw new TypeError(`Rng: expected seed to be an integer, got ${show(seed)}`);
-    let x = seed >>> 0;
+    let x = checkInt('Rng', 'seed', seed, Number.MIN_SAFE_INTEGER) >>> 0;
     for (let i = 0; i < 4; i++) {
       x = (x + 0x9e3779b9) >>> 0;
       let z = x;
@@ -83,10 +82,9 @@ function rotl(x: number, k: number): number {
 
 let globalRng = new Rng((Date.now() ^ (process.pid << 16)) >>> 0);
 
-/** Reseeds the generator used when no `seed` is given. */
+/** Reseeds the generator used when no `seed` is given; `value` is a safe integer, as for `Rng`. */
 export function seed(value: number): void {
-  if (typeof value !== 'number' || !Number.isInteger(value)) throw new TypeError(`seed: expected an integer, got ${show(value)}`);
-  globalRng = new Rng(value);
+  globalRng = new Rng(checkInt('seed', 'value', value, Number.MIN_SAFE_INTEGER));
 }
 
 /** @internal */

@@ -4,23 +4,20 @@
  * @module
  */
 
+import { isTensor } from './is-tensor.js';
 import type { DType, Tensor } from './tensor.js';
 
-/** What the scope machinery needs of a tensor. @internal */
-export interface Trackable {
-  dispose(): void;
-  readonly isDisposed: boolean;
-}
+type AnyTensor = Tensor<DType>;
 
-const scopes: Set<Trackable>[] = [];
+const scopes: Set<AnyTensor>[] = [];
 
 /** Registers a new tensor with the innermost `tidy` scope, if any. @internal */
-export function track(t: Trackable): void {
+export function track(t: AnyTensor): void {
   scopes[scopes.length - 1]?.add(t);
 }
 
 /** Removes a tensor from every open scope: it outlives them. @internal */
-export function untrack(t: Trackable): void {
+export function untrack(t: AnyTensor): void {
   for (const s of scopes) s.delete(t);
 }
 
@@ -35,7 +32,7 @@ export function tidy<T>(name: string, fn: () => T): T;
 export function tidy<T>(a: string | (() => T), b?: () => T): T {
   const fn = typeof a === 'function' ? a : b;
   if (typeof fn !== 'function') throw new TypeError('tidy: expected a function');
-  const scope = new Set<Trackable>();
+  const scope = new Set<AnyTensor>();
   scopes.push(scope);
   let result: T;
   try {
@@ -50,7 +47,7 @@ export function tidy<T>(a: string | (() => T), b?: () => T): T {
     for (const t of scope) t.dispose();
     throw new TypeError('tidy: fn must be synchronous (it returned a Promise); await outside tidy() instead');
   }
-  const escaping = new Set<Trackable>();
+  const escaping = new Set<AnyTensor>();
   collect(result, escaping, new Set());
   for (const t of scope) {
     if (escaping.has(t)) track(t);
@@ -59,10 +56,10 @@ export function tidy<T>(a: string | (() => T), b?: () => T): T {
   return result;
 }
 
-function collect(value: unknown, out: Set<Trackable>, seen: Set<unknown>): void {
+function collect(value: unknown, out: Set<AnyTensor>, seen: Set<unknown>): void {
   if (value === null || typeof value !== 'object' || seen.has(value)) return;
   seen.add(value);
-  if (isTrackable(value)) {
+  if (isTensor(value)) {
     out.add(value);
     return;
   }
@@ -75,16 +72,9 @@ function collect(value: unknown, out: Set<Trackable>, seen: Set<unknown>): void 
   }
 }
 
-let isTrackable: (v: object) => v is Trackable = (_v): _v is Trackable => false;
-
-/** Tells the scope machinery how to recognise a tensor. @internal */
-export function setTrackablePredicate(p: (v: object) => v is Trackable): void {
-  isTrackable = p;
-}
-
 /** Keeps a tensor alive past the `tidy` scopes it was created in. Returns it. */
 export function keep<T extends Tensor<DType>>(t: T): T {
-  if (!isTrackable(t)) throw new TypeError('keep: expected a Tensor');
+  if (!isTensor(t)) throw new TypeError('keep: expected a Tensor');
   untrack(t);
   return t;
 }

@@ -3,10 +3,12 @@
  * @module
  */
 import type { Binding, NativeBuffer } from '../backend/binding.js';
-import { type BackendName, bindingOf } from '../backend/backends.js';
+import { type BackendName, bindingOf } from '../backend/load.js';
 import type { GradNode } from '../autograd/node.js';
 import { runBackward } from '../autograd/backward.js';
-import { setTrackablePredicate, track, untrack } from './scope.js';
+import { checkBool, sameShape, shapeStr, show } from '../util/check.js';
+import { isTensor, markTensor } from './is-tensor.js';
+import { track, untrack } from './scope.js';
 
 /** Element types. Activations, parameters and gradients are float32; labels are int32. */
 export type DType = 'float32' | 'int32';
@@ -71,6 +73,7 @@ export class Tensor<D extends DType = 'float32'> {
   readonly #internal: boolean;
 
   private constructor(buf: NativeBuffer, shape: readonly number[], dtype: D, backend: BackendName, internal: boolean) {
+    markTensor(this);
     this._buf = buf;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
@@ -83,23 +86,27 @@ export class Tensor<D extends DType = 'float32'> {
     }
   }
 
-  /**
-   * A brand check on a private field: true only for objects this class constructed, so that
-   * neither `Object.create(Tensor.prototype)` nor a Proxy of a tensor passes for one (their
-   * methods fail on the private fields, halfway through an op). @internal
-   */
-  static _is(v: unknown): v is Tensor<DType> {
-    return typeof v === 'object' && v !== null && #requiresGrad in v;
-  }
-
   /** Wraps a native buffer the caller owns. @internal */
   static _wrap<D extends DType = 'float32'>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
     return new Tensor<D>(buf, shape, (dtype ?? 'float32') as D, backend, false);
   }
 
-  /** Wraps a native buffer for autograd to save: outside every scope, not counted. @internal */
-  static _wrapSaved<D extends DType = 'float32'>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
+  /**
+   * Wraps a native buffer the caller owns as an internal tensor: outside every `tidy` scope and
+   * not counted by `memory()`, for what the library holds on the user's behalf (autograd's saved
+   * tensors, an optimizer's momentum buffers). @internal
+   */
+  static _wrapUntracked<D extends DType = 'float32'>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
     return new Tensor<D>(buf, shape, (dtype ?? 'float32') as D, backend, true);
+  }
+
+  /**
+   * Wraps a native buffer the caller owns as a tensor of this one's shape, dtype and backend.
+   * Autograd makes its gradients this way: it works on the tensors it is given and does not
+   * import this class, which imports it. @internal
+   */
+  _wrapLike(buf: NativeBuffer): Tensor<D> {
+    return new Tensor<D>(buf, this.shape, this.dtype, this.backend, false);
   }
 
   /** Number of elements. */
@@ -124,7 +131,7 @@ export class Tensor<D extends DType = 'float32'> {
   }
 
   set requiresGrad(value: boolean) {
-    if (typeof value !== 'boolean') throw new TypeError(`requiresGrad must be a boolean, got ${typeof value}`);
+    checkBool('requiresGrad', 'the value', value);
     if (this._node && !value) {
       throw new Error('requiresGrad: cannot be turned off on a tensor computed by an op; use detach()');
     }
@@ -149,12 +156,12 @@ export class Tensor<D extends DType = 'float32'> {
 
   set grad(g: Tensor | null) {
     if (g !== null) {
-      if (!isTensor(g)) throw new TypeError('grad must be a Tensor or null');
+      if (!isTensor(g)) throw new TypeError(`grad: expected a Tensor or null, got ${show(g)}`);
       if (g.isDisposed) throw new Error('grad: the assigned tensor is disposed');
       if (g.backend !== this.backend || g.dtype !== 'float32' || !sameShape(g.shape, this.shape)) {
         throw new RangeError(
-          `grad: expected a float32 tensor of shape [${this.shape.join(', ')}] on ${this.backend}, ` +
-            `got ${g.dtype} [${g.shape.join(', ')}] on ${g.backend}`,
+          `grad: expected a float32 tensor of shape ${shapeStr(this.shape)} on ${this.backend}, ` +
+            `got ${g.dtype} ${shapeStr(g.shape)} on ${g.backend}`,
         );
       }
       untrack(g);
@@ -171,7 +178,7 @@ export class Tensor<D extends DType = 'float32'> {
   /** The live native buffer; throws if disposed. @internal */
   _live(op: string, what: string): NativeBuffer {
     if (this._buf === null) {
-      throw new Error(`${op}: ${what} (shape [${this.shape.join(', ')}]) is disposed`);
+      throw new Error(`${op}: ${what} (shape ${shapeStr(this.shape)}) is disposed`);
     }
     return this._buf;
   }
@@ -234,7 +241,7 @@ export class Tensor<D extends DType = 'float32'> {
 
   /** The single value of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new RangeError(`item: expected a tensor with one element, got shape [${this.shape.join(', ')}]`);
+    if (this.size !== 1) throw new RangeError(`item: expected a tensor with one element, got shape ${shapeStr(this.shape)}`);
     return (await this.data())[0] as number;
   }
 
@@ -286,17 +293,3 @@ export class Tensor<D extends DType = 'float32'> {
     return `Tensor(${this.dtype} [${this.shape.join(', ')}] on ${this.backend}${this.#requiresGrad ? ', requiresGrad' : ''}${state})`;
   }
 }
-
-export function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-/**
- * True for tensors of this module instance, made by its constructor: not for tensors of another
- * copy of the library, nor for objects that only inherit from `Tensor.prototype`, nor for proxies.
- */
-export function isTensor(v: unknown): v is Tensor<DType> {
-  return Tensor._is(v);
-}
-
-setTrackablePredicate((v: object): v is Tensor<DType> => Tensor._is(v));

@@ -6,7 +6,7 @@
 import { readSafetensorsHeader, loadSafetensors, saveSafetensors } from '../io/safetensors.js';
 import type { BackendName } from '../backend/backends.js';
 import type { Module } from '../nn/module.js';
-import { checkOptions, setOwn, show } from '../ops/validate.js';
+import { checkOptions, setOwn, show } from '../util/check.js';
 import type { SGD } from '../optim/sgd.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 

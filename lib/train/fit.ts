@@ -5,12 +5,13 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { noGrad } from '../autograd/grad-mode.js';
-import { softmaxCrossEntropy } from '../ops/loss.js';
-import { checkBool, checkEach, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { softmaxCrossEntropy } from '../ops/softmax-cross-entropy.js';
+import { checkBool, checkEach, checkInt, checkNumber, checkOptions, show } from '../util/check.js';
 import { checkPath } from '../io/file-error.js';
 import type { SGD } from '../optim/sgd.js';
 import { tidy } from '../tensor/scope.js';
-import { type DType, type Tensor, isTensor } from '../tensor/tensor.js';
+import { type DType, type Tensor } from '../tensor/tensor.js';
+import { isTensor } from '../tensor/is-tensor.js';
 import { writeChart } from './plot.js';
 import { Progress } from './progress.js';
 import type { Schedule } from './schedule.js';

@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { checkPath } from '../io/file-error.js';
-import { checkBool, checkEach, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkBool, checkEach, checkNumber, checkOptions, show } from '../util/check.js';
 
 /** One line of a chart. */
 export interface Series {

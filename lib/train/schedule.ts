@@ -2,7 +2,7 @@
  * Learning-rate schedules: functions of training progress, evaluated before every step.
  * @module
  */
-import { checkEach, checkInt, checkNumber, checkOptions, show } from '../ops/validate.js';
+import { checkEach, checkInt, checkNumber, checkOptions, show } from '../util/check.js';
 
 /** The learning rate for optimizer step `step` (0-based) of `totalSteps`. */
 export type Schedule = (step: number, totalSteps: number) => number;

@@ -17,7 +17,7 @@ import {
   type Tensor, emptyCache, memory, models, noGrad, ones, ops, optim, randn, sync, tensor, tidy, zeros,
 } from '../../lib/index.js';
 import type { NativeBuffer } from '../../lib/backend/binding.js';
-import { bindingOf } from '../../lib/backend/backends.js';
+import { bindingOf } from '../../lib/backend/load.js';
 
 const b = bindingOf('cpu');
 

@@ -1,6 +1,8 @@
 import { needsGrad, record } from '../autograd/node.js';
-import { Tensor, isTensor } from '../tensor/tensor.js';
-import { checkFloat, checkNumber, checkOptions, checkSameBackend, checkTensor, shapeStr, show } from './validate.js';
+import { Tensor } from '../tensor/tensor.js';
+import { isTensor } from '../tensor/is-tensor.js';
+import { checkNumber, checkOptions, shapeStr, show } from '../util/check.js';
+import { checkFloat, checkSameBackend, checkTensor } from '../tensor/check-tensor.js';
 
 export interface SoftmaxCrossEntropyOptions {
   /** ε in [0, 1): the target is (1 − ε)·one-hot + ε/K, as in PyTorch's `label_smoothing`. */
@@ -40,7 +42,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: So
       }
       data[i] = v;
     }
-    labelTensor = Tensor._wrapSaved(logits._binding().upload(data, [N]), [N], logits.backend, 'int32');
+    labelTensor = Tensor._wrapUntracked(logits._binding().upload(data, [N]), [N], logits.backend, 'int32');
     ownLabels = true;
   }
   const b = logits._binding();
@@ -51,7 +53,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: So
     if (ownLabels) labelTensor.dispose();
     return loss;
   }
-  const probs = Tensor._wrapSaved(probsBuf, [N, K], logits.backend);
+  const probs = Tensor._wrapUntracked(probsBuf, [N, K], logits.backend);
   const savedLabels = ownLabels ? labelTensor : labelTensor._share(op);
   record(op, loss, [logits], [probs, savedLabels as unknown as Tensor], (gy) => [
     Tensor._wrap(b.softmaxCrossEntropyBackward(probs._buf!, savedLabels._buf!, smoothing, gy._live(op, 'gradient')), logits.shape, logits.backend),

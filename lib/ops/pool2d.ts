@@ -2,7 +2,8 @@ import type { Pair } from '../backend/binding.js';
 import { needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
 import { windowOutput } from './conv2d.js';
-import { checkFloat, checkOptions, checkPair, shapeStr } from './validate.js';
+import { checkOptions, checkPair, shapeStr } from '../util/check.js';
+import { checkFloat } from '../tensor/check-tensor.js';
 
 /** Options of the pooling ops, as in PyTorch (`ceil_mode` false). */
 export interface Pool2dOptions {
@@ -52,7 +53,7 @@ export function maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
     b.release(ws);
     return y;
   }
-  const workspace = Tensor._wrapSaved(ws, g.out, x.backend);
+  const workspace = Tensor._wrapUntracked(ws, g.out, x.backend);
   record(op, y, [x], [workspace], (gy) => [
     Tensor._wrap(b.maxPool2dBackward(gy._live(op, 'gradient'), workspace._buf!, [...x.shape], g.kernel, g.stride, g.padding), x.shape, x.backend),
   ]);

@@ -1,6 +1,7 @@
 import { gradMask, needsGrad, record } from '../autograd/node.js';
-import { Tensor, sameShape } from '../tensor/tensor.js';
-import { checkFloat, checkNumber, checkSameBackend, shapeStr } from './validate.js';
+import { Tensor } from '../tensor/tensor.js';
+import { checkNumber, sameShape, shapeStr } from '../util/check.js';
+import { checkFloat, checkSameBackend } from '../tensor/check-tensor.js';
 
 /** max(x, 0), elementwise. */
 export function relu(x: Tensor): Tensor {
@@ -28,7 +29,8 @@ export function scale(x: Tensor, alpha: number): Tensor {
   return y;
 }
 
-function checkPair(op: string, a: unknown, bb: unknown): [Tensor, Tensor] {
+/** The two operands of a binary elementwise op: float32 tensors of one shape on one backend. */
+function checkOperands(op: string, a: unknown, bb: unknown): [Tensor, Tensor] {
   const ta = checkFloat(op, 'a', a);
   const tb = checkFloat(op, 'b', bb);
   checkSameBackend(op, { a: ta, b: tb });
@@ -41,7 +43,7 @@ function checkPair(op: string, a: unknown, bb: unknown): [Tensor, Tensor] {
 /** a + b, elementwise; both of the same shape. */
 export function add(a: Tensor, b: Tensor): Tensor {
   const op = 'add';
-  checkPair(op, a, b);
+  checkOperands(op, a, b);
   const bind = a._binding();
   const y = Tensor._wrap(bind.add(a._live(op, 'a'), b._live(op, 'b')), a.shape, a.backend);
   if (needsGrad(a, b)) {
@@ -57,7 +59,7 @@ export function add(a: Tensor, b: Tensor): Tensor {
  */
 export function addRelu(a: Tensor, b: Tensor): Tensor {
   const op = 'addRelu';
-  checkPair(op, a, b);
+  checkOperands(op, a, b);
   const bind = a._binding();
   const y = Tensor._wrap(bind.addRelu(a._live(op, 'a'), b._live(op, 'b')), a.shape, a.backend);
   if (needsGrad(a, b)) {
