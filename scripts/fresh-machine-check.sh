@@ -8,13 +8,14 @@
 # "Checking a fresh machine").
 #
 # Usage: scripts/fresh-machine-check.sh [--suite bookworm] [--dir /var/tmp/cudnn-resnet-fresh]
-#                                       [--preinstall "PKG ..."] [--cmakelists REV] [--shell]
+#                                       [--preinstall "PKG ..."] [--cmakelists REV] [--test] [--shell]
 #   --suite       the Debian release (bookworm: Debian 12, trixie: Debian 13)
 #   --dir         where the chroots live; DIR/SUITE-base (debootstrap, kept and reused) is copied
 #                 to DIR/SUITE for every run
 #   --preinstall  packages installed before the README's commands: a machine that is not fresh
 #                 (e.g. "ocl-icd-opencl-dev", to show what the guard catches)
 #   --cmakelists  the CMakeLists.txt of another commit (e.g. 07f2a79, before f4e8e67)
+#   --test        then the whole test suite (npm test): on Debian 13, the suite on oneDNN 3.x
 #   --shell       an interactive shell in the chroot afterwards (or when a step fails)
 # Needs root, debootstrap (apt-get install debootstrap) and the network (the Debian mirror of
 # this host's apt sources, and the npm registry). About 6 minutes on 2 cores, most of it npm ci.
@@ -27,6 +28,7 @@ suite=bookworm
 dir=/var/tmp/cudnn-resnet-fresh
 preinstall=""
 cmakelists=""
+tests=0
 shell=0
 while (($#)); do
   case "$1" in
@@ -34,6 +36,7 @@ while (($#)); do
     --dir) dir="$2"; shift 2 ;;
     --preinstall) preinstall="$2"; shift 2 ;;
     --cmakelists) cmakelists="$2"; shift 2 ;;
+    --test) tests=1; shift ;;
     --shell) shell=1; shift ;;
     *) sed -n '/^# Usage/,/^# Needs/p' "$0" >&2; exit 2 ;;
   esac
@@ -109,6 +112,9 @@ node -e "import('cudnn-resnet').then((m) => { const b = m.backends(); console.lo
 echo "fresh-machine: + npm run check:host-deps"
 npm run --silent check:host-deps
 EOF
+if ((tests)); then
+  printf '%s\n' 'echo "fresh-machine: + npm test"' 'npm test' >>"$root/root/fresh-machine.sh"
+fi
 
 echo "fresh-machine: $suite, clone of $commit${cmakelists:+ with CMakeLists.txt of $cmakelists}${preinstall:+, $preinstall preinstalled}; README's commands:"
 sed 's/^/  /' <<<"$commands"
