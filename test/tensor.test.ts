@@ -128,7 +128,8 @@ describe('backends', () => {
     const cuda = list.find((b) => b.name === 'cuda')!;
     expect(cuda).toBeDefined();
     if (!cuda.available) {
-      expect(cuda.reason).toMatch(/\S{10}/);
+      // Whichever part is missing (addon not built, driver, device, cuDNN), the reason names it.
+      expect(cuda.reason).toMatch(/CUDA|cuDNN/);
       console.log(`cuda unavailable: ${cuda.reason}`);
       expect(() => zeros([2], { backend: 'cuda' })).toThrow(cuda.reason!.split('\n')[0]!);
     }
