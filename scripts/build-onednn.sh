@@ -8,7 +8,7 @@
 #   --suite   the Debian release whose `onednn` source package is built (default trixie)
 #   --prefix  where it is installed (default /opt/onednn-3); then build with DNNL_ROOT=<prefix>
 #   --work    the source and build folder (default <prefix>-src); kept for a rebuild
-#   --jobs    parallel compile jobs (default 2: about 30 minutes on 2 cores)
+#   --jobs    parallel compile jobs (default 2; 146 minutes here under nice 19 on 2 busy cores)
 # Needs cmake, g++ and make (what scripts/setup-debian.sh installs) and dpkg-dev (`apt-get
 # source` unpacks with dpkg-source). The system's apt sources are untouched (scripts/private-apt.sh).
 #

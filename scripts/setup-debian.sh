@@ -40,7 +40,7 @@ fi
 dnnl=$(dpkg-query -W -f '${Version}' libdnnl-dev)
 if [[ -z ${DNNL_ROOT:-} ]] && dpkg --compare-versions "$dnnl" lt 2.6; then
   echo "setup-debian: this system's libdnnl-dev is oneDNN $dnnl; cudnn-resnet needs 2.6 to 3.x." >&2
-  echo "  Build one (about 30 minutes on 2 cores): bash scripts/build-onednn.sh --prefix \$HOME/onednn-3" >&2
+  echo "  Build one (an hour or more on 2 cores): bash scripts/build-onednn.sh --prefix \$HOME/onednn-3" >&2
   echo "  then: export DNNL_ROOT=\$HOME/onednn-3 (docs/building.md, \"Another oneDNN\")" >&2
   exit 1
 fi
