@@ -4,7 +4,7 @@
  * of where this library's training step spends its time.
  *
  *   npm run bench -- [--threads 2] [--quick] [--only LIST] [--json PATH] [--no-docs]
- *                    [--warmup N] [--reps N] [--budget-scale X] [--verbose]
+ *                    [--warmup N] [--reps N] [--budget-scale X] [--verbose] [--cpu-addon LABEL=DIR ...]
  *   npm run bench -- --ops [bench/ops.ts options]     the per-op comparison with PyTorch
  *
  * Networks: CIFAR ResNet-20 (32x32x3, projection shortcuts) at batch 32 and 128, ResNet-50
@@ -17,14 +17,17 @@
  * --only takes a comma-separated list of frameworks (ours, torch, tfjs, tfjs-cpu, tfjs-wasm,
  * tfjs-node, tfjs-node-gpu), networks (resnet20, resnet50) and phases (train, infer); each kind
  * given filters its kind. --quick: ResNet-20 only, 1 warm-up and 3 timed steps, half the
- * budgets. Results: bench/results/bench.json and bench/results/bench.md; a full run (no --quick,
- * no --only, no --no-docs) also replaces the generated section of docs/benchmarks.md.
+ * budgets. --cpu-addon LABEL=DIR (repeatable): this library's cpu jobs also run with the CPU addon
+ * built in DIR (e.g. against another oneDNN through DNNL_ROOT, docs/building.md), as variant
+ * ours-cpu-LABEL, side by side with the default build. Results: bench/results/bench.json and
+ * bench/results/bench.md; a full run (no --quick, no --only, no --cpu-addon, no --no-docs) also
+ * replaces the generated section of docs/benchmarks.md.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, loadavg } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Phase } from './harness.js';
@@ -52,6 +55,7 @@ const { values: args } = parseArgs({
     reps: { type: 'string' },
     'budget-scale': { type: 'string', default: '1' },
     verbose: { type: 'boolean', default: false },
+    'cpu-addon': { type: 'string', multiple: true, default: [] },
   },
 });
 const threads = positiveInt('threads', args.threads!);
@@ -59,6 +63,15 @@ if (args.reps !== undefined) positiveInt('reps', args.reps);
 if (args.warmup !== undefined && args.warmup !== '0') positiveInt('warmup', args.warmup);
 const budgetScale = Number(args['budget-scale']);
 if (!(budgetScale > 0)) fail(`--budget-scale must be a positive number, got ${args['budget-scale']}`);
+
+// --cpu-addon LABEL=DIR: another build of the CPU addon, loaded through CUDNN_RESNET_ADDON_DIR.
+const extraCpuAddons = args['cpu-addon']!.map((spec) => {
+  const m = /^([A-Za-z0-9.]+)=(.+)$/.exec(spec);
+  if (!m) fail(`--cpu-addon must be LABEL=DIR (LABEL of letters, digits and dots), got ${spec}`);
+  const dir = resolve(m[2]!);
+  if (!existsSync(join(dir, 'cudnn_resnet_cpu.node'))) fail(`--cpu-addon ${spec}: ${join(dir, 'cudnn_resnet_cpu.node')} not found`);
+  return { label: m[1]!, dir };
+});
 
 function fail(message: string): never {
   console.error(`bench: ${message}`);
@@ -129,6 +142,7 @@ for (const f of ['tfjs-cpu', 'tfjs-wasm', 'tfjs-node', 'tfjs-node-gpu'] as const
 
 interface Job extends JobSpec {
   command: string[];
+  env?: Record<string, string>;
 }
 
 const quickScale = args.quick ? 0.5 : 1;
@@ -161,16 +175,20 @@ for (const { device, configs } of devices) {
   for (const [model, batch] of configs) {
     for (const phase of PHASES) {
       const { warmup, reps } = loopCounts(model);
-      const add = (framework: Framework, variant: string, command: (budget: number) => string[]) => {
+      const add = (framework: Framework, variant: string, command: (budget: number) => string[], env?: Record<string, string>) => {
         if (!wanted(framework, model, phase)) return;
         const budgetS = budgetFor(framework, model, phase);
         const profileS = framework === 'ours' && phase === 'train' ? budgetS * 0.4 : 0;
-        jobs.push({ key: `${device}/${model}/${batch}/${variant}/${phase}`, framework, variant, device, model, batch, phase, budgetS, profileS, reps, command: command(budgetS) });
+        jobs.push({ key: `${device}/${model}/${batch}/${variant}/${phase}`, framework, variant, device, model, batch, phase, budgetS, profileS, reps, command: command(budgetS), ...(env ? { env } : {}) });
       };
       const common = (budget: number) => ['--model', model, '--batch', String(batch), '--phase', phase, '--warmup', String(warmup),
         '--reps', String(reps), '--budget', String(Math.round(budget * 10) / 10), '--threads', String(threads)];
-      add('ours', `ours-${device}`, (b) => node('peer.ts', ['--framework', 'ours', '--backend', device, ...common(b),
-        ...(phase === 'train' ? ['--profile-steps', '3', '--profile-budget', String(Math.round(b * 4) / 10)] : [])]));
+      const ours = (b: number) => node('peer.ts', ['--framework', 'ours', '--backend', device, ...common(b),
+        ...(phase === 'train' ? ['--profile-steps', '3', '--profile-budget', String(Math.round(b * 4) / 10)] : [])]);
+      add('ours', `ours-${device}`, ours);
+      if (device === 'cpu') {
+        for (const { label, dir } of extraCpuAddons) add('ours', `ours-cpu-${label}`, ours, { CUDNN_RESNET_ADDON_DIR: dir });
+      }
       if (torchVersion && (device === 'cpu' || torchCuda)) {
         for (const cl of [false, true]) {
           add('torch', cl ? 'torch-channels-last' : 'torch-nchw', (b) => ['python3', join(here, 'peer_torch.py'), '--device', device, ...common(b), ...(cl ? ['--channels-last'] : [])]);
@@ -196,7 +214,7 @@ function runJob(job: Job): Promise<JobResult> {
     const child = spawn(job.command[0]!, job.command.slice(1), {
       cwd: root,
       stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
-      env: { ...process.env, BENCH_PROTOCOL_FD: '3', OMP_NUM_THREADS: String(threads), PYTHONUNBUFFERED: '1' },
+      env: { ...process.env, BENCH_PROTOCOL_FD: '3', OMP_NUM_THREADS: String(threads), PYTHONUNBUFFERED: '1', ...job.env },
     });
     const messages: Message[] = [];
     let lastMessageAt = started;
@@ -301,7 +319,7 @@ const mdPath = join(here, 'results', 'bench.md');
 mkdirSync(dirname(mdPath), { recursive: true });
 writeFileSync(mdPath, renderMarkdown(report));
 console.log(`wrote ${relative(process.cwd(), jsonPath)} and ${relative(process.cwd(), mdPath)}`);
-const fullRun = !args.quick && only.length === 0 && !args['no-docs'];
+const fullRun = !args.quick && only.length === 0 && extraCpuAddons.length === 0 && !args['no-docs'];
 if (fullRun) {
   updateDocs(join(root, 'docs', 'benchmarks.md'), renderMarkdown(report));
   console.log('updated the generated section of docs/benchmarks.md');

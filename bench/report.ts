@@ -162,12 +162,21 @@ const MODEL_NAMES = { resnet20: 'ResNet-20', resnet50: 'ResNet-50' };
 function frameworkLabel(r: JobResult): string {
   const v = r.meta?.version;
   switch (r.variant) {
-    case 'ours-cpu': return `**cudnn-resnet** cpu (oneDNN)`;
+    case 'ours-cpu': return `**cudnn-resnet** cpu (oneDNN${oneDnnVersion(v)})`;
     case 'ours-cuda': return `**cudnn-resnet** cuda (cuDNN)`;
     case 'torch-nchw': return `PyTorch ${v ?? ''} NCHW`;
     case 'torch-channels-last': return `PyTorch ${v ?? ''} channels_last`;
-    default: return `${r.variant.replace(/^tfjs-/, 'tfjs ')} ${v ? v.split(' ')[0] : ''}`;
+    default:
+      // --cpu-addon LABEL=DIR: the CPU addon of another build (another oneDNN), next to the default one.
+      if (r.variant.startsWith('ours-cpu-')) return `**cudnn-resnet** cpu (oneDNN${oneDnnVersion(v)}, ${r.variant.slice('ours-cpu-'.length)})`;
+      return `${r.variant.replace(/^tfjs-/, 'tfjs ')} ${v ? v.split(' ')[0] : ''}`;
   }
+}
+
+/** ' 2.6.3' from this library's meta version ('onednn 2.6.3, openmp 201511'), or ''. */
+function oneDnnVersion(version: string | undefined): string {
+  const m = /onednn ([\d.]+)/.exec(version ?? '');
+  return m ? ` ${m[1]}` : '';
 }
 
 function threadsCell(rows: JobResult[]): string {

@@ -151,17 +151,16 @@ BatchNormGrads CpuBackend::BatchNormBackward(const BatchNormBackwardArgs& a) {
   CpuStoragePtr dw = Alloc({c}, DType::kFloat32, VectorDesc(c));
   CpuStoragePtr db = Alloc({c}, DType::kFloat32, VectorDesc(c));
   Push(a.task, [this, e, x, dys, ws, ms, vs, dx, dw, db] {
-    // oneDNN 2.6 refuses to run the backward with use_shift unless a shift is passed, though the
-    // gradients do not depend on it and it is never read; the weight stands in for it.
-    CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC, Mem(*x)},
-                              {DNNL_ARG_DIFF_DST, Mem(*dys)},
-                              {DNNL_ARG_SCALE, Mem(*ws)},
-                              {DNNL_ARG_SHIFT, Mem(*ws)},
-                              {DNNL_ARG_MEAN, Mem(*ms)},
-                              {DNNL_ARG_VARIANCE, Mem(*vs)},
-                              {DNNL_ARG_DIFF_SRC, Mem(*dx)},
-                              {DNNL_ARG_DIFF_SCALE, Mem(*dw)},
-                              {DNNL_ARG_DIFF_SHIFT, Mem(*db)}}));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, Mem(*x)},
+                                         {DNNL_ARG_DIFF_DST, Mem(*dys)},
+                                         {DNNL_ARG_SCALE, Mem(*ws)},
+                                         {DNNL_ARG_MEAN, Mem(*ms)},
+                                         {DNNL_ARG_VARIANCE, Mem(*vs)},
+                                         {DNNL_ARG_DIFF_SRC, Mem(*dx)},
+                                         {DNNL_ARG_DIFF_SCALE, Mem(*dw)},
+                                         {DNNL_ARG_DIFF_SHIFT, Mem(*db)}};
+    compat::AddBatchNormBackwardShift(args, Mem(*ws));
+    CR_DNNL(Execute(e->pd, e->prim, std::move(args)));
   });
   return {dx, dw, db};
 }

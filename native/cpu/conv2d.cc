@@ -7,6 +7,10 @@
 // as oneDNN's 5-D [g, O/g, C/g, kh, kw], which is the same memory.
 #include "cpu_backend.h"
 
+#include <cstring>
+
+#include "onednn_defects.h"
+
 namespace cr::cpu {
 
 namespace {
@@ -96,6 +100,7 @@ StoragePtr CpuBackend::Conv2dForward(const Conv2dForwardArgs& a) {
 }
 
 StoragePtr CpuBackend::Conv2dBackwardData(const Conv2dBackwardDataArgs& a) {
+  if (defects::AvoidStridedPointwiseBackwardData(a.g)) return StridedPointwiseBackwardData(a);
   const ConvDescs d{a.g, DnnlType(a.dtype), false};
   auto e = Cached<BackwardDataEntry>(d.Key("conv_bwd_data"), [&] {
     auto pd = CR_DNNL(compat::ConvBackwardData(engine_, d.Any(a.g.x), d.AnyWeights(), d.Any(a.g.y), Dims(a.g.stride),
@@ -110,6 +115,45 @@ StoragePtr CpuBackend::Conv2dBackwardData(const Conv2dBackwardDataArgs& a) {
     CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)},
                               {DNNL_ARG_WEIGHTS, Mem(*ws, e->pd.weights_desc())},
                               {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
+  });
+  return dx;
+}
+
+// A 1x1 convolution with stride s and no padding reads x only at (s*i, s*j): its input gradient
+// is the stride-1 backward over those positions, scattered into zeros. Both gradients are made
+// in nChw16c (the caller checked that the channels fill whole blocks), so the scatter moves
+// 16-channel pixels.
+StoragePtr CpuBackend::StridedPointwiseBackwardData(const Conv2dBackwardDataArgs& a) {
+  Conv2dGeometry g1 = a.g;
+  g1.x = {a.g.x[0], a.g.x[1], a.g.y[2], a.g.y[3]};
+  g1.stride = {1, 1};
+  const ConvDescs d{g1, DnnlType(a.dtype), false};
+  const Desc small_md(Dims(g1.x), d.type, tag::nChw16c);
+  auto e = Cached<BackwardDataEntry>(d.Key("conv_bwd_data_pointwise"), [&] {
+    auto pd = CR_DNNL(compat::ConvBackwardData(engine_, small_md, d.AnyWeights(), d.Any(g1.y), Dims(g1.stride),
+                                               d.Dilation(), Dims(g1.padding), d.PadRight(), d.ForwardPd(engine_),
+                                               Attr()));
+    return std::make_shared<BackwardDataEntry>(BackwardDataEntry{pd, CR_DNNL(dnnl::convolution_backward_data(pd))});
+  });
+  CpuStoragePtr dys = InLayout(Cpu(a.dy), e->pd.diff_dst_desc());
+  CpuStoragePtr ws = InLayout(Cpu(a.w), e->pd.weights_desc(), d.PlainWeights());
+  CpuStoragePtr small = Alloc(g1.x, a.dtype, small_md);
+  CpuStoragePtr dx = Alloc(a.g.x, a.dtype, Desc(Dims(a.g.x), d.type, tag::nChw16c));
+  const size_t pixel = 16 * DTypeSize(a.dtype);
+  const int64_t blocks = a.g.x[0] * (a.g.x[1] / 16), h = a.g.x[2], w = a.g.x[3], ho = g1.x[2], wo = g1.x[3];
+  const int64_t sh = a.g.stride[0], sw = a.g.stride[1];
+  Push(a.task, [this, e, dys, ws, small, dx, pixel, blocks, h, w, ho, wo, sh, sw] {
+    CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)},
+                                     {DNNL_ARG_WEIGHTS, Mem(*ws, e->pd.weights_desc())},
+                                     {DNNL_ARG_DIFF_SRC, Mem(*small)}}));
+    auto* to = static_cast<char*>(dx->data);
+    const auto* from = static_cast<const char*>(small->data);
+    std::memset(to, 0, dx->bytes);
+#pragma omp parallel for collapse(2)
+    for (int64_t b = 0; b < blocks; ++b)
+      for (int64_t i = 0; i < ho; ++i)
+        for (int64_t j = 0; j < wo; ++j)
+          std::memcpy(to + ((b * h + i * sh) * w + j * sw) * pixel, from + ((b * ho + i) * wo + j) * pixel, pixel);
   });
   return dx;
 }

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "host_pool.h"
+#include "onednn_defects.h"
 
 namespace cr::cpu {
 
@@ -87,6 +88,12 @@ CpuStoragePtr CpuBackend::InLayout(const CpuStoragePtr& s, const Desc& want, con
 
 void CpuBackend::EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst,
                                 const Desc& dst_view) {
+  if (defects::ReorderIsWrong(src_view, dst_view)) {
+    Push(Describe("reorder", {src.get()}), [src, src_view, dst, dst_view] {
+      defects::CopyBetweenLayouts(src_view, src->data, dst_view, dst->data);
+    });
+    return;
+  }
   std::string key = "reorder;";
   AppendDesc(key, src_view);
   AppendDesc(key, dst_view);
@@ -125,6 +132,10 @@ BackendInfo CpuBackend::Info() {
   info.details = {{"isa", std::string(IsaName(dnnl::get_effective_cpu_isa()))},
                   {"maxThreads", double(omp_get_max_threads())},
                   {"cachedPrimitives", double(ctx_.cache.Size())}};
+  // Workarounds for defects of the oneDNN in use (onednn_defects.h), comma-separated.
+  std::string workarounds;
+  for (const std::string& w : defects::Active()) workarounds += (workarounds.empty() ? "" : ",") + w;
+  info.details.emplace_back("onednnWorkarounds", workarounds);
   return info;
 }
 

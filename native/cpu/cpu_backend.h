@@ -110,6 +110,8 @@ class CpuBackend final : public Backend {
   }
   void Push(std::string task, std::function<void()> work) { ctx_.queue.Push(std::move(task), std::move(work)); }
 
+  // Conv2dBackwardData where oneDNN cannot make the primitive (onednn_defects.h).
+  StoragePtr StridedPointwiseBackwardData(const Conv2dBackwardDataArgs& a);
   // Executes a primitive (made from `pd`) on the worker with the shared scratchpad.
   void Execute(const dnnl::primitive_desc_base& pd, const dnnl::primitive& prim, std::unordered_map<int, memory> args);
   // A memory object over a storage, made at execution time (cheap: no allocation).

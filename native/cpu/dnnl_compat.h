@@ -12,6 +12,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <string>
+#include <unordered_map>
 
 namespace cr::cpu::compat {
 
@@ -38,6 +39,46 @@ inline memory::data_type TypeOf(const Desc& md) {
   return md.get_data_type();
 #else
   return md.data_type();
+#endif
+}
+
+// Whether a blocked layout pads a dimension up to its block (16 channels, say): the padding
+// must hold zeros, since kernels read whole blocks.
+inline bool HasPadding(const Desc& md) {
+#if DNNL_VERSION_MAJOR >= 3
+  return md.get_padded_dims() != md.get_dims();
+#else
+  for (int i = 0; i < md.data.ndims; ++i)
+    if (md.data.padded_dims[i] != md.data.dims[i]) return true;
+  return false;
+#endif
+}
+
+// A blocked descriptor's geometry: element (i0, i1, ...) lies at
+// sum_d (i_d / block_d) * strides[d] plus its place inside the inner blocks, the last block
+// varying fastest (block_d = product of the inner blocks of dim d).
+struct Blocking {
+  memory::dims dims, padded, strides, inner_blks, inner_idxs;
+};
+
+// Requires format_kind blocked.
+inline Blocking BlockingOf(const Desc& md) {
+#if DNNL_VERSION_MAJOR >= 3
+  return {md.get_dims(), md.get_padded_dims(), md.get_strides(), md.get_inner_blks(), md.get_inner_idxs()};
+#else
+  const dnnl_memory_desc_t& d = md.data;
+  const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+  return {memory::dims(d.dims, d.dims + d.ndims), memory::dims(d.padded_dims, d.padded_dims + d.ndims),
+          memory::dims(b.strides, b.strides + d.ndims), memory::dims(b.inner_blks, b.inner_blks + b.inner_nblks),
+          memory::dims(b.inner_idxs, b.inner_idxs + b.inner_nblks)};
+#endif
+}
+
+inline bool IsBlocked(const Desc& md) {
+#if DNNL_VERSION_MAJOR >= 3
+  return md.get_format_kind() == memory::format_kind::blocked;
+#else
+  return md.data.format_kind == dnnl_blocked;
 #endif
 }
 
@@ -147,6 +188,18 @@ inline dnnl::batch_normalization_backward::primitive_desc BatchNormBackward(
   return {e, prop_kind::backward, data, data, data, eps, flags, hint, attr};
 #else
   return {{prop_kind::backward, data, data, eps, flags}, attr, e, hint};
+#endif
+}
+
+// oneDNN 2.6 refuses to run a backward made with use_shift unless a shift is passed, though the
+// gradients do not depend on it and it is never read; 3.x refuses to run it when one is passed
+// ("bad number of inputs"). `stand_in` is any memory of the shift's shape.
+inline void AddBatchNormBackwardShift(std::unordered_map<int, memory>& args, const memory& stand_in) {
+#if DNNL_VERSION_MAJOR < 3
+  args.insert({DNNL_ARG_SHIFT, stand_in});
+#else
+  (void)args;
+  (void)stand_in;
 #endif
 }
 
