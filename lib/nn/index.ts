@@ -6,6 +6,6 @@
 export { Module, type LoadStateDictOptions, type LoadStateDictResult } from './module.js';
 export {
   Conv2d, BatchNorm2d, ReLU, Linear, MaxPool2d, GlobalAvgPool, Flatten, Sequential,
-  type InitOptions, type Conv2dLayerOptions, type BatchNorm2dLayerOptions, type LinearLayerOptions, type MaxPool2dLayerOptions,
+  type InitOptions, type Conv2dLayerOptions, type BatchNorm2dLayerOptions, type BatchNormTail, type LinearLayerOptions, type MaxPool2dLayerOptions,
 } from './layers.js';
 export { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, PadShortcut, type BlockOptions, type ShortcutKind } from './blocks.js';

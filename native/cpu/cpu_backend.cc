@@ -29,8 +29,16 @@ CpuStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype, const Desc& m
 memory::dims Dims(const std::vector<int64_t>& d) { return memory::dims(d.begin(), d.end()); }
 
 memory::data_type DnnlType(DType dtype) {
-  return dtype == DType::kFloat32 ? memory::data_type::f32 : memory::data_type::s32;
+  switch (dtype) {
+    case DType::kFloat32: return memory::data_type::f32;
+    case DType::kInt32: return memory::data_type::s32;
+    case DType::kBFloat16: return memory::data_type::bf16;
+    case DType::kFloat16: return memory::data_type::f16;
+  }
+  return memory::data_type::undef;
 }
+
+DType ComputeDType(DType dtype) { return dtype == DType::kFloat16 ? DType::kFloat32 : dtype; }
 
 Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype) {
   static const memory::format_tag tags[] = {memory::format_tag::a, memory::format_tag::a,
@@ -39,6 +47,24 @@ Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype) {
   if (dims.empty()) return Desc({1}, DnnlType(dtype), memory::format_tag::a);
   if (dims.size() > 5) Fail("ERR_INVALID_ARG", "tensors of rank above 5 are not supported");
   return Desc(Dims(dims), DnnlType(dtype), tags[dims.size()]);
+}
+
+memory::format_tag LayoutOf(const Desc& md) {
+  using tag = memory::format_tag;
+  static constexpr tag kLayouts[] = {tag::nChw16c, tag::nChw8c, tag::nChw4c, tag::nhwc, tag::nchw};
+  const memory::dims dims = compat::DimsOf(md);
+  if (dims.size() != 4) return tag::undef;
+  for (tag t : kLayouts) {
+    if (md == CR_DNNL(Desc(dims, compat::TypeOf(md), t))) return t;
+  }
+  return tag::undef;
+}
+
+Desc WithType(const Desc& md, DType dtype) {
+  const memory::dims dims = compat::DimsOf(md);
+  const memory::format_tag layout = LayoutOf(md);
+  if (layout != memory::format_tag::undef) return Desc(dims, DnnlType(dtype), layout);
+  return PlainDesc(std::vector<int64_t>(dims.begin(), dims.end()), dtype);
 }
 
 dnnl::primitive_attr Attr() {
@@ -84,6 +110,15 @@ CpuStoragePtr CpuBackend::InLayout(const CpuStoragePtr& s, const Desc& want, con
   EnqueueReorder(s, view, out, want);
   return out;
 }
+
+CpuStoragePtr CpuBackend::Stored(const CpuStoragePtr& s, DType dtype) {
+  if (s->dtype == dtype) return s;
+  CpuStoragePtr out = Alloc(s->dims, dtype, WithType(s->md, dtype));
+  EnqueueReorder(s, s->md, out, out->md);
+  return out;
+}
+
+CpuStoragePtr CpuBackend::Computable(const CpuStoragePtr& s) { return Stored(s, ComputeDType(s->dtype)); }
 
 void CpuBackend::EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst,
                                 const Desc& dst_view) {

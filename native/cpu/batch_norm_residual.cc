@@ -1,0 +1,202 @@
+#include "batch_norm_residual.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "../common/half.h"
+
+namespace cr::cpu {
+
+namespace {
+
+using tag = memory::format_tag;
+
+// The kernels walk memory in groups of 16 consecutive elements with one accumulator each, which
+// the compiler keeps in vector registers. A channel block of 16, 8, 4 or 1 divides 16, so
+// element i of a chunk belongs to channel lane i % block and accumulator i % 16.
+constexpr int kLanes = 16;
+// Elements per statistics chunk: the second pass over a chunk must still find it in L2.
+constexpr int64_t kChunk = 16384;
+
+inline float Load(const float* p, int64_t i) { return p[i]; }
+inline float Load(const uint16_t* p, int64_t i) { return BFloat16ToFloat(p[i]); }
+inline void Store(float* p, int64_t i, float v) { p[i] = v; }
+inline void Store(uint16_t* p, int64_t i, float v) { p[i] = FloatToBFloat16(v); }
+
+// How a layout's slabs (one image, one channel block: hw·block contiguous elements) are cut.
+struct Chunking {
+  int64_t positions;  // spatial positions per chunk
+  int64_t per_slab;   // chunks per slab
+  int64_t items;      // chunks in the tensor
+
+  explicit Chunking(const BlockedLayout& l)
+      : positions(std::max<int64_t>(1, kChunk / l.block)),
+        per_slab((l.hw + positions - 1) / positions),
+        items(l.n * l.blocks * per_slab) {}
+
+  // The first element of chunk `item` and its element count.
+  std::pair<int64_t, int64_t> Range(const BlockedLayout& l, int64_t item) const {
+    const int64_t slab = item / per_slab, chunk = item % per_slab;
+    const int64_t s0 = chunk * positions, s1 = std::min(l.hw, s0 + positions);
+    return {(slab * l.hw + s0) * l.block, (s1 - s0) * l.block};
+  }
+  int64_t Block(const BlockedLayout& l, int64_t item) const { return (item / per_slab) % l.blocks; }
+};
+
+// Mean and sum of squared deviations of one chunk, per lane.
+template <int B, typename T>
+void ChunkMoments(const T* p, int64_t len, float* mean, float* m2) {
+  float acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= len; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) acc[j] += Load(p, i + j);
+  }
+  for (; i < len; ++i) acc[i % kLanes] += Load(p, i);
+  float sum[B] = {};
+  for (int j = 0; j < kLanes; ++j) sum[j % B] += acc[j];
+  const float count = float(len / B);
+  float m[kLanes];
+  for (int j = 0; j < kLanes; ++j) m[j] = sum[j % B] / count;
+  for (int j = 0; j < kLanes; ++j) acc[j] = 0;
+  for (i = 0; i + kLanes <= len; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const float d = Load(p, i + j) - m[j];
+      acc[j] += d * d;
+    }
+  }
+  for (; i < len; ++i) {
+    const float d = Load(p, i) - m[i % kLanes];
+    acc[i % kLanes] += d * d;
+  }
+  for (int l = 0; l < B; ++l) {
+    mean[l] = m[l];
+    m2[l] = 0;
+  }
+  for (int j = 0; j < kLanes; ++j) m2[j % B] += acc[j];
+}
+
+template <int B, typename T>
+void Moments(const BlockedLayout& l, const T* x, float* mean, float* var) {
+  const Chunking ch(l);
+  std::vector<float> part_mean(size_t(ch.items * B)), part_m2(size_t(ch.items * B));
+#pragma omp parallel for schedule(static)
+  for (int64_t item = 0; item < ch.items; ++item) {
+    const auto [begin, len] = ch.Range(l, item);
+    ChunkMoments<B>(x + begin, len, &part_mean[size_t(item * B)], &part_m2[size_t(item * B)]);
+  }
+  // Chan et al.: merging (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b) gives
+  // mean = mean_a + δ·n_b/n and M2 = M2_a + M2_b + δ²·n_a·n_b/n, δ = mean_b - mean_a.
+  for (int64_t c = 0; c < l.c; ++c) {
+    const int64_t cb = c / B, lane = c % B;
+    double n = 0, m = 0, m2 = 0;
+    for (int64_t img = 0; img < l.n; ++img) {
+      for (int64_t k = 0; k < ch.per_slab; ++k) {
+        const int64_t item = (img * l.blocks + cb) * ch.per_slab + k;
+        const double nb = double(ch.Range(l, item).second / B);
+        const double mb = part_mean[size_t(item * B + lane)], m2b = part_m2[size_t(item * B + lane)];
+        const double total = n + nb, delta = mb - m;
+        m += delta * nb / total;
+        m2 += m2b + delta * delta * n * nb / total;
+        n = total;
+      }
+    }
+    mean[c] = float(m);
+    var[c] = float(m2 / n);
+  }
+}
+
+template <int B, bool kRelu, typename T>
+void Normalize(const BlockedLayout& l, const T* x, const T* z, T* y, const float* mean, const float* scale,
+               const float* shift) {
+  const Chunking ch(l);
+#pragma omp parallel for schedule(static)
+  for (int64_t item = 0; item < ch.items; ++item) {
+    const auto [begin, len] = ch.Range(l, item);
+    const int64_t c0 = ch.Block(l, item) * B;
+    // Per accumulator lane: the channel's mean, scale and shift; padded channels give zeros.
+    float mv[kLanes], sv[kLanes], bv[kLanes];
+    bool live[kLanes];
+    for (int j = 0; j < kLanes; ++j) {
+      const int64_t c = c0 + j % B;
+      live[j] = c < l.c;
+      mv[j] = live[j] ? mean[c] : 0.f;
+      sv[j] = live[j] ? scale[c] : 0.f;
+      bv[j] = live[j] ? shift[c] : 0.f;
+    }
+    const T* xp = x + begin;
+    const T* zp = z + begin;
+    T* yp = y + begin;
+    auto one = [&](int64_t i, int j) {
+      float v = (Load(xp, i) - mv[j]) * sv[j] + bv[j] + Load(zp, i);
+      if (kRelu) v = std::max(v, 0.f);
+      Store(yp, i, live[j] ? v : 0.f);
+    };
+    int64_t i = 0;
+    for (; i + kLanes <= len; i += kLanes) {
+      for (int j = 0; j < kLanes; ++j) one(i + j, j);
+    }
+    for (; i < len; ++i) one(i, int(i % kLanes));
+  }
+}
+
+// Calls f.template operator()<B>() for the layout's block size.
+template <typename F>
+void WithBlock(const BlockedLayout& l, F&& f) {
+  switch (l.block) {
+    case 16: return f(std::integral_constant<int, 16>());
+    case 8: return f(std::integral_constant<int, 8>());
+    case 4: return f(std::integral_constant<int, 4>());
+    default: return f(std::integral_constant<int, 1>());
+  }
+}
+
+}  // namespace
+
+std::optional<BlockedLayout> BlockedOf(const Desc& md) {
+  const memory::dims d = compat::DimsOf(md);
+  int64_t block;
+  switch (LayoutOf(md)) {
+    case tag::nChw16c: block = 16; break;
+    case tag::nChw8c: block = 8; break;
+    case tag::nChw4c: block = 4; break;
+    case tag::nchw: block = 1; break;
+    default: return std::nullopt;
+  }
+  return BlockedLayout{d[0], d[1], d[2] * d[3], block, (d[1] + block - 1) / block};
+}
+
+void BatchMoments(const BlockedLayout& l, DType dtype, const void* x, float* mean, float* var) {
+  WithBlock(l, [&](auto b) {
+    constexpr int B = decltype(b)::value;
+    if (dtype == DType::kBFloat16) {
+      Moments<B>(l, static_cast<const uint16_t*>(x), mean, var);
+    } else {
+      Moments<B>(l, static_cast<const float*>(x), mean, var);
+    }
+  });
+}
+
+void NormalizeAddRelu(const BlockedLayout& l, DType dtype, const void* x, const void* z, void* y, const float* mean,
+                      const float* scale, const float* shift, bool relu) {
+  WithBlock(l, [&](auto b) {
+    constexpr int B = decltype(b)::value;
+    auto run = [&](auto* typed) {
+      using T = std::remove_const_t<std::remove_pointer_t<decltype(typed)>>;
+      const T* xs = static_cast<const T*>(x);
+      const T* zs = static_cast<const T*>(z);
+      T* ys = static_cast<T*>(y);
+      if (relu) {
+        Normalize<B, true>(l, xs, zs, ys, mean, scale, shift);
+      } else {
+        Normalize<B, false>(l, xs, zs, ys, mean, scale, shift);
+      }
+    };
+    if (dtype == DType::kBFloat16) {
+      run(static_cast<uint16_t*>(nullptr));
+    } else {
+      run(static_cast<float*>(nullptr));
+    }
+  });
+}
+
+}  // namespace cr::cpu
