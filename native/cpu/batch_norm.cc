@@ -76,11 +76,13 @@ struct ReluMask : CpuStorage {
 float* F(const CpuStorage& s) { return static_cast<float*>(s.data); }
 
 // The per-channel scale γ/√(var + ε) of the residual kernels, in double like the statistics.
-std::vector<float> Scale(const CpuStorage& weight, const float* var, float eps) {
-  std::vector<float> scale(size_t(weight.dims[0]));
-  for (size_t i = 0; i < scale.size(); ++i) scale[i] = float(double(F(weight)[i]) / std::sqrt(double(var[i]) + double(eps)));
+std::vector<float> Scale(const CpuStorage& weight, const std::vector<double>& var, float eps) {
+  std::vector<float> scale(var.size());
+  for (size_t i = 0; i < scale.size(); ++i) scale[i] = float(double(F(weight)[i]) / std::sqrt(var[i] + double(eps)));
   return scale;
 }
+
+std::vector<double> Widened(const CpuStorage& s) { return std::vector<double>(F(s), F(s) + s.dims[0]); }
 
 // Running statistics are written through a raw pointer on the worker, so their memory must be
 // the plain vector.
@@ -130,10 +132,13 @@ BatchNormTrainingOutputs CpuBackend::BatchNormForwardTraining(const BatchNormFor
     const BlockedLayout l = *BlockedOf(x->md);
     CpuStoragePtr z = InLayout(Cpu(a.tail.residual), x->md);
     CpuStoragePtr y = Alloc(x->dims, x->dtype, x->md);
-    Push(a.task, [x, z, y, ws, bs, mean, var, rm, rv, momentum, n, eps, relu, l] {
-      BatchMoments(l, x->dtype, x->data, F(*mean), F(*var));
-      const std::vector<float> scale = Scale(*ws, F(*var), eps);
-      NormalizeAddRelu(l, x->dtype, x->data, z->data, y->data, F(*mean), scale.data(), F(*bs), relu);
+    Push(a.task, [x, z, y, ws, bs, mean, var, rm, rv, momentum, n, eps, relu, l, c] {
+      std::vector<double> m(static_cast<size_t>(c)), v(static_cast<size_t>(c));
+      BatchMoments(l, x->dtype, x->data, m.data(), v.data());
+      std::copy(m.begin(), m.end(), F(*mean));
+      std::copy(v.begin(), v.end(), F(*var));
+      const std::vector<float> scale = Scale(*ws, v, eps);
+      NormalizeAddRelu(l, x->dtype, x->data, z->data, y->data, m.data(), scale.data(), F(*bs), relu);
       UpdateRunning(*mean, *var, rm.get(), rv.get(), momentum, n);
     });
     return {Stored(y, a.dtype), mean, var, nullptr};
@@ -173,8 +178,8 @@ StoragePtr CpuBackend::BatchNormForwardInference(const BatchNormForwardInference
     CpuStoragePtr z = InLayout(Cpu(a.tail.residual), x->md);
     CpuStoragePtr y = Alloc(x->dims, x->dtype, x->md);
     Push(a.task, [x, z, y, ws, bs, ms, vs, eps, relu, l] {
-      const std::vector<float> scale = Scale(*ws, F(*vs), eps);
-      NormalizeAddRelu(l, x->dtype, x->data, z->data, y->data, F(*ms), scale.data(), F(*bs), relu);
+      const std::vector<float> scale = Scale(*ws, Widened(*vs), eps);
+      NormalizeAddRelu(l, x->dtype, x->data, z->data, y->data, Widened(*ms).data(), scale.data(), F(*bs), relu);
     });
     return Stored(y, a.dtype);
   }

@@ -43,20 +43,27 @@ struct Chunking {
   int64_t Block(const BlockedLayout& l, int64_t item) const { return (item / per_slab) % l.blocks; }
 };
 
-// Mean and sum of squared deviations of one chunk, per lane.
+// One chunk's statistics per lane: its mean is shift + sum / count, the sum taken of x - shift
+// (shift: the chunk's first value of the lane), so that the float32 sum adds terms of the size of
+// the spread rather than of the values; m2 is the sum of squared deviations from that mean.
+struct ChunkStats {
+  float shift, sum, m2;
+};
+
 template <int B, typename T>
-void ChunkMoments(const T* p, int64_t len, float* mean, float* m2) {
-  float acc[kLanes] = {};
+void ChunkMoments(const T* p, int64_t len, ChunkStats* out) {
+  float k[kLanes], acc[kLanes] = {};
+  for (int j = 0; j < kLanes; ++j) k[j] = Load(p, j % B);
   int64_t i = 0;
   for (; i + kLanes <= len; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) acc[j] += Load(p, i + j);
+    for (int j = 0; j < kLanes; ++j) acc[j] += Load(p, i + j) - k[j];
   }
-  for (; i < len; ++i) acc[i % kLanes] += Load(p, i);
+  for (; i < len; ++i) acc[i % kLanes] += Load(p, i) - k[i % kLanes];
   float sum[B] = {};
   for (int j = 0; j < kLanes; ++j) sum[j % B] += acc[j];
   const float count = float(len / B);
   float m[kLanes];
-  for (int j = 0; j < kLanes; ++j) m[j] = sum[j % B] / count;
+  for (int j = 0; j < kLanes; ++j) m[j] = k[j] + sum[j % B] / count;
   for (int j = 0; j < kLanes; ++j) acc[j] = 0;
   for (i = 0; i + kLanes <= len; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
@@ -68,21 +75,18 @@ void ChunkMoments(const T* p, int64_t len, float* mean, float* m2) {
     const float d = Load(p, i) - m[i % kLanes];
     acc[i % kLanes] += d * d;
   }
-  for (int l = 0; l < B; ++l) {
-    mean[l] = m[l];
-    m2[l] = 0;
-  }
-  for (int j = 0; j < kLanes; ++j) m2[j % B] += acc[j];
+  for (int l = 0; l < B; ++l) out[l] = {k[l], sum[l], 0.f};
+  for (int j = 0; j < kLanes; ++j) out[j % B].m2 += acc[j];
 }
 
 template <int B, typename T>
-void Moments(const BlockedLayout& l, const T* x, float* mean, float* var) {
+void Moments(const BlockedLayout& l, const T* x, double* mean, double* var) {
   const Chunking ch(l);
-  std::vector<float> part_mean(size_t(ch.items * B)), part_m2(size_t(ch.items * B));
+  std::vector<ChunkStats> part(size_t(ch.items * B));
 #pragma omp parallel for schedule(static)
   for (int64_t item = 0; item < ch.items; ++item) {
     const auto [begin, len] = ch.Range(l, item);
-    ChunkMoments<B>(x + begin, len, &part_mean[size_t(item * B)], &part_m2[size_t(item * B)]);
+    ChunkMoments<B>(x + begin, len, &part[size_t(item * B)]);
   }
   // Chan et al.: merging (n_a, mean_a, M2_a) with (n_b, mean_b, M2_b) gives
   // mean = mean_a + δ·n_b/n and M2 = M2_a + M2_b + δ²·n_a·n_b/n, δ = mean_b - mean_a.
@@ -92,34 +96,38 @@ void Moments(const BlockedLayout& l, const T* x, float* mean, float* var) {
     for (int64_t img = 0; img < l.n; ++img) {
       for (int64_t k = 0; k < ch.per_slab; ++k) {
         const int64_t item = (img * l.blocks + cb) * ch.per_slab + k;
+        const ChunkStats& st = part[size_t(item * B + lane)];
         const double nb = double(ch.Range(l, item).second / B);
-        const double mb = part_mean[size_t(item * B + lane)], m2b = part_m2[size_t(item * B + lane)];
+        const double mb = double(st.shift) + double(st.sum) / nb;
         const double total = n + nb, delta = mb - m;
         m += delta * nb / total;
-        m2 += m2b + delta * delta * n * nb / total;
+        m2 += double(st.m2) + delta * delta * n * nb / total;
         n = total;
       }
     }
-    mean[c] = float(m);
-    var[c] = float(m2 / n);
+    mean[c] = m;
+    var[c] = m2 / n;
   }
 }
 
 template <int B, bool kRelu, typename T>
-void Normalize(const BlockedLayout& l, const T* x, const T* z, T* y, const float* mean, const float* scale,
+void Normalize(const BlockedLayout& l, const T* x, const T* z, T* y, const double* mean, const float* scale,
                const float* shift) {
   const Chunking ch(l);
 #pragma omp parallel for schedule(static)
   for (int64_t item = 0; item < ch.items; ++item) {
     const auto [begin, len] = ch.Range(l, item);
     const int64_t c0 = ch.Block(l, item) * B;
-    // Per accumulator lane: the channel's mean, scale and shift; padded channels give zeros.
-    float mv[kLanes], sv[kLanes], bv[kLanes];
+    // Per accumulator lane: the channel's mean as a float32 and its remainder (x - hi is exact
+    // for x near the mean, so x - hi - lo keeps the mean's double precision), scale and shift;
+    // padded channels give zeros.
+    float hi[kLanes], lo[kLanes], sv[kLanes], bv[kLanes];
     bool live[kLanes];
     for (int j = 0; j < kLanes; ++j) {
       const int64_t c = c0 + j % B;
       live[j] = c < l.c;
-      mv[j] = live[j] ? mean[c] : 0.f;
+      hi[j] = live[j] ? float(mean[c]) : 0.f;
+      lo[j] = live[j] ? float(mean[c] - double(hi[j])) : 0.f;
       sv[j] = live[j] ? scale[c] : 0.f;
       bv[j] = live[j] ? shift[c] : 0.f;
     }
@@ -127,7 +135,7 @@ void Normalize(const BlockedLayout& l, const T* x, const T* z, T* y, const float
     const T* zp = z + begin;
     T* yp = y + begin;
     auto one = [&](int64_t i, int j) {
-      float v = (Load(xp, i) - mv[j]) * sv[j] + bv[j] + Load(zp, i);
+      float v = (Load(xp, i) - hi[j] - lo[j]) * sv[j] + bv[j] + Load(zp, i);
       if (kRelu) v = std::max(v, 0.f);
       Store(yp, i, live[j] ? v : 0.f);
     };
@@ -165,7 +173,7 @@ std::optional<BlockedLayout> BlockedOf(const Desc& md) {
   return BlockedLayout{d[0], d[1], d[2] * d[3], block, (d[1] + block - 1) / block};
 }
 
-void BatchMoments(const BlockedLayout& l, DType dtype, const void* x, float* mean, float* var) {
+void BatchMoments(const BlockedLayout& l, DType dtype, const void* x, double* mean, double* var) {
   WithBlock(l, [&](auto b) {
     constexpr int B = decltype(b)::value;
     if (dtype == DType::kBFloat16) {
@@ -176,7 +184,7 @@ void BatchMoments(const BlockedLayout& l, DType dtype, const void* x, float* mea
   });
 }
 
-void NormalizeAddRelu(const BlockedLayout& l, DType dtype, const void* x, const void* z, void* y, const float* mean,
+void NormalizeAddRelu(const BlockedLayout& l, DType dtype, const void* x, const void* z, void* y, const double* mean,
                       const float* scale, const float* shift, bool relu) {
   WithBlock(l, [&](auto b) {
     constexpr int B = decltype(b)::value;

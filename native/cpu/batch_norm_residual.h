@@ -8,10 +8,11 @@
 // The kernels take the layouts the convolutions hand to batch norm, nChw16c / nChw8c / nChw4c
 // (channel blocks of 16, 8, 4) and plain NCHW (blocks of 1), in float32 or bfloat16 (float16 is
 // converted to float32 by the caller, see ComputeDType). Statistics: per chunk of at most 16K
-// elements of one image and channel block, two passes (mean, then the sum of squared
-// deviations, the second from cache); the chunks are merged per channel in double with Chan,
-// Golub and LeVeque's pairwise update. This is at least as accurate as one float32 pass over
-// the whole batch, and reads x from memory once.
+// elements of one image and channel block, two passes (the mean of the values less the chunk's
+// first one, then the sum of squared deviations from it, the second pass from cache); the chunks
+// are merged per channel in double with Chan, Golub and LeVeque's pairwise update, and the
+// output pass subtracts the double mean as two floats. This is more accurate than oneDNN's
+// float32 statistics (test/batch-norm-tail.test.ts measures both), and reads x from memory once.
 #pragma once
 
 #include <cstdint>
@@ -31,11 +32,11 @@ struct BlockedLayout {
 std::optional<BlockedLayout> BlockedOf(const Desc& md);
 
 // Batch mean and biased variance per channel of x (float32 or bfloat16 memory in layout `l`).
-void BatchMoments(const BlockedLayout& l, DType dtype, const void* x, float* mean, float* var);
+void BatchMoments(const BlockedLayout& l, DType dtype, const void* x, double* mean, double* var);
 
 // y = (x - mean)·scale + shift + z, then max(·, 0) when `relu`, per channel; x, z and y share
 // layout and type; padded channels of a blocked layout are written as zeros.
-void NormalizeAddRelu(const BlockedLayout& l, DType dtype, const void* x, const void* z, void* y, const float* mean,
+void NormalizeAddRelu(const BlockedLayout& l, DType dtype, const void* x, const void* z, void* y, const double* mean,
                       const float* scale, const float* shift, bool relu);
 
 }  // namespace cr::cpu

@@ -114,14 +114,14 @@ CpuStoragePtr CpuBackend::InLayout(const CpuStoragePtr& s, const Desc& want, con
 CpuStoragePtr CpuBackend::Stored(const CpuStoragePtr& s, DType dtype) {
   if (s->dtype == dtype) return s;
   CpuStoragePtr out = Alloc(s->dims, dtype, WithType(s->md, dtype));
-  EnqueueReorder(s, s->md, out, out->md);
+  EnqueueReorder(s, s->md, out, out->md, "cast");
   return out;
 }
 
 CpuStoragePtr CpuBackend::Computable(const CpuStoragePtr& s) { return Stored(s, ComputeDType(s->dtype)); }
 
 void CpuBackend::EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst,
-                                const Desc& dst_view) {
+                                const Desc& dst_view, const char* op) {
   std::string key = "reorder;";
   AppendDesc(key, src_view);
   AppendDesc(key, dst_view);
@@ -129,7 +129,7 @@ void CpuBackend::EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, 
     auto pd = CR_DNNL(dnnl::reorder::primitive_desc(engine_, src_view, engine_, dst_view, Attr()));
     return std::make_shared<ReorderEntry>(ReorderEntry{pd, CR_DNNL(dnnl::reorder(pd))});
   });
-  Push(Describe("reorder", {src.get()}), [this, e, src, src_view, dst, dst_view] {
+  Push(Describe(op, {src.get()}), [this, e, src, src_view, dst, dst_view] {
     CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_FROM, Mem(*src, src_view)}, {DNNL_ARG_TO, Mem(*dst, dst_view)}}));
   });
 }

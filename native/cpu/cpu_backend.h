@@ -140,8 +140,10 @@ class CpuBackend final : public Backend {
   // `s` in the layout and type an op computes its (float16) values in: `s` itself except for
   // float16, which is converted to float32 (see ComputeDType).
   CpuStoragePtr Computable(const CpuStoragePtr& s);
-  // Enqueues a reorder of `src` (read as `src_view`) into `dst` (written as `dst_view`).
-  void EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst, const Desc& dst_view);
+  // Enqueues a reorder of `src` (read as `src_view`) into `dst` (written as `dst_view`), a task
+  // named `op` ("cast" for a conversion between types, so that profiles tell them apart).
+  void EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst, const Desc& dst_view,
+                      const char* op = "reorder");
   // Worker: copies `src` into `dst` in plain row-major order, reordering when `src` is blocked.
   void CopyPlain(const CpuStorage& src, void* dst);
 
