@@ -1,7 +1,8 @@
 /**
  * Bit-level conversions between numbers and the two half-precision formats, as the native
  * backends do them (native/common/half.h): float32 → half rounds to nearest, ties to even, keeps
- * NaN a NaN and sends what is too large to infinity; half → number is exact. For the host side
+ * NaN a NaN and sends what is too large to infinity (float32 subnormals → bfloat16 give zero);
+ * half → number is exact. For the host side
  * of half-precision data: safetensors files, and the tests' references.
  * @internal
  * @module
@@ -20,10 +21,14 @@ function floatOf(bits: number): number {
   return f32[0]!;
 }
 
-/** The bfloat16 bits (the upper 16 bits of a float32, rounded) of `v` rounded to float32 first. */
+/**
+ * The bfloat16 bits (the upper 16 bits of a float32, rounded) of `v` rounded to float32 first;
+ * float32 subnormals give zero, as on the backends (native/common/half.h).
+ */
 export function toBFloat16Bits(v: number): number {
   const u = bitsOf(v);
   if ((u & 0x7fffffff) >>> 0 > 0x7f800000) return ((u >>> 16) | 0x40) & 0xffff;
+  if ((u & 0x7f800000) === 0) return (u >>> 16) & 0x8000;
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 }
 

@@ -3,7 +3,10 @@
 // the CPU backend that read or write half-precision memory themselves.
 //
 // float32 -> half rounds to nearest, ties to even (what oneDNN's reorders, cuDNN and PyTorch
-// do), keeps NaN a NaN and sends what is too large to infinity; half -> float32 is exact.
+// do), keeps NaN a NaN and sends what is too large to infinity; half -> float32 is exact. To
+// bfloat16, float32 subnormals (below 2^-126) become zero of their sign: the AVX512-BF16
+// conversion instruction that oneDNN's bfloat16 kernels use treats them as zero, and uploads
+// must give the values a cast on the backend gives.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +35,7 @@ inline uint16_t FloatToBFloat16(float f) {
   uint32_t u = FloatBits(f);
   // A NaN whose payload sits in the dropped bits would round to infinity: keep it a quiet NaN.
   if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
+  if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);
   u += 0x7fffu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);
 }

@@ -23,6 +23,12 @@ inline float Load(const uint16_t* p, int64_t i) { return BFloat16ToFloat(p[i]); 
 inline void Store(float* p, int64_t i, float v) { p[i] = v; }
 inline void Store(uint16_t* p, int64_t i, float v) { p[i] = FloatToBFloat16(v); }
 
+// The bytes of one tensor in layout `l`, padding included.
+template <typename T>
+size_t Bytes(const BlockedLayout& l) {
+  return size_t(l.n * l.blocks * l.hw * l.block) * sizeof(T);
+}
+
 // How a layout's slabs (one image, one channel block: hw·block contiguous elements) are cut.
 struct Chunking {
   int64_t positions;  // spatial positions per chunk
@@ -83,7 +89,7 @@ template <int B, typename T>
 void Moments(const BlockedLayout& l, const T* x, double* mean, double* var) {
   const Chunking ch(l);
   std::vector<ChunkStats> part(size_t(ch.items * B));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (Bytes<T>(l) >= kSmallWorkBytes)
   for (int64_t item = 0; item < ch.items; ++item) {
     const auto [begin, len] = ch.Range(l, item);
     ChunkMoments<B>(x + begin, len, &part[size_t(item * B)]);
@@ -114,7 +120,7 @@ template <int B, bool kRelu, typename T>
 void Normalize(const BlockedLayout& l, const T* x, const T* z, T* y, const double* mean, const float* scale,
                const float* shift) {
   const Chunking ch(l);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (3 * Bytes<T>(l) >= kSmallWorkBytes)
   for (int64_t item = 0; item < ch.items; ++item) {
     const auto [begin, len] = ch.Range(l, item);
     const int64_t c0 = ch.Block(l, item) * B;

@@ -8,22 +8,19 @@ namespace cr::cpu {
 
 namespace {
 
-// Below this many elements a parallel region costs more than it saves.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-
 int64_t CountIn(const CpuStorage& s) {
   const int64_t n = s.Numel();
   int64_t count = 0;
   if (s.dtype == DType::kFloat32) {
     const float* p = static_cast<const float*>(s.data);
-#pragma omp parallel for reduction(+ : count) if (n >= kParallelMin)
+#pragma omp parallel for reduction(+ : count) if (s.bytes >= kSmallWorkBytes)
     for (int64_t i = 0; i < n; ++i) count += std::isfinite(p[i]) ? 0 : 1;
     return count;
   }
   // Half precision: infinite or NaN exactly when the exponent bits are all ones.
   const uint16_t* p = static_cast<const uint16_t*>(s.data);
   const uint16_t exponent = s.dtype == DType::kBFloat16 ? 0x7f80 : 0x7c00;
-#pragma omp parallel for reduction(+ : count) if (n >= kParallelMin)
+#pragma omp parallel for reduction(+ : count) if (s.bytes >= kSmallWorkBytes)
   for (int64_t i = 0; i < n; ++i) count += (p[i] & exponent) == exponent ? 1 : 0;
   return count;
 }

@@ -86,8 +86,32 @@ CpuBackend::CpuBackend(Context& ctx) : Backend(ctx), engine_(dnnl::engine::kind:
 
 CpuBackend::~CpuBackend() { HostPool::Instance().Release(scratch_, scratch_bytes_); }
 
+namespace {
+
+// Limits this thread's next OpenMP regions to one thread for the guard's lifetime. oneDNN's
+// element-wise, reorder and normalization primitives take their thread count from it when they
+// execute (convolutions fix theirs when created, and are never this small anyway).
+class OneThread {
+ public:
+  explicit OneThread(bool active) : prev_(active ? omp_get_max_threads() : 1) {
+    if (prev_ > 1) omp_set_num_threads(1);
+  }
+  ~OneThread() {
+    if (prev_ > 1) omp_set_num_threads(prev_);
+  }
+  OneThread(const OneThread&) = delete;
+  OneThread& operator=(const OneThread&) = delete;
+
+ private:
+  const int prev_;
+};
+
+}  // namespace
+
 void CpuBackend::Execute(const dnnl::primitive_desc_base& pd, const dnnl::primitive& prim,
                          std::unordered_map<int, memory> args) {
+  size_t moved = 0;
+  for (const auto& [arg, mem] : args) moved += mem.get_desc().get_size();
   const Desc scratchpad = pd.scratchpad_desc();
   const size_t bytes = scratchpad.get_size();
   if (bytes > 0) {
@@ -99,6 +123,7 @@ void CpuBackend::Execute(const dnnl::primitive_desc_base& pd, const dnnl::primit
     }
     args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad, engine_, scratch_);
   }
+  OneThread small(moved < kSmallWorkBytes);
   prim.execute(stream_, args);
 }
 

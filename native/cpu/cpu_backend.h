@@ -73,6 +73,13 @@ memory::format_tag LayoutOf(const Desc& md);
 Desc WithType(const Desc& md, DType dtype);
 // Attributes every primitive is created with (a user-managed scratchpad, see CpuBackend).
 dnnl::primitive_attr Attr();
+
+// Work that moves fewer bytes than this runs on the worker's thread alone. An OpenMP parallel
+// region costs a fork and a barrier: microseconds on an idle machine, but whole scheduler time
+// slices (milliseconds) when another process holds a core and the barrier waits for a
+// descheduled thread, far more than such work takes on one core (a ResNet-50 training step
+// has ~100 weight reorders and casts of this size; measured in docs/benchmarks.md).
+constexpr size_t kSmallWorkBytes = size_t(1) << 19;
 using compat::AppendDesc;
 
 class CpuBackend final : public Backend {

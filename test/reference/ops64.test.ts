@@ -201,10 +201,10 @@ describe('batch norm', () => {
     const r = randomArray(x.length, rng);
     // Kept off the ReLU's kink, where the function is not differentiable.
     const pre = batchNorm2dTailForward(x, shape, weight, bias, 1e-5, { residual: z, relu: false }).y;
-    const zAway = z.map((v, i) => (Math.abs(pre[i]!) < 0.05 ? v + 0.1 * Math.sign(pre[i]!) : v));
+    const zAway: Float64Array = z.map((v, i) => (Math.abs(pre[i]!) < 0.05 ? v + 0.1 * Math.sign(pre[i]!) : v));
     for (const tail of [{ residual: zAway, relu: true }, { residual: zAway, relu: false }, { residual: null, relu: true }]) {
       const g = batchNorm2dTailBackward(x, shape, weight, bias, r, 1e-5, tail);
-      const L = (xp: Float64Array, wp = weight, bp = bias, zp = tail.residual) =>
+      const L = (xp: Float64Array, wp = weight, bp = bias, zp: Float64Array | null = tail.residual) =>
         dot(batchNorm2dTailForward(xp, shape, wp, bp, 1e-5, { residual: zp, relu: tail.relu }).y, r);
       expectGradient((xp) => L(xp), x, g.dx);
       expectGradient((wp) => L(x, wp), weight, g.dweight);
