@@ -18,7 +18,7 @@ export { tidy, keep } from './tensor/scope.js';
 export { seed } from './tensor/random.js';
 export { noGrad, isGradEnabled } from './autograd/grad-mode.js';
 export { backends, defaultBackend, setNumThreads, setTf32, type BackendInfo, type BackendName } from './backend/backends.js';
-export { profile, type Profile, type OpTime } from './backend/profile.js';
+export { profile, type Profile, type ProfileOptions, type OpTime } from './backend/profile.js';
 export * as train from './train/index.js';
 export {
   saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, readSafetensorsHeader,

@@ -48,7 +48,10 @@ export interface NativeProfile {
   wallMs: number;
   /** Time the worker spent running tasks (the sum of `ops[].totalMs`). */
   busyMs: number;
-  /** One entry per op name (the task's description up to its first space), sorted by name. */
+  /**
+   * One entry per op name (the task's description up to its first space), or per description
+   * with the input shapes when started `byShape`, sorted by name.
+   */
   ops: { op: string; calls: number; totalMs: number }[];
 }
 
@@ -56,11 +59,11 @@ export interface Binding {
   info(): NativeInfo;
   memory(): NativeMemory;
   /**
-   * Starts recording the wall time of every task the worker runs, per op name (resets the
-   * totals). CUDA: each task then waits for the GPU work it launched, so times are execution
-   * times and the stream runs serialized.
+   * Starts recording the wall time of every task the worker runs, per op name, or with
+   * `byShape` per op name and input shapes (resets the totals). CUDA: each task then waits for
+   * the GPU work it launched, so times are execution times and the stream runs serialized.
    */
-  startProfile(): void;
+  startProfile(byShape?: boolean): void;
   /** Stops recording and returns the totals. */
   stopProfile(): NativeProfile;
   /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */

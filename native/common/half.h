@@ -31,13 +31,13 @@ inline float BitsFloat(uint32_t u) {
 // bfloat16 is the upper half of a float32: 8 exponent bits, 7 mantissa bits.
 inline float BFloat16ToFloat(uint16_t h) { return BitsFloat(uint32_t(h) << 16); }
 
+// Selects rather than branches, so that loops over it vectorize.
 inline uint16_t FloatToBFloat16(float f) {
-  uint32_t u = FloatBits(f);
-  // A NaN whose payload sits in the dropped bits would round to infinity: keep it a quiet NaN.
-  if ((u & 0x7fffffffu) > 0x7f800000u) return uint16_t((u >> 16) | 0x40u);
-  if ((u & 0x7f800000u) == 0) return uint16_t((u >> 16) & 0x8000u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return uint16_t(u >> 16);
+  const uint32_t u = FloatBits(f), a = u & 0x7fffffffu;
+  const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  // A NaN whose payload sits in the dropped bits would round to infinity: it stays a quiet NaN.
+  const uint32_t nan = (u >> 16) | 0x40u, zero = (u >> 16) & 0x8000u;
+  return uint16_t(a > 0x7f800000u ? nan : a < 0x00800000u ? zero : rounded);
 }
 
 // IEEE binary16: 5 exponent bits (bias 15), 10 mantissa bits, subnormals below 2^-14.
