@@ -133,10 +133,16 @@ describe.each(backendCases)('$name backend', ({ name: backend, available }) => {
       const x = random(rng, [2, 4, 3, 3], backend);
       const z = random(rng, [2, 4, 3, 2], backend);
       expect(() => ops.batchNorm2d(x.t, { training: true, residual: z.t })).toThrow(/residual of the input's shape/);
-      const zh = tidy(() => random(rng, [2, 4, 3, 3], backend).t.cast('bfloat16'));
-      expect(() => ops.batchNorm2d(x.t, { training: true, residual: zh, relu: true })).toThrow(/one dtype/);
       expect(() => ops.batchNorm2d(x.t, { training: true, relu: 1 as never })).toThrow(/relu to be a boolean/);
-      for (const t of [x.t, z.t, zh]) t.dispose();
+      if (backend === 'cuda') {
+        // No half-precision residual can exist on cuda yet: the cast is what is refused.
+        expect(() => x.t.cast('bfloat16')).toThrow(/bfloat16 is not supported by the cuda backend yet/);
+      } else {
+        const zh = tidy(() => random(rng, [2, 4, 3, 3], backend).t.cast('bfloat16'));
+        expect(() => ops.batchNorm2d(x.t, { training: true, residual: zh, relu: true })).toThrow(/one dtype/);
+        zh.dispose();
+      }
+      for (const t of [x.t, z.t]) t.dispose();
     });
 
     test('a residual network runs its ReLUs and residual sums inside batch norm, with the same results', async () => {

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
+import { defaultCase } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const execFileP = promisify(execFile);
@@ -27,7 +28,7 @@ const numbers = (out: string, re: RegExp) => [...out.matchAll(re)].map((m) => Nu
 const emptyData = mkdtempSync(join(tmpdir(), 'no-datasets-'));
 afterAll(() => rmSync(emptyData, { recursive: true, force: true }));
 
-describe('examples', () => {
+describe.skipIf(!defaultCase.available)('examples', () => {
   test('train-from-code trains ResNet-20 and prints the test accuracy', async () => {
     // One step of 128 images and one evaluation batch: Fashion-MNIST where installed, else synthetic.
     const { stdout, stderr } = await runExample('train-from-code.mjs', { EXAMPLE_EPOCHS: '1', EXAMPLE_LIMIT: '128' });
@@ -70,6 +71,18 @@ describe('examples', () => {
     // Each health check took a fraction of the time the classification took.
     expect(median).toBeLessThan(burstMs! / 2);
     expect(max).toBeLessThan(burstMs!);
+    expect(stdout).toContain('a malformed body gets 400: expected a whole number of float32 3x32x32 images');
+    expect(stdout.trim().split('\n').at(-1)).toBe('server closed');
+  });
+
+  test('serve-onnx exports ResNet-20 and classifies over HTTP with onnxruntime-node, agreeing with the library', async () => {
+    const { stdout } = await runExample('serve-onnx.mjs', { EXAMPLE_REQUESTS: '3', EXAMPLE_BATCH: '4' });
+    expect(stdout).toMatch(/exported .*resnet20\.onnx \(1\.\d\d MB\)/);
+    expect(stdout).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
+    const m = /agree on (\d+) of (\d+) images \(largest logit difference (\S+)\)/.exec(stdout);
+    expect(m).not.toBeNull();
+    expect([Number(m![1]), Number(m![2])]).toEqual([12, 12]);
+    expect(Number(m![3])).toBeLessThan(1e-4);
     expect(stdout).toContain('a malformed body gets 400: expected a whole number of float32 3x32x32 images');
     expect(stdout.trim().split('\n').at(-1)).toBe('server closed');
   });

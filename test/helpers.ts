@@ -2,7 +2,8 @@
  * Shared test plumbing: the backends to run conformance tests on, conversions between tensors
  * and the float64 reference arrays, and a batch source for training-loop tests.
  */
-import { type BackendName, type Tensor, backends, randn, tensor } from '../lib/index.js';
+import { execFileSync } from 'node:child_process';
+import { type BackendMemory, type BackendName, type Tensor, backends, defaultBackend, memory, randn, tensor } from '../lib/index.js';
 import type { BatchSource } from '../lib/train/index.js';
 import { Rng, randomArray } from './reference/random.js';
 
@@ -17,6 +18,22 @@ export const backendCases: BackendCase[] = backends().map((b) => {
   if (!b.available) console.log(`[skip] ${b.name} tests: ${b.reason}`);
   return { name: b.name, available: b.available, reason: b.reason ?? '' };
 });
+
+/**
+ * The backend tests run on when they name none (`defaultBackend()`: cuda where a GPU is usable,
+ * else cpu). Where it cannot run (no backend at all here, as on a machine whose CPU addon does not
+ * load and that has no GPU), the tests that need it are skipped with its reason.
+ */
+export const defaultCase: BackendCase = backendCases.find((b) => b.name === defaultBackend())!;
+if (!defaultCase.available) console.log(`[skip] tests on the default backend (${defaultCase.name}): ${defaultCase.reason}`);
+
+/** The CPU backend's case, for the tests that are about it (oneDNN, host memory). */
+export const cpuCase: BackendCase = backendCases.find((b) => b.name === 'cpu')!;
+
+/** The default backend's entry of `memory()`. */
+export function defaultMemory(): BackendMemory {
+  return memory().backends[defaultCase.name]!;
+}
 
 /** Random float32-representable values in float64 (never zero), and the tensor holding them. */
 export function random(rng: Rng, shape: readonly number[], backend: BackendName, opts: { scale?: number; requiresGrad?: boolean } = {}): { t: Tensor; v: Float64Array } {
@@ -63,4 +80,14 @@ export function randomBatches(o: { batch: number; steps: number; size: number; c
       }
     },
   };
+}
+
+/** Null when python3 can import `module`, else why not: for tests that skip with the reason. */
+export function pythonLacks(module: string): string | null {
+  try {
+    execFileSync('python3', ['-c', `import ${module}`], { stdio: 'ignore' });
+    return null;
+  } catch {
+    return `python3 cannot import ${module}`;
+  }
 }

@@ -25,7 +25,15 @@ __attribute__((target("avx,f16c"))) int64_t HalfToFloatF16c(const uint16_t* in, 
   return i;
 }
 
-const bool kHasF16c = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+bool HasF16c() {
+  // On first use, not in a static initializer: one may run before libgcc's, which fills in what
+  // __builtin_cpu_supports reads (__builtin_cpu_init makes that explicit).
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx");
+  }();
+  return has;
+}
 
 }  // namespace
 
@@ -36,7 +44,7 @@ void ConvertFromFloat(const float* src, void* dst, int64_t n, DType dtype) {
       for (int64_t i = 0; i < n; ++i) out[i] = FloatToBFloat16(src[i]);
       return;
     case DType::kFloat16:
-      for (int64_t i = kHasF16c ? FloatToHalfF16c(src, out, n) : 0; i < n; ++i) out[i] = FloatToHalf(src[i]);
+      for (int64_t i = HasF16c() ? FloatToHalfF16c(src, out, n) : 0; i < n; ++i) out[i] = FloatToHalf(src[i]);
       return;
     default:
       std::memcpy(dst, src, size_t(n) * sizeof(float));
@@ -50,7 +58,7 @@ void ConvertToFloat(const void* src, float* dst, int64_t n, DType dtype) {
       for (int64_t i = 0; i < n; ++i) dst[i] = BFloat16ToFloat(in[i]);
       return;
     case DType::kFloat16:
-      for (int64_t i = kHasF16c ? HalfToFloatF16c(in, dst, n) : 0; i < n; ++i) dst[i] = HalfToFloat(in[i]);
+      for (int64_t i = HasF16c() ? HalfToFloatF16c(in, dst, n) : 0; i < n; ++i) dst[i] = HalfToFloat(in[i]);
       return;
     default:
       std::memcpy(dst, src, size_t(n) * sizeof(float));

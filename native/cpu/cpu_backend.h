@@ -96,7 +96,7 @@ class CpuBackend final : public Backend {
   StoragePtr Upload(const UploadArgs& a) override;
   StoragePtr Fill(const FillArgs& a) override;
   StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) override;
-  void ReadPlain(const StoragePtr& s, void* dst) override;
+  Completion ReadPlain(const StoragePtr& s, void* dst) override;
   StoragePtr Reshape(const ReshapeArgs& a) override;
   StoragePtr Cast(const CastArgs& a) override;
   StoragePtr CountNonFinite(const CountNonFiniteArgs& a) override;

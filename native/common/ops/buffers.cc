@@ -1,4 +1,5 @@
 // Moving data in and out of a backend, buffer handles, reshape and casts between floating types.
+#include <memory>
 #include <vector>
 
 #include "../args.h"
@@ -23,15 +24,23 @@ void* TypedArrayData(Napi::TypedArray a) {
 }
 
 // Runs on the worker: s's values in plain row-major order into `dst` (the typed array of
-// NewTypedArray), through a host copy in s's own type when that is half precision.
-void ReadInto(Backend& backend, const StoragePtr& s, void* dst) {
-  if (DTypeSize(s->dtype) == 4) {
-    backend.ReadPlain(s, dst);
-    return;
+// NewTypedArray), through a host copy in s's own type when that is half precision, converted once
+// the backend's copy has finished (after its Completion, when it returns one).
+Completion ReadInto(Backend& backend, const StoragePtr& s, void* dst) {
+  if (DTypeSize(s->dtype) == 4) return backend.ReadPlain(s, dst);
+  auto half = std::make_shared<std::vector<uint16_t>>(size_t(s->Numel()));
+  const Completion copied = backend.ReadPlain(s, half->data());
+  const Completion convert = [half, dst, n = s->Numel(), dtype = s->dtype] {
+    ConvertToFloat(half->data(), static_cast<float*>(dst), n, dtype);
+  };
+  if (!copied) {
+    convert();
+    return nullptr;
   }
-  std::vector<uint16_t> half(size_t(s->Numel()));
-  backend.ReadPlain(s, half.data());
-  ConvertToFloat(half.data(), static_cast<float*>(dst), s->Numel(), s->dtype);
+  return [copied, convert] {
+    copied();
+    convert();
+  };
 }
 
 }  // namespace
@@ -112,7 +121,7 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
     Napi::TypedArray out = NewTypedArray(env, s->dtype, size_t(s->Numel()));
     void* dst = TypedArrayData(out);
     // The typed array is held by the pending promise, so its memory outlives the task.
-    return EnqueueReadback(env, Describe("download", {s.get()}), out, [&backend, s, dst] { ReadInto(backend, s, dst); });
+    return EnqueueReadback(env, Describe("download", {s.get()}), out, [&backend, s, dst] { return ReadInto(backend, s, dst); });
   });
 }
 
@@ -124,7 +133,7 @@ Napi::Value DownloadSync(const Napi::CallbackInfo& info) {
     StoragePtr s = TensorArg(info, 0, "buffer");
     Napi::TypedArray out = NewTypedArray(env, s->dtype, size_t(s->Numel()));
     void* dst = TypedArrayData(out);
-    RunSync(env, Describe("dataSync", {s.get()}), [&backend, s, dst] { ReadInto(backend, s, dst); });
+    RunSync(env, Describe("dataSync", {s.get()}), [&backend, s, dst] { return ReadInto(backend, s, dst); });
     return out;
   });
 }
