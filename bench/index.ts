@@ -9,19 +9,22 @@
  *
  * Networks: CIFAR ResNet-20 (32x32x3, projection shortcuts) at batch 32 and 128, ResNet-50
  * (224x224x3) at batch 16 on the CPU and 64 on a GPU. Frameworks: this library on every
- * available backend; PyTorch eager (NCHW and channels_last) when `python3 -c 'import torch'`
- * works; TensorFlow.js with its `cpu` and `wasm` backends, and tfjs-node / tfjs-node-gpu when
- * installed. Every job (framework, network, batch, phase) runs in its own child process, one at
- * a time, under a time budget; a child killed at its budget reports the steps it finished.
+ * available backend, in float32 and in mixed precision (bf16 for training and inference, fp16
+ * for training); PyTorch eager (NCHW and channels_last, and channels_last under
+ * `torch.autocast` bf16) when `python3 -c 'import torch'` works; TensorFlow.js with its `cpu`
+ * and `wasm` backends, and tfjs-node / tfjs-node-gpu when installed. Every job (framework,
+ * precision, network, batch, phase) runs in its own child process, one at a time, under a time
+ * budget; a child killed at its budget reports the steps it finished.
  *
  * --only takes a comma-separated list of frameworks (ours, torch, tfjs, tfjs-cpu, tfjs-wasm,
- * tfjs-node, tfjs-node-gpu), networks (resnet20, resnet50) and phases (train, infer); each kind
- * given filters its kind. --quick: ResNet-20 only, 1 warm-up and 3 timed steps, half the
- * budgets. --cpu-addon LABEL=DIR (repeatable): this library's cpu jobs also run with the CPU addon
- * built in DIR (e.g. against another oneDNN through DNNL_ROOT, docs/building.md), as variant
- * ours-cpu-LABEL, side by side with the default build. Results: bench/results/bench.json and
- * bench/results/bench.md; a full run (no --quick, no --only, no --cpu-addon, no --no-docs) also
- * replaces the generated section of docs/benchmarks.md.
+ * tfjs-node, tfjs-node-gpu), precisions (fp32, bf16, fp16), networks (resnet20, resnet50) and
+ * phases (train, infer); each kind given filters its kind. --quick: ResNet-20 only, 1 warm-up
+ * and 3 timed steps, half the budgets. --cpu-addon LABEL=DIR (repeatable): this library's cpu
+ * jobs also run with the CPU addon built in DIR (e.g. against another oneDNN through DNNL_ROOT,
+ * docs/building.md), as variants ours-cpu@LABEL (ours-cpu-bf16@LABEL, ...), each right after
+ * the default build's. Results: bench/results/bench.json and bench/results/bench.md; a full run
+ * (no --quick, no --only, no --cpu-addon, no --no-docs) also replaces the generated section of
+ * docs/benchmarks.md.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -86,22 +89,26 @@ function positiveInt(name: string, v: string): number {
 
 type Framework = 'ours' | 'torch' | 'tfjs-cpu' | 'tfjs-wasm' | 'tfjs-node' | 'tfjs-node-gpu';
 type Model = 'resnet20' | 'resnet50';
+type Precision = 'fp32' | 'bf16' | 'fp16';
 const FRAMEWORKS: Framework[] = ['ours', 'torch', 'tfjs-cpu', 'tfjs-wasm', 'tfjs-node', 'tfjs-node-gpu'];
 const MODELS: Model[] = ['resnet20', 'resnet50'];
 const PHASES: Phase[] = ['train', 'infer'];
+const PRECISIONS: Precision[] = ['fp32', 'bf16', 'fp16'];
 
 // --only: each kind of token that appears filters its kind.
 const only = (args.only ?? '').split(',').map((s) => s.trim()).filter(Boolean);
 for (const t of only) {
-  if (![...FRAMEWORKS, 'tfjs', ...MODELS, ...PHASES].includes(t)) {
-    fail(`--only: unknown '${t}' (frameworks: ${FRAMEWORKS.join(', ')}, tfjs; networks: ${MODELS.join(', ')}; phases: ${PHASES.join(', ')})`);
+  if (![...FRAMEWORKS, 'tfjs', ...PRECISIONS, ...MODELS, ...PHASES].includes(t)) {
+    fail(`--only: unknown '${t}' (frameworks: ${FRAMEWORKS.join(', ')}, tfjs; precisions: ${PRECISIONS.join(', ')}; networks: ${MODELS.join(', ')}; phases: ${PHASES.join(', ')})`);
   }
 }
 const wantFrameworks = only.filter((t) => FRAMEWORKS.includes(t as Framework) || t === 'tfjs');
+const wantPrecisions = only.filter((t) => PRECISIONS.includes(t as Precision));
 const wantModels = only.filter((t) => MODELS.includes(t as Model));
 const wantPhases = only.filter((t) => PHASES.includes(t as Phase));
-const wanted = (f: Framework, m: Model, p: Phase) =>
+const wanted = (f: Framework, precision: Precision, m: Model, p: Phase) =>
   (wantFrameworks.length === 0 || wantFrameworks.includes(f) || (wantFrameworks.includes('tfjs') && f.startsWith('tfjs'))) &&
+  (wantPrecisions.length === 0 || wantPrecisions.includes(precision)) &&
   (wantModels.length === 0 || wantModels.includes(m)) && (wantPhases.length === 0 || wantPhases.includes(p)) &&
   (!args.quick || m === 'resnet20');
 
@@ -175,27 +182,34 @@ for (const { device, configs } of devices) {
   for (const [model, batch] of configs) {
     for (const phase of PHASES) {
       const { warmup, reps } = loopCounts(model);
-      const add = (framework: Framework, variant: string, command: (budget: number) => string[], env?: Record<string, string>) => {
-        if (!wanted(framework, model, phase)) return;
+      const add = (framework: Framework, precision: Precision, variant: string, command: (budget: number) => string[], env?: Record<string, string>) => {
+        if (!wanted(framework, precision, model, phase)) return;
         const budgetS = budgetFor(framework, model, phase);
         const profileS = framework === 'ours' && phase === 'train' ? budgetS * 0.4 : 0;
-        jobs.push({ key: `${device}/${model}/${batch}/${variant}/${phase}`, framework, variant, device, model, batch, phase, budgetS, profileS, reps, command: command(budgetS), ...(env ? { env } : {}) });
+        jobs.push({ key: `${device}/${model}/${batch}/${variant}/${phase}`, framework, precision, variant, device, model, batch, phase, budgetS, profileS, reps,
+          command: command(budgetS), ...(env ? { env } : {}) });
       };
       const common = (budget: number) => ['--model', model, '--batch', String(batch), '--phase', phase, '--warmup', String(warmup),
         '--reps', String(reps), '--budget', String(Math.round(budget * 10) / 10), '--threads', String(threads)];
-      const ours = (b: number) => node('peer.ts', ['--framework', 'ours', '--backend', device, ...common(b),
-        ...(phase === 'train' ? ['--profile-steps', '3', '--profile-budget', String(Math.round(b * 4) / 10)] : [])]);
-      add('ours', `ours-${device}`, ours);
-      if (device === 'cpu') {
-        for (const { label, dir } of extraCpuAddons) add('ours', `ours-cpu-${label}`, ours, { CUDNN_RESNET_ADDON_DIR: dir });
+      // float16 on a CPU without float16 arithmetic is storage only (docs/architecture.md): its
+      // training row shows what the loss-scaled path costs; its inference would say nothing new.
+      for (const precision of phase === 'train' ? PRECISIONS : ['fp32', 'bf16'] as const) {
+        const variant = precision === 'fp32' ? `ours-${device}` : `ours-${device}-${precision}`;
+        const ours = (b: number) => node('peer.ts', ['--framework', 'ours', '--backend', device, '--precision', precision, ...common(b),
+          ...(phase === 'train' ? ['--profile-steps', '3', '--profile-budget', String(Math.round(b * 4) / 10)] : [])]);
+        add('ours', precision, variant, ours);
+        if (device === 'cpu') {
+          for (const { label, dir } of extraCpuAddons) add('ours', precision, `${variant}@${label}`, ours, { CUDNN_RESNET_ADDON_DIR: dir });
+        }
       }
       if (torchVersion && (device === 'cpu' || torchCuda)) {
-        for (const cl of [false, true]) {
-          add('torch', cl ? 'torch-channels-last' : 'torch-nchw', (b) => ['python3', join(here, 'peer_torch.py'), '--device', device, ...common(b), ...(cl ? ['--channels-last'] : [])]);
+        for (const [variant, precision, flags] of [['torch-nchw', 'fp32', []], ['torch-channels-last', 'fp32', ['--channels-last']],
+          ['torch-channels-last-bf16', 'bf16', ['--channels-last', '--autocast', 'bf16']]] as const) {
+          add('torch', precision, variant, (b) => ['python3', join(here, 'peer_torch.py'), '--device', device, ...common(b), ...flags]);
         }
       }
       const tfjsHere: Framework[] = device === 'cpu' ? ['tfjs-cpu', 'tfjs-wasm', 'tfjs-node'] : ['tfjs-node-gpu'];
-      for (const f of tfjsHere) if (tfjsInstalled[f]) add(f, f, (b) => node('peer.ts', ['--framework', f, ...common(b)]));
+      for (const f of tfjsHere) if (tfjsInstalled[f]) add(f, 'fp32', f, (b) => node('peer.ts', ['--framework', f, ...common(b)]));
     }
   }
 }

@@ -5,12 +5,15 @@
  *
  *   node --import tsx bench/peer.ts --framework ours|tfjs-cpu|tfjs-wasm|tfjs-node|tfjs-node-gpu
  *     --model resnet20|resnet50 --batch 128 --phase train|infer [--backend cpu|cuda]
- *     [--threads 2] [--warmup 3] [--reps 10] [--budget 30] [--profile-steps 3 --profile-budget 6]
+ *     [--precision fp32|bf16|fp16] [--threads 2] [--warmup 3] [--reps 10] [--budget 30]
+ *     [--profile-steps 3 --profile-budget 6]
  *
  * Every framework: random inputs, random labels, SGD (lr 0.1, momentum 0.9, weight decay 1e-4),
  * training-mode batch norm in the training step and inference-mode under inference. A step is
  * timed until its results are computed (this library: `sync()`; tfjs: `await data()` of the
- * loss or the logits).
+ * loss or the logits). This library's mixed precision (`--precision`, ours only) is what
+ * `train.fit` does: forward and loss under `amp.autocast`, and for fp16 a `GradScaler` whose step
+ * reads back its overflow check.
  */
 import { emit, closeProtocol, option, summarize, timeSteps, type LoopOptions, type Phase } from './harness.js';
 import type { TfjsModelName } from './tfjs-models.js';
@@ -38,7 +41,10 @@ async function ours(): Promise<void> {
   // OpenMP reads its thread count when the addon loads: set it before importing the library.
   process.env.OMP_NUM_THREADS = String(threads);
   const lib = await import('../lib/index.js');
-  const { models, noGrad, ops, optim, profile, randn, sync, tensor, tidy } = lib;
+  const { amp, models, noGrad, ops, optim, profile, randn, sync, tensor, tidy } = lib;
+  const precision = option(argv, 'precision', 'fp32');
+  const inPrecision = <T>(fn: () => T): T => (precision === 'fp32' ? fn() : amp.autocast({ dtype: precision === 'bf16' ? 'bfloat16' : 'float16' }, fn));
+  const scaler = precision === 'fp16' ? new amp.GradScaler() : null;
   const info = lib.backends().find((b) => b.name === backend)!;
   if (!info.available) {
     emit({ type: 'unavailable', reason: info.reason });
@@ -49,12 +55,13 @@ async function ours(): Promise<void> {
     ? models.cifarResNet({ depth: 20, shortcut: 'B', seed: 1, backend })
     : models.resnet50({ seed: 1, backend });
   const params = net.parameters().reduce((n, p) => n + p.size, 0);
-  emit({ type: 'meta', framework: 'cudnn-resnet', version: Object.entries(info.versions).map(([k, v]) => `${k} ${v}`).join(', '), params, threads: backend === 'cpu' ? threads : null });
+  emit({ type: 'meta', framework: 'cudnn-resnet', version: Object.entries(info.versions).map(([k, v]) => `${k} ${v}`).join(', '), params, threads: backend === 'cpu' ? threads : null,
+    notes: precision });
   const x = randn([batch, 3, size, size], { seed: 9, backend });
   if (phase === 'infer') {
     net.eval();
     await timeSteps(phase, async () => {
-      noGrad(() => tidy(() => { net.forward(x); }));
+      noGrad(() => tidy(() => { inPrecision(() => net.forward(x)); }));
       await sync(backend);
     }, loop);
     return;
@@ -63,23 +70,30 @@ async function ours(): Promise<void> {
   const sgd = new optim.SGD(net.parameters(), { lr: LR, momentum: MOMENTUM, weightDecay: WEIGHT_DECAY });
   // Time on the JS thread per part of the step (enqueueing and bookkeeping; the ops run on the worker).
   const js = { forward: 0, backward: 0, optimizer: 0 };
-  const trainStep = () => {
-    tidy(() => {
+  const trainStep = async () => {
+    tidy(() => inPrecision(() => {
       const t0 = performance.now();
       const loss = ops.softmaxCrossEntropy(net.forward(x), labels);
       const t1 = performance.now();
-      loss.backward();
+      (scaler ? scaler.scale(loss) : loss).backward();
       js.forward += t1 - t0;
       js.backward += performance.now() - t1;
-    });
+    }));
     const t2 = performance.now();
-    sgd.step();
+    if (scaler) {
+      const stepped = scaler.step(sgd);
+      js.optimizer += performance.now() - t2;
+      await stepped;
+      scaler.update();
+    } else {
+      sgd.step();
+      js.optimizer += performance.now() - t2;
+    }
     sgd.zeroGrad();
-    js.optimizer += performance.now() - t2;
   };
   const started = performance.now();
   const timed = await timeSteps(phase, async () => {
-    trainStep();
+    await trainStep();
     await sync(backend);
   }, loop);
   // The breakdown, from separate profiled steps after the timed ones (profiling does not disturb
@@ -93,7 +107,7 @@ async function ours(): Promise<void> {
     js.forward = js.backward = js.optimizer = 0;
     const p = await profile(async () => {
       for (let i = 0; i < steps; i++) {
-        trainStep();
+        await trainStep();
         await sync(backend);
       }
     }, { backend });

@@ -4,15 +4,17 @@ line protocol of bench/harness.ts: one network, one batch size, one phase (train
 inference), eager mode, NCHW or channels_last, on the CPU or a CUDA device.
 
     python3 bench/peer_torch.py --model resnet20 --batch 128 --phase train [--channels-last]
-        [--device cpu|cuda] [--threads 2] [--warmup 3] [--reps 10] [--budget 30]
+        [--autocast bf16] [--device cpu|cuda] [--threads 2] [--warmup 3] [--reps 10] [--budget 30]
 
 The same work as bench/peer.ts: random inputs and labels, SGD (lr 0.1, momentum 0.9, weight
 decay 1e-4), cross-entropy; a training step is zero_grad + forward + backward + step, inference
 is a forward pass in eval mode under no_grad; each is timed until done (torch.cuda.synchronize
-on a GPU; CPU ops are synchronous).
+on a GPU; CPU ops are synchronous). --autocast bf16 runs the forward and the loss under
+torch.autocast(device, dtype=torch.bfloat16), the one line a PyTorch user adds.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -56,6 +58,7 @@ def main():
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--phase", choices=["train", "infer"], required=True)
     ap.add_argument("--channels-last", action="store_true")
+    ap.add_argument("--autocast", choices=["bf16"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=3)
@@ -85,7 +88,12 @@ def main():
     model = MODELS[args.model]().to(device=device, memory_format=fmt)
     emit({"type": "meta", "framework": "pytorch", "version": torch.__version__, "params": trainable_params(model),
           "threads": torch.get_num_threads() if device.type == "cpu" else None,
-          "notes": "channels_last" if args.channels_last else "NCHW"})
+          "notes": ("channels_last" if args.channels_last else "NCHW") + (", autocast bf16" if args.autocast else "")})
+    if args.autocast:
+        def precision():
+            return torch.autocast(device.type, dtype=torch.bfloat16)
+    else:
+        precision = contextlib.nullcontext
     x = torch.randn(args.batch, 3, size, size, device=device).contiguous(memory_format=fmt)
     labels = (torch.arange(args.batch, device=device) * 7) % classes
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -94,7 +102,7 @@ def main():
         model.eval()
 
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), precision():
                 model(x)
     else:
         model.train()
@@ -102,7 +110,9 @@ def main():
 
         def step():
             opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), labels).backward()
+            with precision():
+                loss = F.cross_entropy(model(x), labels)
+            loss.backward()
             opt.step()
 
     time_steps(args.phase, step, sync, args)

@@ -9,6 +9,8 @@ import { type LoopDelay, type Phase, summarize } from './harness.js';
 export interface JobSpec {
   key: string;
   framework: string;
+  /** The arithmetic: fp32, or mixed precision (bf16, fp16). */
+  precision: 'fp32' | 'bf16' | 'fp16';
   variant: string;
   device: 'cpu' | 'cuda';
   model: 'resnet20' | 'resnet50';
@@ -159,17 +161,21 @@ function eldCell(r: JobResult | undefined): string {
 
 const MODEL_NAMES = { resnet20: 'ResNet-20', resnet50: 'ResNet-50' };
 
+const PRECISION_LABELS = { fp32: '', bf16: ', bf16 mixed precision', fp16: ', fp16 mixed precision' };
+
 function frameworkLabel(r: JobResult): string {
   const v = r.meta?.version;
+  const precision = PRECISION_LABELS[r.precision];
+  if (r.framework === 'ours') {
+    // --cpu-addon LABEL=DIR: the CPU addon of another build (another oneDNN), variant ...@LABEL.
+    const label = r.variant.includes('@') ? `, ${r.variant.slice(r.variant.indexOf('@') + 1)}` : '';
+    return `**cudnn-resnet** ${r.device === 'cpu' ? `cpu (oneDNN${oneDnnVersion(v)}${label})` : 'cuda (cuDNN)'}${precision}`;
+  }
   switch (r.variant) {
-    case 'ours-cpu': return `**cudnn-resnet** cpu (oneDNN${oneDnnVersion(v)})`;
-    case 'ours-cuda': return `**cudnn-resnet** cuda (cuDNN)`;
     case 'torch-nchw': return `PyTorch ${v ?? ''} NCHW`;
     case 'torch-channels-last': return `PyTorch ${v ?? ''} channels_last`;
-    default:
-      // --cpu-addon LABEL=DIR: the CPU addon of another build (another oneDNN), next to the default one.
-      if (r.variant.startsWith('ours-cpu-')) return `**cudnn-resnet** cpu (oneDNN${oneDnnVersion(v)}, ${r.variant.slice('ours-cpu-'.length)})`;
-      return `${r.variant.replace(/^tfjs-/, 'tfjs ')} ${v ? v.split(' ')[0] : ''}`;
+    case 'torch-channels-last-bf16': return `PyTorch ${v ?? ''} channels_last, autocast bf16`;
+    default: return `${r.variant.replace(/^tfjs-/, 'tfjs ')} ${v ? v.split(' ')[0] : ''}`;
   }
 }
 
@@ -177,6 +183,11 @@ function frameworkLabel(r: JobResult): string {
 function oneDnnVersion(version: string | undefined): string {
   const m = /onednn ([\d.]+)/.exec(version ?? '');
   return m ? ` ${m[1]}` : '';
+}
+
+/** This library's variant in a device's group at a precision: what "ours ÷ this" divides. */
+function oursVariant(device: string, precision: JobResult['precision']): string {
+  return precision === 'fp32' ? `ours-${device}` : `ours-${device}-${precision}`;
 }
 
 function threadsCell(rows: JobResult[]): string {
@@ -208,10 +219,11 @@ export function renderTable(report: Report): string {
     '|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const g of groups(report.results)) {
-    const ours = g.variants.get(`ours-${g.device}`) ?? {};
     for (const [, v] of g.variants) {
       const rows = [v.train, v.infer].filter((r): r is JobResult => r !== undefined);
       const any = rows[0]!;
+      // Against this library at the row's precision: fp32 rows against ours in fp32, bf16 against ours in bf16.
+      const ours = g.variants.get(oursVariant(g.device, any.precision)) ?? {};
       const params = rows.find((r) => r.meta)?.meta?.params;
       const eld = v.train && (v.train.eld || v.train.eldAtLeastMs !== null) ? eldCell(v.train)
         : v.infer && (v.infer.eld || v.infer.eldAtLeastMs !== null) ? `${eldCell(v.infer)} (inference)` : eldCell(v.train);
@@ -244,25 +256,35 @@ function paramCheck(results: JobResult[]): string[] {
   return out;
 }
 
-/** One sentence per network and phase: this library against PyTorch's best layout and tfjs. */
+/**
+ * One sentence per network, phase and precision: this library against PyTorch's best layout at
+ * that precision (fp32: NCHW or channels_last; bf16: channels_last under autocast), against
+ * tfjs (fp32), and in mixed precision against its own fp32.
+ */
 function headlines(report: Report): string[] {
   const out: string[] = [];
   for (const g of groups(report.results)) {
     for (const phase of ['train', 'infer'] as const) {
-      const ours = g.variants.get(`ours-${g.device}`)?.[phase];
-      if (!ours?.imgPerSec) continue;
-      const parts: string[] = [];
-      const torch = [...g.variants.entries()].filter(([k]) => k.startsWith('torch')).map(([k, v]) => [k, v[phase]] as const)
-        .filter(([, r]) => r?.imgPerSec).sort((a, b) => b[1]!.imgPerSec!.median - a[1]!.imgPerSec!.median);
-      if (torch.length > 0) {
-        const [k, best] = torch[0]!;
-        parts.push(`${ratioCell(ours, best!)} PyTorch's best (${k === 'torch-nchw' ? 'NCHW' : 'channels_last'})`);
+      const fp32 = g.variants.get(oursVariant(g.device, 'fp32'))?.[phase];
+      for (const precision of ['fp32', 'bf16', 'fp16'] as const) {
+        const ours = g.variants.get(oursVariant(g.device, precision))?.[phase];
+        if (!ours?.imgPerSec) continue;
+        const parts: string[] = [];
+        const torch = [...g.variants.entries()].filter(([k]) => k.startsWith('torch')).map(([k, v]) => [k, v[phase]] as const)
+          .filter(([, r]) => r?.imgPerSec && r.precision === precision).sort((a, b) => b[1]!.imgPerSec!.median - a[1]!.imgPerSec!.median);
+        if (torch.length > 0) {
+          const [k, best] = torch[0]!;
+          const which = k === 'torch-nchw' ? 'NCHW' : k === 'torch-channels-last' ? 'channels_last' : 'channels_last, autocast bf16';
+          parts.push(`${ratioCell(ours, best!)} PyTorch's best (${which})`);
+        }
+        for (const [k, v] of g.variants) {
+          const r = v[phase];
+          if (precision === 'fp32' && k.startsWith('tfjs') && r && (r.imgPerSec || r.below !== null)) parts.push(`${ratioCell(ours, r)} ${k.replace('-', ' ')}`);
+        }
+        if (precision !== 'fp32' && fp32?.imgPerSec) parts.push(`${ratioCell(ours, fp32)} its own fp32`);
+        const what = precision === 'fp32' ? 'cudnn-resnet' : `cudnn-resnet in ${precision}`;
+        if (parts.length) out.push(`- ${MODEL_NAMES[g.model]}, batch ${g.batch}, ${g.device}, ${phase === 'train' ? 'training' : 'inference'}: ${what} runs at ${parts.join(', ')}.`);
       }
-      for (const [k, v] of g.variants) {
-        const r = v[phase];
-        if (k.startsWith('tfjs') && r && (r.imgPerSec || r.below !== null)) parts.push(`${ratioCell(ours, r)} ${k.replace('-', ' ')}`);
-      }
-      if (parts.length) out.push(`- ${MODEL_NAMES[g.model]}, batch ${g.batch}, ${g.device}, ${phase === 'train' ? 'training' : 'inference'}: cudnn-resnet runs at ${parts.join(', ')}.`);
     }
   }
   return out;
@@ -274,8 +296,8 @@ const CATEGORIES: [string, RegExp][] = [
   ['convolutions (forward, backward data, backward weights)', /^conv2d/],
   ['batch norm (forward, backward)', /^batchNorm/],
   ['element-wise (relu, add, addRelu and their backward)', /^(relu|reluBackward|add|addRelu|scale)$/],
-  ['layout reorders (weights to/from blocked formats)', /^(reorder|reshape)$/],
-  ['optimizer (one sgdStep over all parameters)', /^sgdStep$/],
+  ['layout and type conversions (weights to/from blocked formats, casts)', /^(reorder|reshape|cast)$/],
+  ['optimizer (one sgdStep over all parameters; fp16: the overflow check)', /^(sgdStep|countNonFinite)$/],
   ['pooling, linear, loss', /^(maxPool|avgPool|linear|softmaxCrossEntropy)/],
   ['other (fill, sync, …)', /./],
 ];
@@ -285,7 +307,7 @@ export function renderBreakdown(r: JobResult): string {
   const per = (ms: number) => ms / b.steps;
   const pct = (ms: number) => `${((100 * ms) / b.wallMs).toFixed(1)}%`;
   const lines = [
-    `${MODEL_NAMES[r.model]}, batch ${r.batch}, ${b.backend}: \`profile()\` over ${b.steps} training steps (after the timed ones), ${f1(per(b.wallMs))} ms per step.`,
+    `${MODEL_NAMES[r.model]}, batch ${r.batch}, ${b.backend}${r.precision === 'fp32' ? '' : `, ${r.precision}`}: \`profile()\` over ${b.steps} training steps (after the timed ones), ${f1(per(b.wallMs))} ms per step.`,
     '',
     '| component | ms / step | share | native ops / step |',
     '|---|---:|---:|---:|',

@@ -11,13 +11,14 @@ export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * as nn from './nn/index.js';
 export * as models from './models/index.js';
-export { Tensor, type DType, type DataOf } from './tensor/tensor.js';
-export { tensor, randn, zeros, ones, memory, sync, emptyCache, setMemoryLimit, type CreateOptions, type TensorOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
+export * as amp from './amp/index.js';
+export { Tensor, type DType, type FloatDType, type DataOf } from './tensor/tensor.js';
+export { tensor, randn, zeros, ones, memory, sync, emptyCache, setMemoryLimit, type CreateOptions, type TensorOptions, type FloatOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
 export { tidy, keep } from './tensor/scope.js';
 export { seed } from './tensor/random.js';
 export { noGrad, isGradEnabled } from './autograd/grad-mode.js';
 export { backends, defaultBackend, setNumThreads, setTf32, type BackendInfo, type BackendName } from './backend/backends.js';
-export { profile, type Profile, type OpTime } from './backend/profile.js';
+export { profile, type Profile, type ProfileOptions, type OpTime } from './backend/profile.js';
 export * as train from './train/index.js';
 export {
   saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, readSafetensorsHeader,

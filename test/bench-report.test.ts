@@ -6,7 +6,7 @@ import { describe, expect, test } from 'vitest';
 import { type JobSpec, type RunFacts, renderTable, summarizeJob } from '../bench/report.js';
 
 const job = (over: Partial<JobSpec> = {}): JobSpec => ({
-  key: 'cpu/resnet20/32/x/train', framework: 'ours', variant: 'ours-cpu', device: 'cpu', model: 'resnet20',
+  key: 'cpu/resnet20/32/x/train', framework: 'ours', precision: 'fp32', variant: 'ours-cpu', device: 'cpu', model: 'resnet20',
   batch: 32, phase: 'train', budgetS: 15, profileS: 0, reps: 3, ...over,
 });
 const run = (over: Partial<RunFacts> = {}): RunFacts => ({
@@ -58,4 +58,23 @@ test('the table compares every row with this library and checks the parameter co
   expect(table).toContain('< 2.00 (0 steps in 16.0 s: killed at its budget) | > 160×');
   expect(table).toContain("2.00× PyTorch's best (NCHW)");
   expect(table).toContain('parameter counts differ');
+});
+
+test('mixed-precision rows compare with this library at their precision, and with its own fp32', () => {
+  const steps = (ms: number) => [meta, step(ms, false), { type: 'done' }];
+  const results = [
+    summarizeJob(job({ reps: 1 }), steps(100), run()),
+    summarizeJob(job({ reps: 1, precision: 'bf16', variant: 'ours-cpu-bf16' }), steps(50), run()),
+    summarizeJob(job({ reps: 1, framework: 'torch', precision: 'bf16', variant: 'torch-channels-last-bf16' }), steps(80), run()),
+    summarizeJob(job({ reps: 1, framework: 'torch', variant: 'torch-channels-last' }), steps(400), run()),
+  ];
+  const table = renderTable({
+    date: '', command: '', machine: { cpu: '', logicalCores: 2, threads: 2, loadAverageBefore: 0, loadAverageAfter: 0 },
+    versions: {}, notes: [], results, totalS: 0,
+  });
+  expect(table).toContain('**cudnn-resnet** cpu (oneDNN), bf16 mixed precision | 2 | 272,474 | 640 | 1.00× |');
+  expect(table).toContain('channels_last, autocast bf16 | 2 | 272,474 | 400 | 1.60× |');
+  expect(table).toContain('channels_last | 2 | 272,474 | 80.0 | 4.00× |');
+  expect(table).toContain("cudnn-resnet in bf16 runs at 1.60× PyTorch's best (channels_last, autocast bf16), 2.00× its own fp32.");
+  expect(table).toContain("cudnn-resnet runs at 4.00× PyTorch's best (channels_last).");
 });

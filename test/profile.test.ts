@@ -55,6 +55,17 @@ describe.each(backendCases)('profile on $name', ({ name: backend, available }) =
     w.dispose();
   });
 
+  test.skipIf(!available)('byShape: one entry per op and input shapes', async () => {
+    const a = randn([2, 3, 8, 8], { seed: 1, backend });
+    const b = randn([2, 3, 4, 4], { seed: 2, backend });
+    const p = await profile(() => tidy(() => { ops.relu(a); ops.relu(a); ops.relu(b); }), { backend, byShape: true });
+    expect(p.ops.find((o) => o.op === 'relu [2, 3, 8, 8]')?.calls).toBe(2);
+    expect(p.ops.find((o) => o.op === 'relu [2, 3, 4, 4]')?.calls).toBe(1);
+    await expect(profile(() => {}, { backend, byShape: 'yes' as never })).rejects.toThrow('profile: expected byShape to be a boolean');
+    a.dispose();
+    b.dispose();
+  });
+
   test.skipIf(!available)('one profile at a time per backend; a throwing fn still stops it', async () => {
     let inner: Promise<unknown> | undefined;
     await profile(async () => {

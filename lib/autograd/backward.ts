@@ -19,13 +19,13 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
     if (root.size !== 1) {
       throw new RangeError(`backward: a gradient is needed for a non-scalar tensor of shape ${shapeStr(root.shape)}`);
     }
-    gy = root._wrapLike(root._binding().fill([...root.shape], 1, 'float32'));
+    gy = root._wrapLike(root._binding().fill([...root.shape], 1, root.dtype));
   } else {
     if (!isTensor(seed)) throw new TypeError(`backward: expected grad to be a Tensor, got ${show(seed)}`);
     seed._live('backward', 'grad');
-    if (seed.backend !== root.backend || seed.dtype !== 'float32' || !sameShape(seed.shape, root.shape)) {
+    if (seed.backend !== root.backend || seed.dtype !== root.dtype || !sameShape(seed.shape, root.shape)) {
       throw new RangeError(
-        `backward: expected grad to be a float32 tensor of shape ${shapeStr(root.shape)} on ${root.backend}, ` +
+        `backward: expected grad to be a ${root.dtype} tensor of shape ${shapeStr(root.shape)} on ${root.backend}, ` +
           `got ${seed.dtype} ${shapeStr(seed.shape)} on ${seed.backend}`,
       );
     }

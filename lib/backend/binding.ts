@@ -23,7 +23,7 @@ export interface NativeBuffer {
   readonly released: boolean;
 }
 
-export type NativeDType = 'float32' | 'int32';
+export type NativeDType = 'float32' | 'int32' | 'bfloat16' | 'float16';
 export type Pair = [number, number];
 
 export interface NativeInfo {
@@ -48,7 +48,10 @@ export interface NativeProfile {
   wallMs: number;
   /** Time the worker spent running tasks (the sum of `ops[].totalMs`). */
   busyMs: number;
-  /** One entry per op name (the task's description up to its first space), sorted by name. */
+  /**
+   * One entry per op name (the task's description up to its first space), or per description
+   * with the input shapes when started `byShape`, sorted by name.
+   */
   ops: { op: string; calls: number; totalMs: number }[];
 }
 
@@ -56,11 +59,11 @@ export interface Binding {
   info(): NativeInfo;
   memory(): NativeMemory;
   /**
-   * Starts recording the wall time of every task the worker runs, per op name (resets the
-   * totals). CUDA: each task then waits for the GPU work it launched, so times are execution
-   * times and the stream runs serialized.
+   * Starts recording the wall time of every task the worker runs, per op name, or with
+   * `byShape` per op name and input shapes (resets the totals). CUDA: each task then waits for
+   * the GPU work it launched, so times are execution times and the stream runs serialized.
    */
-  startProfile(): void;
+  startProfile(byShape?: boolean): void;
   /** Stops recording and returns the totals. */
   stopProfile(): NativeProfile;
   /** Resolves once every op enqueued before it has run; rejects with the first failure among them. */
@@ -97,13 +100,23 @@ export interface Binding {
    */
   useDevice(index: number): void;
 
-  upload(values: Float32Array | Int32Array, shape: number[]): NativeBuffer;
+  /**
+   * A buffer of `values`: int32 from an Int32Array; from a Float32Array float32, or `dtype`
+   * 'bfloat16' / 'float16' (converted, rounding to nearest even).
+   */
+  upload(values: Float32Array | Int32Array, shape: number[], dtype?: NativeDType): NativeBuffer;
   fill(shape: number[], value: number, dtype: NativeDType): NativeBuffer;
   zerosLike(like: NativeBuffer): NativeBuffer;
+  /** The values in row-major order: an Int32Array for int32, a Float32Array for the floating types. */
   download(buf: NativeBuffer): Promise<Float32Array | Int32Array>;
   downloadSync(buf: NativeBuffer): Float32Array | Int32Array;
   /** A new buffer holding the same values in row-major order under another shape. */
   reshape(buf: NativeBuffer, shape: number[]): NativeBuffer;
+  /**
+   * The values of a floating buffer in another floating type (round to nearest even), in the
+   * same physical layout; the buffer itself when it has that type already.
+   */
+  cast(buf: NativeBuffer, dtype: NativeDType): NativeBuffer;
   /** Drops this handle's reference; the memory goes when no queued op needs it either. */
   release(buf: NativeBuffer): void;
   /** A second handle to the same memory. */
@@ -119,19 +132,27 @@ export interface Binding {
     padding: Pair, dilation: Pair, groups: number): [NativeBuffer, NativeBuffer | null];
 
   /**
-   * Training-mode batch norm over [N, C, H, W]: normalizes with the biased batch variance, and
-   * updates `runningMean`/`runningVar` in place (when given) with `momentum` and the unbiased
-   * variance. Returns [y, saved1, saved2]: opaque saved statistics for `batchNormBackward`.
+   * Training-mode batch norm over [N, C, H, W] with a fused tail: y = bn(x), relu(bn(x)) with
+   * `relu`, relu(bn(x) + residual) with a residual (of x's shape and dtype) too. Normalizes with
+   * the biased batch variance, and updates `runningMean`/`runningVar` in place (when given) with
+   * `momentum` and the unbiased variance. x, residual and y share a floating dtype; weight, bias
+   * and the statistics are float32. Returns [y, saved1, saved2, saved3 | null]: opaque saved state
+   * for `batchNormBackward` (saved3: what the backend needs for the tail, if anything).
    */
   batchNormForwardTraining(x: NativeBuffer, weight: NativeBuffer, bias: NativeBuffer,
     runningMean: NativeBuffer | null, runningVar: NativeBuffer | null, momentum: number,
-    eps: number): [NativeBuffer, NativeBuffer, NativeBuffer];
-  /** Inference-mode batch norm with the given statistics. */
+    eps: number, residual: NativeBuffer | null, relu: boolean): [NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer | null];
+  /** Inference-mode batch norm with the given statistics, with the same tails. */
   batchNormForwardInference(x: NativeBuffer, weight: NativeBuffer, bias: NativeBuffer, mean: NativeBuffer,
-    variance: NativeBuffer, eps: number): NativeBuffer;
-  /** Returns [dx, dweight, dbias] (the latter two plain [C]). */
-  batchNormBackward(x: NativeBuffer, dy: NativeBuffer, weight: NativeBuffer, saved1: NativeBuffer,
-    saved2: NativeBuffer, eps: number): [NativeBuffer, NativeBuffer, NativeBuffer];
+    variance: NativeBuffer, eps: number, residual: NativeBuffer | null, relu: boolean): NativeBuffer;
+  /**
+   * The backward of a training forward with the same tail: `y` is that forward's output (needed
+   * with `relu`), saved1–3 what it returned. Returns [dx, dweight, dbias (plain [C]), dresidual |
+   * null (with a residual)].
+   */
+  batchNormBackward(x: NativeBuffer, y: NativeBuffer | null, dy: NativeBuffer, weight: NativeBuffer,
+    saved1: NativeBuffer, saved2: NativeBuffer, saved3: NativeBuffer | null, eps: number, withResidual: boolean,
+    relu: boolean): [NativeBuffer, NativeBuffer, NativeBuffer, NativeBuffer | null];
 
   relu(x: NativeBuffer): NativeBuffer;
   /** dx = dy · (y > 0), from the forward output y. */
@@ -165,6 +186,12 @@ export interface Binding {
   /** dlogits = (p - q) · dloss / N, with dloss a buffer of shape []. */
   softmaxCrossEntropyBackward(probs: NativeBuffer, labels: NativeBuffer, labelSmoothing: number,
     dloss: NativeBuffer): NativeBuffer;
+
+  /**
+   * How many values of these floating buffers are infinite or NaN, as a float32 buffer of shape
+   * [] (the gradient scaler's overflow check; CPU only for now).
+   */
+  countNonFinite(buffers: NativeBuffer[]): NativeBuffer;
 
   /**
    * One SGD step over every parameter, PyTorch's rule: g = grad + wd·p; buf = momentum·buf + g

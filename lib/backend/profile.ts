@@ -2,14 +2,17 @@
  * Where a backend's time goes: per-op execution times recorded by its worker.
  * @module
  */
-import { checkOptions, show } from '../util/check.js';
+import { checkBool, checkOptions, show } from '../util/check.js';
 import { type BackendName, parseBackend } from './backends.js';
 import { bindingOf } from './load.js';
 import type { NativeProfile } from './binding.js';
 
-/** The worker's time for one op name. */
+/** The worker's time for one op name (or, with `byShape`, one op on inputs of given shapes). */
 export interface OpTime {
-  /** The native op: `conv2d`, `conv2dBackwardData`, `batchNormForwardTraining`, `sgdStep`, … */
+  /**
+   * The native op: `conv2d`, `conv2dBackwardData`, `batchNormForwardTraining`, `sgdStep`, …;
+   * with `byShape`, followed by its inputs' shapes: `conv2d [16, 64, 56, 56] [64, 64, 3, 3]`.
+   */
   op: string;
   /** How many times it ran. */
   calls: number;
@@ -33,6 +36,17 @@ export interface Profile {
   ops: OpTime[];
 }
 
+/** Options of `profile`. */
+export interface ProfileOptions {
+  /** The backend to profile (default: `defaultBackend()`). */
+  backend?: BackendName;
+  /**
+   * One entry per op and input shapes rather than per op (default false): which convolution of
+   * a network takes the time, say.
+   */
+  byShape?: boolean;
+}
+
 const active = new Set<BackendName>();
 
 /**
@@ -50,16 +64,18 @@ const active = new Set<BackendName>();
  * are execution times, but the GPU no longer overlaps with launches: `wallMs` is longer than
  * without profiling. One profile at a time per backend.
  */
-export async function profile(fn: () => unknown, options?: { backend?: BackendName }): Promise<Profile> {
+export async function profile(fn: () => unknown, options?: ProfileOptions): Promise<Profile> {
   if (typeof fn !== 'function') throw new TypeError(`profile: expected a function, got ${show(fn)}`);
-  const backend = parseBackend('profile', checkOptions('profile', options, ['backend']).backend);
+  const opts = checkOptions('profile', options, ['backend', 'byShape']);
+  const backend = parseBackend('profile', opts.backend);
+  const byShape = opts.byShape === undefined ? false : checkBool('profile', 'byShape', opts.byShape);
   if (active.has(backend)) throw new Error(`profile: backend '${backend}' is already being profiled`);
   const binding = bindingOf(backend);
   active.add(backend);
   let result: NativeProfile;
   try {
     await binding.sync();
-    binding.startProfile();
+    binding.startProfile(byShape);
     try {
       await fn();
       await binding.sync();

@@ -42,6 +42,8 @@ train options:
   --label-smoothing X (default 0)     --no-augment    --limit N (use the first N images)
   --download         CIFAR: fetch the official archive (MD5 verified) if its files are missing
   --seed N           (default 1)      --backend cpu|cuda          --threads N
+  --precision P      fp32 | bf16 | fp16: convolutions and linear layers in bfloat16 or float16
+                     (mixed precision, float32 weights and statistics; fp16 with loss scaling) (default fp32)
   --memory-limit SIZE  cap the backend's tensor memory, e.g. 2GiB, 512MiB (default: none); a run
                      that reaches it stops with an error and keeps its last checkpoint
   --out DIR          output folder (default runs/<model>-<depth>-<dataset>)
@@ -99,8 +101,8 @@ const OPTIONS = {
   schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
   'no-augment': { type: 'boolean' }, download: { type: 'boolean' }, limit: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
   threads: { type: 'string' }, 'memory-limit': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
-  depths: { type: 'string' }, key: { type: 'string' }, 'strip-prefix': { type: 'string' }, onnx: { type: 'string' }, opset: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
+  depths: { type: 'string' }, precision: { type: 'string' }, key: { type: 'string' }, 'strip-prefix': { type: 'string' }, onnx: { type: 'string' },
+  opset: { type: 'string' }, help: { type: 'boolean', short: 'h' },
 } as const;
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
@@ -125,6 +127,7 @@ function runOptions(v: Values, defaults: Partial<RunOptions> = {}): RunOptions {
     labelSmoothing: num('label-smoothing', v['label-smoothing'], d.labelSmoothing, { min: 0 }),
     augment: !v['no-augment'],
     seed: num('seed', v.seed, d.seed, { int: true, min: 0 }),
+    precision: oneOf('precision', v.precision, ['fp32', 'bf16', 'fp16'] as const, d.precision),
     out: v.out ?? join('runs', `${model}${model.startsWith('resnet') && model !== 'resnet' ? '' : `-${depth}`}-${dataset}`),
   };
   if (v.data !== undefined) o.data = v.data;
@@ -173,7 +176,7 @@ async function evalCommand(v: Values): Promise<void> {
   try {
     await loadCheckpoint(v.checkpoint, { model, ...(o.backend ? { backend: o.backend } : {}) });
     const { test } = loaders(o, testSet, testSet);
-    const r = await evaluate(model, test);
+    const r = await evaluate(model, test, 0, { precision: o.precision ?? 'fp32' });
     console.log(`${v.checkpoint} (epoch ${state.epoch}) on ${o.dataset} test, ${r.images} images: ` +
       `accuracy ${(100 * (1 - r.error)).toFixed(2)}%, top-1 error ${(100 * r.error).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
   } finally {

@@ -15,7 +15,8 @@ import { saveSafetensors } from '../io/safetensors.js';
 import { type ResNet, cifarResNet, preActResNet, resnet18, resnet34, resnet50, wideResNet } from '../models/resnet.js';
 import { SGD } from '../optim/sgd.js';
 import { loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
-import { type EpochMetrics, fit } from '../train/fit.js';
+import { GradScaler, type GradScalerState } from '../amp/grad-scaler.js';
+import { type EpochMetrics, type Precision, fit } from '../train/fit.js';
 import { heRecipe } from '../train/recipe.js';
 import { cosineSchedule, stepSchedule } from '../train/schedule.js';
 
@@ -41,6 +42,8 @@ export interface RunOptions {
   /** CIFAR only: fetch the official archive (MD5 checked) when its files are missing. */
   download?: boolean;
   seed: number;
+  /** Training arithmetic (absent in checkpoints of earlier versions: fp32). */
+  precision: Precision;
   backend?: BackendName;
   out: string;
 }
@@ -48,7 +51,7 @@ export interface RunOptions {
 export const DEFAULTS: Omit<RunOptions, 'out'> = {
   model: 'resnet', depth: 20, widen: 4, shortcut: 'A', dropPath: 0, dataset: 'fashion-mnist', epochs: 6,
   batch: heRecipe.batchSize, lr: heRecipe.lr, weightDecay: heRecipe.weightDecay, momentum: heRecipe.momentum,
-  schedule: 'step', warmupEpochs: 0, labelSmoothing: 0, augment: true, seed: 1,
+  schedule: 'step', warmupEpochs: 0, labelSmoothing: 0, augment: true, seed: 1, precision: 'fp32',
 };
 
 /** Loads a split of the run's dataset, cut to `limit` images when given. */
@@ -120,6 +123,8 @@ export async function runTraining(o: RunOptions, options: { resume: boolean; pro
   const model = buildModel(o, trainSet.channels, trainSet.classes);
   const { train, test } = loaders(o, trainSet, testSet);
   const optimizer = new SGD(model.parameters(), { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
+  const precision = o.precision ?? 'fp32';
+  const gradScaler = precision === 'fp16' ? new GradScaler() : undefined;
   try {
     let startEpoch = 0;
     let history: EpochMetrics[] = [];
@@ -128,6 +133,7 @@ export async function runTraining(o: RunOptions, options: { resume: boolean; pro
       startEpoch = state.epoch;
       history = state.history as EpochMetrics[];
       model.rngState = state.rng as number[];
+      if (gradScaler && state.gradScaler !== undefined) gradScaler.loadStateDict(state.gradScaler as GradScalerState);
       options.log(`resuming from ${files.checkpoint} after epoch ${startEpoch}`);
     } else {
       rmSync(files.metrics, { force: true });
@@ -138,13 +144,15 @@ export async function runTraining(o: RunOptions, options: { resume: boolean; pro
       : stepSchedule({ lr: o.lr, milestones: [...heRecipe.milestones], warmupSteps });
     const params = model.parameters().reduce((n, p) => n + p.size, 0);
     options.log(`${o.model}${o.model.startsWith('resnet') && o.model !== 'resnet' ? '' : `-${o.depth}`} on ${o.dataset} ` +
-      `(${trainSet.n} train / ${testSet.n} test images), ${params.toLocaleString('en-US')} parameters, ${o.epochs} epochs of ${train.batchesPerEpoch} steps`);
+      `(${trainSet.n} train / ${testSet.n} test images), ${params.toLocaleString('en-US')} parameters, ${o.epochs} epochs of ${train.batchesPerEpoch} steps` +
+      (precision === 'fp32' ? '' : `, ${precision} mixed precision`));
     const result = await fit(model, {
       trainData: train, evalData: test, epochs: o.epochs, optimizer, schedule, labelSmoothing: o.labelSmoothing, startEpoch,
-      history, metricsFile: files.metrics, curvesFile: files.curves, progress: options.progress,
+      history, metricsFile: files.metrics, curvesFile: files.curves, progress: options.progress, precision, ...(gradScaler ? { gradScaler } : {}),
       onEpoch: async (m) => {
         history.push(m);
-        await saveCheckpoint(files.checkpoint, { model, optimizer, state: { epoch: m.epoch, history, rng: model.rngState, options: o } });
+        const state = { epoch: m.epoch, history, rng: model.rngState, options: o, ...(gradScaler ? { gradScaler: gradScaler.stateDict() } : {}) };
+        await saveCheckpoint(files.checkpoint, { model, optimizer, state });
       },
     });
     await saveSafetensors(files.weights, model.stateDict(), { metadata: { format: 'pt' } });

@@ -10,6 +10,7 @@
 import type { BackendName } from '../backend/backends.js';
 import { MAX_ELEMENTS, setOwn, shapeStr } from '../util/check.js';
 import { tensor } from '../tensor/create.js';
+import { fromFloat16Bits } from '../tensor/half.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 
 /** Element types, by PyTorch's names, and their size in bytes. @internal */
@@ -21,16 +22,6 @@ export type ElementType = keyof typeof ELEMENT_BYTES;
 /** True for an element type the readers convert. @internal */
 export function isElementType(name: string): name is ElementType {
   return Object.hasOwn(ELEMENT_BYTES, name);
-}
-
-/** float16 bits to a float32 value. */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac === 0 ? sign * Infinity : Number.NaN;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
 }
 
 /**
@@ -56,7 +47,7 @@ export function decodeElements(type: ElementType, bytes: Uint8Array, n: number, 
     case 'float16': {
       const src = new Uint16Array(buf, 0, n);
       const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(src[i]!);
+      for (let i = 0; i < n; i++) out[i] = fromFloat16Bits(src[i]!);
       return out;
     }
     case 'int64': {

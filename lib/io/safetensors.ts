@@ -14,6 +14,7 @@ import { checkOptions, setOwn, show, shapeStr } from '../util/check.js';
 import { checkTensor } from '../tensor/check-tensor.js';
 import { isTensor } from '../tensor/is-tensor.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
+import { toBFloat16Bits, toFloat16Bits } from '../tensor/half.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { checkPath, fileFormatError } from './file-error.js';
 import { readExactly, readExactlySync } from './read-at.js';
@@ -53,8 +54,11 @@ export interface SafetensorsHeader {
  */
 const DTYPE_BYTES: Readonly<Record<string, number>> = { F32: 4, I32: 4, I64: 8, F16: 2, BF16: 2, F64: 8 };
 
-/** The writer's order: the reference implementation sorts by dtype, descending in its enum (F32 before I32), then by name. */
-const WRITE_ORDER: Readonly<Record<DType, number>> = { float32: 0, int32: 1 };
+/** The writer's order: the reference implementation sorts by dtype, descending in its enum (F32, I32, BF16, F16), then by name. */
+const WRITE_ORDER: Readonly<Record<DType, number>> = { float32: 0, int32: 1, bfloat16: 2, float16: 3 };
+
+/** Each dtype's name and element size in the file. */
+const FILE_DTYPE: Readonly<Record<DType, [string, number]>> = { float32: ['F32', 4], int32: ['I32', 4], bfloat16: ['BF16', 2], float16: ['F16', 2] };
 
 /** The reference implementation's cap; a larger claimed header is corruption, not a big model. */
 const MAX_HEADER_BYTES = 100_000_000;
@@ -296,8 +300,9 @@ function plan(op: string, path: unknown, tensors: unknown, options: unknown): { 
   let offset = 0;
   const parts = metaJson ? [metaJson] : [];
   for (const [name, t] of order) {
-    const end = offset + 4 * t.size;
-    parts.push(`${JSON.stringify(name)}:{"dtype":"${t.dtype === 'int32' ? 'I32' : 'F32'}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${end}]}`);
+    const [fileDType, size] = FILE_DTYPE[t.dtype];
+    const end = offset + size * t.size;
+    parts.push(`${JSON.stringify(name)}:{"dtype":"${fileDType}","shape":[${t.shape.join(',')}],"data_offsets":[${offset},${end}]}`);
     offset = end;
   }
   const json = Buffer.from(`{${parts.join(',')}}`, 'utf8');
@@ -310,24 +315,30 @@ function plan(op: string, path: unknown, tensors: unknown, options: unknown): { 
   return { file, planned: { header, order } };
 }
 
-function asBytes(a: Float32Array | Int32Array): Uint8Array {
+/** A tensor's values as the file stores them: half precision as its 16-bit patterns (exact: the values came from them). */
+function asBytes(a: Float32Array | Int32Array, dtype: DType): Uint8Array {
+  if (dtype === 'bfloat16' || dtype === 'float16') {
+    const bits = Uint16Array.from(a, dtype === 'bfloat16' ? toBFloat16Bits : toFloat16Bits);
+    return new Uint8Array(bits.buffer);
+  }
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 /**
- * Writes float32 and int32 tensors to a safetensors file that PyTorch's
- * `safetensors.torch.load_file` reads: the same header layout, key order and padding as the
- * reference writer. Tensors must be live; their values are read back (waiting for queued ops).
+ * Writes tensors (F32, I32, and bfloat16 and float16 ones as BF16 and F16) to a safetensors file
+ * that PyTorch's `safetensors.torch.load_file` reads: the same header layout, key order and
+ * padding as the reference writer. Tensors must be live; their values are read back (waiting for queued ops).
  * The write is atomic: a temporary file in the same directory is written, fsynced and renamed
  * over `path`, so a crash leaves the old file or the new one, never a torn one.
  */
 export function saveSafetensors(path: string, tensors: Record<string, Tensor<DType>>, options?: SaveSafetensorsOptions): Promise<void> {
   const { file, planned } = plan('saveSafetensors', path, tensors, options);
-  return Promise.all(planned.order.map(([, t]) => t.data())).then((values) => writeFileAtomic(file, [planned.header, ...values.map(asBytes)]));
+  return Promise.all(planned.order.map(([, t]) => t.data()))
+    .then((values) => writeFileAtomic(file, [planned.header, ...values.map((v, i) => asBytes(v, planned.order[i]![1].dtype))]));
 }
 
 /** `saveSafetensors`, blocking the thread until the values are read back and written. For scripts. */
 export function saveSafetensorsSync(path: string, tensors: Record<string, Tensor<DType>>, options?: SaveSafetensorsOptions): void {
   const { file, planned } = plan('saveSafetensorsSync', path, tensors, options);
-  writeFileAtomicSync(file, [planned.header, ...planned.order.map(([, t]) => asBytes(t.dataSync()))]);
+  writeFileAtomicSync(file, [planned.header, ...planned.order.map(([, t]) => asBytes(t.dataSync(), t.dtype))]);
 }

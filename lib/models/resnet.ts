@@ -12,7 +12,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { MAX_ARRAY_ELEMENTS, checkEach, checkElements, checkInt, checkNumber, checkOptions, checkBool, shapeStr, show } from '../util/check.js';
 import { checkFloat } from '../tensor/check-tensor.js';
 import { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, type BlockOptions, type ShortcutKind } from '../nn/blocks.js';
-import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential, checkSeed } from '../nn/layers.js';
+import { BatchNorm2d, Conv2d, GlobalAvgPool, Linear, MaxPool2d, ReLU, Sequential, checkSeed, forwardChain } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 
 /** The residual block a `ResNet` is made of. */
@@ -164,8 +164,7 @@ export class ResNet extends Module {
     if (x.shape[1] !== this.inChannels) {
       throw new RangeError(`ResNet.forward: expected input of shape [N, C, H, W] with C = ${this.inChannels}, got ${shapeStr(x.shape)}`);
     }
-    let h = x;
-    for (const m of [...this.#stem, ...this.#stages, ...this.#head]) h = m.forward(h);
+    const h = forwardChain([...this.#stem, ...this.#stages, ...this.#head], x);
     return this.#fc.forward(ops.flatten(h));
   }
 }

@@ -12,7 +12,7 @@ import { tensor } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkBool, checkInt, checkNumber, checkOptions, show } from '../util/check.js';
-import { BatchNorm2d, Conv2d, Sequential, checkSeed } from './layers.js';
+import { BatchNorm2d, type BatchNormTail, Conv2d, Sequential, checkSeed } from './layers.js';
 import { Module } from './module.js';
 
 /**
@@ -169,13 +169,19 @@ abstract class ResidualBlock extends Module {
     this.#downsample = this.addModule('downsample', proj);
   }
 
-  /** The post-activation tail: relu(branch + shortcut(x)), or relu(branch) when plain. */
-  protected postActivated(x: Tensor, branch: () => Tensor): Tensor {
-    if (this.plain) return ops.relu(branch());
+  /**
+   * The post-activation tail: relu(branch + shortcut(x)), or relu(branch) when plain. `branch`
+   * computes the residual branch up to its last batch norm, into which it fuses `tail`: the
+   * shortcut's output and the ReLU.
+   */
+  protected postActivated(x: Tensor, branch: (tail: BatchNormTail) => Tensor): Tensor {
+    if (this.plain) return branch({ relu: true });
     const identity = this.#downsample ? this.#downsample.forward(x) : x;
     // Huang et al.: H = ReLU(b·f(x) + id(x)); with b = 0 the branch is not computed at all.
     if (this.#dropBranch()) return ops.relu(identity);
-    return ops.addRelu(this.#scaled(branch()), identity);
+    // In evaluation with stochastic depth the branch is scaled before the sum: nothing to fuse.
+    if (!this.training && this.survival < 1) return ops.addRelu(this.#scaled(branch({})), identity);
+    return branch({ residual: identity, relu: true });
   }
 
   /**
@@ -184,14 +190,14 @@ abstract class ResidualBlock extends Module {
    * sum.
    */
   protected preActivated(x: Tensor, bn1: BatchNorm2d, rest: (pre: Tensor) => Tensor): Tensor {
-    if (this.plain) return rest(ops.relu(bn1.forward(x)));
+    if (this.plain) return rest(bn1.forward(x, { relu: true }));
     const ds = this.#downsample;
     if (ds === null || ds instanceof PadShortcut) {
       const identity = ds ? ds.forward(x) : x;
       if (this.#dropBranch()) return identity;
-      return ops.add(this.#scaled(rest(ops.relu(bn1.forward(x)))), identity);
+      return ops.add(this.#scaled(rest(bn1.forward(x, { relu: true }))), identity);
     }
-    const pre = ops.relu(bn1.forward(x));
+    const pre = bn1.forward(x, { relu: true });
     const identity = ds.forward(pre);
     if (this.#dropBranch()) return identity;
     return ops.add(this.#scaled(rest(pre)), identity);
@@ -236,7 +242,7 @@ export class BasicBlock extends ResidualBlock {
 
   /** The block on x [N, inChannels, H, W]. */
   forward(x: Tensor): Tensor {
-    return this.postActivated(x, () => this.#bn2.forward(this.#conv2.forward(ops.relu(this.#bn1.forward(this.#conv1.forward(x))))));
+    return this.postActivated(x, (tail) => this.#bn2.forward(this.#conv2.forward(this.#bn1.forward(this.#conv1.forward(x), { relu: true })), tail));
   }
 }
 
@@ -273,9 +279,9 @@ export class Bottleneck extends ResidualBlock {
   /** The block on x [N, inChannels, H, W]. */
   forward(x: Tensor): Tensor {
     const [conv1, bn1, conv2, bn2, conv3, bn3] = this.#layers;
-    return this.postActivated(x, () => {
-      const h = ops.relu(bn2.forward(conv2.forward(ops.relu(bn1.forward(conv1.forward(x))))));
-      return bn3.forward(conv3.forward(h));
+    return this.postActivated(x, (tail) => {
+      const h = bn2.forward(conv2.forward(bn1.forward(conv1.forward(x), { relu: true })), { relu: true });
+      return bn3.forward(conv3.forward(h), tail);
     });
   }
 }
@@ -310,7 +316,7 @@ export class PreActBlock extends ResidualBlock {
 
   /** The block on x [N, inChannels, H, W]. */
   forward(x: Tensor): Tensor {
-    return this.preActivated(x, this.#bn1, (pre) => this.#conv2.forward(ops.relu(this.#bn2.forward(this.#conv1.forward(pre)))));
+    return this.preActivated(x, this.#bn1, (pre) => this.#conv2.forward(this.#bn2.forward(this.#conv1.forward(pre), { relu: true })));
   }
 }
 
@@ -349,8 +355,8 @@ export class PreActBottleneck extends ResidualBlock {
   forward(x: Tensor): Tensor {
     const [conv1, bn2, conv2, bn3, conv3] = this.#rest;
     return this.preActivated(x, this.#bn1, (pre) => {
-      const h = conv2.forward(ops.relu(bn2.forward(conv1.forward(pre))));
-      return conv3.forward(ops.relu(bn3.forward(h)));
+      const h = conv2.forward(bn2.forward(conv1.forward(pre), { relu: true }));
+      return conv3.forward(bn3.forward(h, { relu: true }));
     });
   }
 }

@@ -104,6 +104,15 @@ export class Conv2d extends Module {
   }
 }
 
+/**
+ * What `BatchNorm2d.forward` applies after normalizing, fused into the same op: a residual to
+ * add, then a ReLU (see `ops.batchNorm2d`).
+ */
+export interface BatchNormTail {
+  residual?: Tensor | null;
+  relu?: boolean;
+}
+
 /** Options of `BatchNorm2d`. */
 export interface BatchNorm2dLayerOptions {
   /** Added to the variance for stability (default 1e-5). */
@@ -173,11 +182,18 @@ export class BatchNorm2d extends Module {
     return this.#batches;
   }
 
-  /** `ops.batchNorm2d` in this module's mode, with its parameters and running statistics. */
-  forward(x: Tensor): Tensor {
+  /**
+   * `ops.batchNorm2d` in this module's mode, with its parameters and running statistics, and
+   * the fused `tail` when given: `relu(bn(x) + residual)` in one op where the blocks of a
+   * residual network would otherwise run two or three.
+   */
+  forward(x: Tensor, tail?: BatchNormTail): Tensor {
+    const t = checkOptions('BatchNorm2d.forward', tail, ['residual', 'relu']);
     const y = ops.batchNorm2d(x, {
       weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
       training: this.training, momentum: this.momentum, eps: this.eps,
+      ...(t.residual === undefined ? {} : { residual: t.residual as Tensor | null }),
+      ...(t.relu === undefined ? {} : { relu: t.relu as boolean }),
     });
     if (this.training) this.#batches++;
     return y;
@@ -346,10 +362,27 @@ export class Sequential extends Module {
     return this.#layers.at(i)!;
   }
 
-  /** Each module's forward on the previous one's output. */
+  /** Each module's forward on the previous one's output (see `forwardChain`). */
   forward(x: Tensor): Tensor {
-    let h = x;
-    for (const m of this.#layers) h = m.forward(h);
-    return h;
+    return forwardChain(this.#layers, x);
   }
+}
+
+/**
+ * Each module's forward on the previous one's output, where a `BatchNorm2d` followed by a `ReLU`
+ * runs as one fused batch norm + ReLU op (same result, one pass less over the activation).
+ * @internal
+ */
+export function forwardChain(modules: readonly Module[], x: Tensor): Tensor {
+  let h = x;
+  for (let i = 0; i < modules.length; i++) {
+    const m = modules[i]!;
+    if (m instanceof BatchNorm2d && modules[i + 1] instanceof ReLU) {
+      h = m.forward(h, { relu: true });
+      i++;
+    } else {
+      h = m.forward(h);
+    }
+  }
+  return h;
 }

@@ -2,7 +2,8 @@ import type { Pair } from '../backend/binding.js';
 import { gradMask, needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkElements, checkInt, checkOptions, checkPair, shapeStr } from '../util/check.js';
-import { checkFloat, checkSameBackend } from '../tensor/check-tensor.js';
+import { checkFloat, checkSameBackend, checkSameDType } from '../tensor/check-tensor.js';
+import { withCasts } from '../amp/autocast.js';
 
 /** Options of `conv2d`, as in PyTorch's `F.conv2d`. */
 export interface Conv2dOptions {
@@ -25,7 +26,8 @@ export function windowOutput(size: number, kernel: number, stride: number, paddi
 
 /**
  * 2-D convolution (cross-correlation, as in PyTorch) of `x` [N, C, H, W] with `weight`
- * [O, C/groups, kH, kW]. Returns [N, O, H', W'].
+ * [O, C/groups, kH, kW]. Returns [N, O, H', W']. Input, weight and bias share a floating dtype,
+ * which the output has; inside `amp.autocast` they are cast to its type first.
  */
 export function conv2d(x: Tensor, weight: Tensor, options?: Conv2dOptions): Tensor {
   const op = 'conv2d';
@@ -54,24 +56,30 @@ export function conv2d(x: Tensor, weight: Tensor, options?: Conv2dOptions): Tens
     throw new RangeError(`${op}: the kernel (${kH}x${kW}, dilation ${dilation.join('x')}) is larger than the padded input (${shapes}, padding ${padding.join('x')})`);
   }
   checkElements(op, 'output', [N, O, Ho, Wo], ` (${shapes}, padding ${padding.join('x')}, stride ${stride.join('x')})`);
+  return withCasts('lower', [x, weight, bias], ([xc, wc, bc]) => forward(xc!, wc!, bc ?? null, [stride, padding, dilation, groups], [N, O, Ho, Wo]));
+}
+
+function forward(x: Tensor, weight: Tensor, bias: Tensor | null, geometry: [Pair, Pair, Pair, number], out: number[]): Tensor {
+  const op = 'conv2d';
+  const dtype = checkSameDType(op, { input: x, weight, bias });
+  const O = weight.shape[0]!;
   const b = x._binding();
   const y = Tensor._wrap(
-    b.conv2dForward(x._live(op, 'input'), weight._live(op, 'weight'), bias ? bias._live(op, 'bias') : null, stride, padding, dilation, groups),
-    [N, O, Ho, Wo], x.backend);
+    b.conv2dForward(x._live(op, 'input'), weight._live(op, 'weight'), bias ? bias._live(op, 'bias') : null, ...geometry),
+    out, x.backend, dtype);
   if (needsGrad(x, weight, bias)) {
     const [needX, needW, needB] = gradMask(x, weight, bias);
     const xs = needW || needB ? x._share(op) : null;
     const ws = needX ? weight._share(op) : null;
-    const geometry: [Pair, Pair, Pair, number] = [stride, padding, dilation, groups];
     record(op, y, [x, weight, bias], [xs, ws].filter((t): t is Tensor => t !== null), (gy) => {
       const g = gy._live(op, 'gradient');
-      const dx = needX ? Tensor._wrap(b.conv2dBackwardData(g, ws!._buf!, [...x.shape], ...geometry), x.shape, x.backend) : null;
+      const dx = needX ? Tensor._wrap(b.conv2dBackwardData(g, ws!._buf!, [...x.shape], ...geometry), x.shape, x.backend, dtype) : null;
       let dw: Tensor | null = null;
       let db: Tensor | null = null;
       if (needW || needB) {
         const [dwBuf, dbBuf] = b.conv2dBackwardWeights(xs!._buf!, g, [...weight.shape], bias !== null, ...geometry);
-        dw = Tensor._wrap(dwBuf, weight.shape, x.backend);
-        db = dbBuf ? Tensor._wrap(dbBuf, [O], x.backend) : null;
+        dw = Tensor._wrap(dwBuf, weight.shape, x.backend, dtype);
+        db = dbBuf ? Tensor._wrap(dbBuf, [O], x.backend, dtype) : null;
       }
       return [dx, dw, db];
     });

@@ -48,24 +48,24 @@ export function maxPool2d(x: Tensor, options: Pool2dOptions): Tensor {
   const g = geometry(op, x, options);
   const b = x._binding();
   const [yb, ws] = b.maxPool2dForward(x._live(op, 'input'), g.kernel, g.stride, g.padding);
-  const y = Tensor._wrap(yb, g.out, x.backend);
+  const y = Tensor._wrap(yb, g.out, x.backend, x.dtype);
   if (!needsGrad(x)) {
     b.release(ws);
     return y;
   }
   const workspace = Tensor._wrapUntracked(ws, g.out, x.backend);
   record(op, y, [x], [workspace], (gy) => [
-    Tensor._wrap(b.maxPool2dBackward(gy._live(op, 'gradient'), workspace._buf!, [...x.shape], g.kernel, g.stride, g.padding), x.shape, x.backend),
+    Tensor._wrap(b.maxPool2dBackward(gy._live(op, 'gradient'), workspace._buf!, [...x.shape], g.kernel, g.stride, g.padding), x.shape, x.backend, x.dtype),
   ]);
   return y;
 }
 
 function avgPool(op: string, x: Tensor, g: Geometry): Tensor {
   const b = x._binding();
-  const y = Tensor._wrap(b.avgPool2dForward(x._live(op, 'input'), g.kernel, g.stride, g.padding), g.out, x.backend);
+  const y = Tensor._wrap(b.avgPool2dForward(x._live(op, 'input'), g.kernel, g.stride, g.padding), g.out, x.backend, x.dtype);
   if (needsGrad(x)) {
     record(op, y, [x], [], (gy) => [
-      Tensor._wrap(b.avgPool2dBackward(gy._live(op, 'gradient'), [...x.shape], g.kernel, g.stride, g.padding), x.shape, x.backend),
+      Tensor._wrap(b.avgPool2dBackward(gy._live(op, 'gradient'), [...x.shape], g.kernel, g.stride, g.padding), x.shape, x.backend, x.dtype),
     ]);
   }
   return y;

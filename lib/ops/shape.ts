@@ -10,9 +10,9 @@ export function flatten(x: Tensor): Tensor {
   const N = x.shape[0]!;
   const shape = [N, x.size / N];
   const b = x._binding();
-  const y = Tensor._wrap(b.reshape(x._live(op, 'input'), shape), shape, x.backend);
+  const y = Tensor._wrap(b.reshape(x._live(op, 'input'), shape), shape, x.backend, x.dtype);
   if (needsGrad(x)) {
-    record(op, y, [x], [], (gy) => [Tensor._wrap(b.reshape(gy._live(op, 'gradient'), [...x.shape]), x.shape, x.backend)]);
+    record(op, y, [x], [], (gy) => [Tensor._wrap(b.reshape(gy._live(op, 'gradient'), [...x.shape]), x.shape, x.backend, x.dtype)]);
   }
   return y;
 }

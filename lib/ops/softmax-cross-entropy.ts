@@ -3,6 +3,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { isTensor } from '../tensor/is-tensor.js';
 import { checkNumber, checkOptions, shapeStr, show } from '../util/check.js';
 import { checkFloat, checkSameBackend, checkTensor } from '../tensor/check-tensor.js';
+import { withCasts } from '../amp/autocast.js';
 
 export interface SoftmaxCrossEntropyOptions {
   /** ε in [0, 1): the target is (1 − ε)·one-hot + ε/K, as in PyTorch's `label_smoothing`. */
@@ -14,8 +15,9 @@ export type Labels = Int32Array | readonly number[] | Tensor<'int32'>;
 
 /**
  * The mean softmax cross-entropy of `logits` [N, K] against class indices `labels` [N]
- * (PyTorch's `F.cross_entropy`). Returns a scalar tensor. Labels in an int32 tensor are range
- * checked when the op runs; a bad one rejects the next `data()`/`sync()`.
+ * (PyTorch's `F.cross_entropy`). Returns a float32 scalar tensor: half-precision logits are cast
+ * to float32 first, as `amp.autocast`'s policy has it for the loss. Labels in an int32 tensor are
+ * range checked when the op runs; a bad one rejects the next `data()`/`sync()`.
  */
 export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: SoftmaxCrossEntropyOptions): Tensor {
   const op = 'softmaxCrossEntropy';
@@ -45,18 +47,30 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: So
     labelTensor = Tensor._wrapUntracked(logits._binding().upload(data, [N]), [N], logits.backend, 'int32');
     ownLabels = true;
   }
+  try {
+    return withCasts('float32', [logits], ([l]) => forward(l!, labelTensor, ownLabels, smoothing));
+  } catch (err) {
+    if (ownLabels && !labelTensor.isDisposed) labelTensor.dispose();
+    throw err;
+  }
+}
+
+/** The loss of float32 logits; takes over `labelTensor` when `ownLabels`. */
+function forward(logits: Tensor, labelTensor: Tensor<'int32'>, ownLabels: boolean, smoothing: number): Tensor {
+  const op = 'softmaxCrossEntropy';
+  const [N, K] = logits.shape as [number, number];
   const b = logits._binding();
   const [lossBuf, probsBuf] = b.softmaxCrossEntropyForward(logits._live(op, 'logits'), labelTensor._live(op, 'labels'), smoothing);
-  const loss = Tensor._wrap(lossBuf, [], logits.backend);
+  const loss = Tensor._wrap(lossBuf, [], logits.backend, 'float32');
   if (!needsGrad(logits)) {
     b.release(probsBuf);
     if (ownLabels) labelTensor.dispose();
     return loss;
   }
-  const probs = Tensor._wrapUntracked(probsBuf, [N, K], logits.backend);
+  const probs = Tensor._wrapUntracked(probsBuf, [N, K], logits.backend, 'float32');
   const savedLabels = ownLabels ? labelTensor : labelTensor._share(op);
   record(op, loss, [logits], [probs, savedLabels as unknown as Tensor], (gy) => [
-    Tensor._wrap(b.softmaxCrossEntropyBackward(probs._buf!, savedLabels._buf!, smoothing, gy._live(op, 'gradient')), logits.shape, logits.backend),
+    Tensor._wrap(b.softmaxCrossEntropyBackward(probs._buf!, savedLabels._buf!, smoothing, gy._live(op, 'gradient')), logits.shape, logits.backend, 'float32'),
   ]);
   return loss;
 }

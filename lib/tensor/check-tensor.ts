@@ -5,7 +5,7 @@
  * @module
  */
 import { isTensor } from './is-tensor.js';
-import { type DType, Tensor } from './tensor.js';
+import { type DType, type FloatDType, Tensor, isFloatDType } from './tensor.js';
 import { shapeStr, show } from '../util/check.js';
 
 /**
@@ -30,21 +30,47 @@ function foreignTensor(value: unknown): string | null {
 
 /** A live tensor of the given dtype (and rank), or a TypeError/RangeError/Error naming the op. */
 export function checkTensor(op: string, name: string, value: unknown, opts: { dtype?: DType; rank?: number; layout?: string } = {}): Tensor<DType> {
+  const t = checkLive(op, name, value);
+  const dtype = opts.dtype ?? 'float32';
+  if (t.dtype !== dtype) throw new TypeError(`${op}: expected ${name} to be ${dtype}, got ${t.dtype}`);
+  return checkRank(op, name, t, opts);
+}
+
+/** A live tensor of a floating dtype (float32, bfloat16 or float16), and of the given rank. */
+export function checkFloat(op: string, name: string, value: unknown, opts: { rank?: number; layout?: string } = {}): Tensor {
+  const t = checkLive(op, name, value);
+  if (!isFloatDType(t.dtype)) throw new TypeError(`${op}: expected ${name} to be float32, bfloat16 or float16, got ${t.dtype}`);
+  return checkRank(op, name, t, opts) as Tensor;
+}
+
+function checkLive(op: string, name: string, value: unknown): Tensor<DType> {
   if (!isTensor(value)) {
     throw new TypeError(`${op}: expected ${name} to be a Tensor, got ${foreignTensor(value) ?? show(value)}`);
   }
   if (value.isDisposed) throw new Error(`${op}: ${name} (shape ${shapeStr(value.shape)}) is disposed`);
-  const dtype = opts.dtype ?? 'float32';
-  if (value.dtype !== dtype) throw new TypeError(`${op}: expected ${name} to be ${dtype}, got ${value.dtype}`);
-  if (opts.rank !== undefined && value.rank !== opts.rank) {
-    const layout = opts.layout ?? `rank ${opts.rank}`;
-    throw new RangeError(`${op}: expected ${name} of shape ${layout}, got ${shapeStr(value.shape)}`);
-  }
   return value;
 }
 
-export function checkFloat(op: string, name: string, value: unknown, opts: { rank?: number; layout?: string } = {}): Tensor {
-  return checkTensor(op, name, value, opts) as Tensor;
+function checkRank(op: string, name: string, t: Tensor<DType>, opts: { rank?: number; layout?: string }): Tensor<DType> {
+  if (opts.rank !== undefined && t.rank !== opts.rank) {
+    const layout = opts.layout ?? `rank ${opts.rank}`;
+    throw new RangeError(`${op}: expected ${name} of shape ${layout}, got ${shapeStr(t.shape)}`);
+  }
+  return t;
+}
+
+/** The floating tensors an op combines share one dtype (an op does not convert; `amp.autocast` or `cast` does). */
+export function checkSameDType(op: string, tensors: Record<string, Tensor | null | undefined>): FloatDType {
+  let first: [string, Tensor] | null = null;
+  for (const [name, t] of Object.entries(tensors)) {
+    if (!t) continue;
+    if (!first) first = [name, t];
+    else if (t.dtype !== first[1].dtype) {
+      throw new TypeError(`${op}: expected tensors of one dtype, got ${first[0]} ${first[1].dtype} and ${name} ${t.dtype}; ` +
+        'cast them (t.cast(dtype)) or run the op inside amp.autocast()');
+    }
+  }
+  return first ? first[1].dtype : 'float32';
 }
 
 /** All tensors on one backend. */

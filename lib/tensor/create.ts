@@ -7,7 +7,7 @@ import { bindingOf } from '../backend/load.js';
 import { loadBackend, loadedBackendNames } from '../backend/load.js';
 import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../util/check.js';
 import { rngFor } from './random.js';
-import { type DType, Tensor, liveTensorCount } from './tensor.js';
+import { type DType, type FloatDType, Tensor, isFloatDType, liveTensorCount } from './tensor.js';
 
 /** Options shared by the tensor constructors. */
 export interface CreateOptions {
@@ -18,11 +18,20 @@ export interface CreateOptions {
 }
 
 export interface TensorOptions<D extends DType = DType> extends CreateOptions {
-  /** Element type; by default int32 for an `Int32Array`, float32 otherwise. */
+  /**
+   * Element type; by default int32 for an `Int32Array`, float32 otherwise. bfloat16 and float16
+   * store the values rounded to nearest even (2 bytes each).
+   */
   dtype?: D;
 }
 
-export interface RandomOptions extends CreateOptions {
+/** Options of the constructors of floating tensors (`randn`, `zeros`, `ones`). */
+export interface FloatOptions extends CreateOptions {
+  /** 'float32' (the default), 'bfloat16' or 'float16'. */
+  dtype?: FloatDType;
+}
+
+export interface RandomOptions extends FloatOptions {
   /** Seed for reproducible values; without it a process-wide generator is used (see `seed()`). */
   seed?: number;
   /** Standard deviation (default 1). */
@@ -34,8 +43,14 @@ export interface RandomOptions extends CreateOptions {
 /** The requiresGrad option, checked before anything is allocated. */
 function gradOption(op: string, value: unknown, dtype: DType): boolean {
   if (value === undefined || !checkBool(op, 'requiresGrad', value)) return false;
-  if (dtype !== 'float32') throw new TypeError(`${op}: only float32 tensors can require grad`);
+  if (dtype === 'int32') throw new TypeError(`${op}: only floating tensors can require grad`);
   return true;
+}
+
+function floatOption(op: string, value: unknown): FloatDType {
+  if (value === undefined) return 'float32';
+  if (!isFloatDType(value)) throw new TypeError(`${op}: expected dtype to be 'float32', 'bfloat16' or 'float16', got ${show(value)}`);
+  return value;
 }
 
 function finish<D extends DType>(t: Tensor<D>, requiresGrad: boolean): Tensor<D> {
@@ -60,7 +75,9 @@ export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, s
     throw new TypeError(`${op}: expected values to be an array or typed array of numbers, got ${show(values)}`);
   }
   const dtype = (opts.dtype ?? (values instanceof Int32Array ? 'int32' : 'float32')) as D;
-  if (dtype !== 'float32' && dtype !== 'int32') throw new TypeError(`${op}: dtype must be 'float32' or 'int32', got ${show(dtype)}`);
+  if (dtype !== 'int32' && !isFloatDType(dtype)) {
+    throw new TypeError(`${op}: dtype must be 'float32', 'int32', 'bfloat16' or 'float16', got ${show(dtype)}`);
+  }
   const requiresGrad = gradOption(op, opts.requiresGrad, dtype);
   const dims = shape === undefined ? [values.length] : Array.isArray(shape) && shape.length === 0 ? [] : checkShape(op, shape);
   const n = dims.reduce((a, b) => a * b, 1);
@@ -86,26 +103,27 @@ export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, s
     data = isInt ? new Int32Array(n) : new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = check(i);
   }
-  const buf = bindingOf(backend).upload(data, dims);
+  const buf = bindingOf(backend).upload(data, dims, dtype);
   return finish(Tensor._wrap<D>(buf, dims, backend, dtype), requiresGrad);
 }
 
 /** A tensor of normally distributed values (mean 0, std 1 unless given). */
 export function randn(shape: readonly number[], options?: RandomOptions): Tensor {
   const op = 'randn';
-  const opts = checkOptions(op, options, ['backend', 'requiresGrad', 'seed', 'std', 'mean']);
+  const opts = checkOptions(op, options, ['backend', 'requiresGrad', 'seed', 'std', 'mean', 'dtype']);
   const dims = checkShape(op, shape);
   const backend = parseBackend(op, opts.backend);
   const seedValue = opts.seed === undefined ? undefined : checkInt(op, 'seed', opts.seed, -(2 ** 31), 2 ** 32 - 1);
   const std = opts.std === undefined ? 1 : checkFinite(op, 'std', opts.std);
   const mean = opts.mean === undefined ? 0 : checkFinite(op, 'mean', opts.mean);
-  const requiresGrad = gradOption(op, opts.requiresGrad, 'float32');
+  const dtype = floatOption(op, opts.dtype);
+  const requiresGrad = gradOption(op, opts.requiresGrad, dtype);
   const rng = rngFor(seedValue);
   const n = checkElements(op, 'shape', dims, '', MAX_ARRAY_ELEMENTS).reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = mean + std * rng.normal();
-  const buf = bindingOf(backend).upload(data, dims);
-  return finish(Tensor._wrap(buf, dims, backend), requiresGrad);
+  const buf = bindingOf(backend).upload(data, dims, dtype);
+  return finish(Tensor._wrap(buf, dims, backend, dtype), requiresGrad);
 }
 
 function checkFinite(op: string, name: string, v: unknown): number {
@@ -114,21 +132,22 @@ function checkFinite(op: string, name: string, v: unknown): number {
 }
 
 function constant(op: string, shape: readonly number[], value: number, options: unknown): Tensor {
-  const opts = checkOptions(op, options, ['backend', 'requiresGrad']);
+  const opts = checkOptions(op, options, ['backend', 'requiresGrad', 'dtype']);
   const dims = checkShape(op, shape);
   const backend = parseBackend(op, opts.backend);
-  const requiresGrad = gradOption(op, opts.requiresGrad, 'float32');
-  const buf = bindingOf(backend).fill(dims, value, 'float32');
-  return finish(Tensor._wrap(buf, dims, backend), requiresGrad);
+  const dtype = floatOption(op, opts.dtype);
+  const requiresGrad = gradOption(op, opts.requiresGrad, dtype);
+  const buf = bindingOf(backend).fill(dims, value, dtype);
+  return finish(Tensor._wrap(buf, dims, backend, dtype), requiresGrad);
 }
 
-/** A float32 tensor of zeros. */
-export function zeros(shape: readonly number[], options?: CreateOptions): Tensor {
+/** A tensor of zeros (float32 unless `dtype` says otherwise). */
+export function zeros(shape: readonly number[], options?: FloatOptions): Tensor {
   return constant('zeros', shape, 0, options);
 }
 
-/** A float32 tensor of ones. */
-export function ones(shape: readonly number[], options?: CreateOptions): Tensor {
+/** A tensor of ones (float32 unless `dtype` says otherwise). */
+export function ones(shape: readonly number[], options?: FloatOptions): Tensor {
   return constant('ones', shape, 1, options);
 }
 

@@ -4,16 +4,33 @@
  */
 import type { Binding, NativeBuffer } from '../backend/binding.js';
 import { type BackendName, bindingOf } from '../backend/load.js';
-import type { GradNode } from '../autograd/node.js';
+import { type GradNode, needsGrad, record } from '../autograd/node.js';
 import { runBackward } from '../autograd/backward.js';
 import { checkBool, sameShape, shapeStr, show } from '../util/check.js';
 import { isTensor, markTensor } from './is-tensor.js';
 import { track, untrack } from './scope.js';
 
-/** Element types. Activations, parameters and gradients are float32; labels are int32. */
-export type DType = 'float32' | 'int32';
+/**
+ * Element types. Parameters are float32; activations and their gradients float32, or under
+ * mixed precision (`amp.autocast`) bfloat16 or float16 (2 bytes each); labels are int32.
+ */
+export type DType = 'float32' | 'int32' | 'bfloat16' | 'float16';
 
-/** The typed array `data()` returns for a dtype. */
+/** The floating element types: everything but int32. */
+export type FloatDType = Exclude<DType, 'int32'>;
+
+/** The floating element types, widest first. */
+export const FLOAT_DTYPES: readonly FloatDType[] = Object.freeze(['float32', 'bfloat16', 'float16']);
+
+/** Whether `value` names a floating element type. */
+export function isFloatDType(value: unknown): value is FloatDType {
+  return FLOAT_DTYPES.includes(value as FloatDType);
+}
+
+/**
+ * The typed array `data()` returns for a dtype: Int32Array for int32, Float32Array for every
+ * floating type (half-precision values converted, exactly).
+ */
 export type DataOf<D extends DType> = D extends 'int32' ? Int32Array : Float32Array;
 
 interface Held {
@@ -59,7 +76,7 @@ export function liveTensorCount(backend: BackendName): number {
  * Ops on tensors return at once (the work is queued on the backend); read values with
  * `await t.data()`. Free tensors with `dispose()` or create them inside `tidy()`.
  */
-export class Tensor<D extends DType = 'float32'> {
+export class Tensor<D extends DType = FloatDType> {
   /** Logical shape, outermost first (`[N, C, H, W]` for images). */
   readonly shape: readonly number[];
   readonly dtype: D;
@@ -87,7 +104,7 @@ export class Tensor<D extends DType = 'float32'> {
   }
 
   /** Wraps a native buffer the caller owns. @internal */
-  static _wrap<D extends DType = 'float32'>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
+  static _wrap<D extends DType = FloatDType>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
     return new Tensor<D>(buf, shape, (dtype ?? 'float32') as D, backend, false);
   }
 
@@ -96,7 +113,7 @@ export class Tensor<D extends DType = 'float32'> {
    * not counted by `memory()`, for what the library holds on the user's behalf (autograd's saved
    * tensors, an optimizer's momentum buffers). @internal
    */
-  static _wrapUntracked<D extends DType = 'float32'>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
+  static _wrapUntracked<D extends DType = FloatDType>(buf: NativeBuffer, shape: readonly number[], backend: BackendName, dtype?: D): Tensor<D> {
     return new Tensor<D>(buf, shape, (dtype ?? 'float32') as D, backend, true);
   }
 
@@ -135,7 +152,7 @@ export class Tensor<D extends DType = 'float32'> {
     if (this._node && !value) {
       throw new Error('requiresGrad: cannot be turned off on a tensor computed by an op; use detach()');
     }
-    if (value && this.dtype !== 'float32') throw new TypeError(`requiresGrad: only float32 tensors have gradients, this is ${this.dtype}`);
+    if (value && this.dtype === 'int32') throw new TypeError('requiresGrad: only floating tensors have gradients, this is int32');
     this.#requiresGrad = value;
   }
 
@@ -146,21 +163,21 @@ export class Tensor<D extends DType = 'float32'> {
   }
 
   /**
-   * The gradient accumulated by `backward()`, or null. Assignable, as in PyTorch: the tensor
-   * takes ownership of the assigned gradient (it outlives `tidy` scopes and is disposed with
-   * this tensor), and the previous gradient is disposed.
+   * The gradient accumulated by `backward()`, or null; of this tensor's shape and dtype.
+   * Assignable, as in PyTorch: the tensor takes ownership of the assigned gradient (it outlives
+   * `tidy` scopes and is disposed with this tensor), and the previous gradient is disposed.
    */
-  get grad(): Tensor | null {
-    return this.#grad;
+  get grad(): Tensor<D> | null {
+    return this.#grad as Tensor<D> | null;
   }
 
-  set grad(g: Tensor | null) {
+  set grad(g: Tensor<D> | null) {
     if (g !== null) {
       if (!isTensor(g)) throw new TypeError(`grad: expected a Tensor or null, got ${show(g)}`);
       if (g.isDisposed) throw new Error('grad: the assigned tensor is disposed');
-      if (g.backend !== this.backend || g.dtype !== 'float32' || !sameShape(g.shape, this.shape)) {
+      if (g.backend !== this.backend || g.dtype !== this.dtype || !sameShape(g.shape, this.shape)) {
         throw new RangeError(
-          `grad: expected a float32 tensor of shape ${shapeStr(this.shape)} on ${this.backend}, ` +
+          `grad: expected a ${this.dtype} tensor of shape ${shapeStr(this.shape)} on ${this.backend}, ` +
             `got ${g.dtype} ${shapeStr(g.shape)} on ${g.backend}`,
         );
       }
@@ -212,9 +229,9 @@ export class Tensor<D extends DType = 'float32'> {
     let buf: NativeBuffer;
     if (isTensor(src)) {
       const from = src._live(op, 'the source');
-      buf = src.backend === this.backend ? binding.reshape(from, [...this.shape]) : binding.upload(src.dataSync(), [...this.shape]);
+      buf = src.backend === this.backend ? binding.reshape(from, [...this.shape]) : binding.upload(src.dataSync(), [...this.shape], this.dtype);
     } else {
-      buf = binding.upload(src, [...this.shape]);
+      buf = binding.upload(src, [...this.shape], this.dtype);
     }
     // The finalization backstop must free the buffer the tensor holds now, not the old one.
     registry.unregister(this);
@@ -253,6 +270,25 @@ export class Tensor<D extends DType = 'float32'> {
    */
   backward(grad?: Tensor): void {
     runBackward(this as Tensor, grad);
+  }
+
+  /**
+   * The values in another floating dtype (`'float32'`, `'bfloat16'` or `'float16'`), rounded to
+   * nearest even, in a new tensor; differentiable (the gradient is cast back to this dtype).
+   * Returns this tensor itself when it has that dtype already, as PyTorch's `to` does.
+   */
+  cast<T extends FloatDType>(dtype: T): Tensor<T> {
+    const op = 'cast';
+    if (!isFloatDType(dtype)) throw new TypeError(`${op}: expected dtype to be 'float32', 'bfloat16' or 'float16', got ${show(dtype)}`);
+    const buf = this._live(op, 'the tensor');
+    if (this.dtype === 'int32') throw new TypeError(`${op}: int32 tensors (labels) cannot be cast to a floating type`);
+    if ((this.dtype as DType) === dtype) return this as unknown as Tensor<T>;
+    const y = new Tensor<T>(this._binding().cast(buf, dtype), this.shape, dtype, this.backend, false);
+    if (needsGrad(this as Tensor)) {
+      const from = this.dtype as FloatDType;
+      record(op, y, [this as Tensor], [], (gy) => [gy.cast(from)]);
+    }
+    return y;
   }
 
   /** A tensor with the same values that is not part of the autograd graph. */

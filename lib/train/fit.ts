@@ -4,6 +4,8 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { autocast } from '../amp/autocast.js';
+import { GradScaler } from '../amp/grad-scaler.js';
 import { noGrad } from '../autograd/grad-mode.js';
 import { softmaxCrossEntropy } from '../ops/softmax-cross-entropy.js';
 import { checkBool, checkEach, checkInt, checkNumber, checkOptions, show } from '../util/check.js';
@@ -49,6 +51,28 @@ export interface EpochMetrics {
   imagesPerSecond: number;
 }
 
+/**
+ * The arithmetic of a training run: `'fp32'` everything in float32; `'bf16'` and `'fp16'`
+ * convolutions and linear layers in bfloat16 or float16 under `amp.autocast` (float32 master
+ * weights, batch-norm statistics and loss); `'fp16'` with dynamic loss scaling (`GradScaler`).
+ */
+export type Precision = 'fp32' | 'bf16' | 'fp16';
+
+const PRECISIONS: readonly Precision[] = ['fp32', 'bf16', 'fp16'];
+
+/** The precision option, checked. @internal */
+export function checkPrecision(op: string, value: unknown): Precision {
+  if (value === undefined) return 'fp32';
+  if (!PRECISIONS.includes(value as Precision)) throw new TypeError(`${op}: expected precision to be 'fp32', 'bf16' or 'fp16', got ${show(value)}`);
+  return value as Precision;
+}
+
+/** Runs `fn` in `precision`'s autocast region (none for fp32). */
+function inPrecision<T>(precision: Precision, fn: () => T): T {
+  if (precision === 'fp32') return fn();
+  return autocast({ dtype: precision === 'bf16' ? 'bfloat16' : 'float16' }, fn);
+}
+
 export interface FitOptions {
   trainData: BatchSource;
   evalData?: BatchSource;
@@ -75,6 +99,14 @@ export interface FitOptions {
   onEpoch?: (metrics: EpochMetrics) => void | Promise<void>;
   /** Earlier epochs' metrics, so the curves of a resumed run start at epoch 1. */
   history?: EpochMetrics[];
+  /** Training and evaluation arithmetic (default `'fp32'`; see `Precision`). */
+  precision?: Precision;
+  /**
+   * The loss scaler of an fp16 run (default: a new `amp.GradScaler()`; pass one to keep its
+   * state in checkpoints). Its `step` reads back whether the gradients overflowed, so an fp16
+   * step waits for the previous one instead of being queued behind it.
+   */
+  gradScaler?: GradScaler;
 }
 
 /** What `onStep` receives. */
@@ -128,12 +160,19 @@ function release(...ts: unknown[]): void {
   for (const t of ts) if (isTensor(t)) t.dispose();
 }
 
+/** Options of `evaluate`. */
+export interface EvaluateOptions {
+  /** The arithmetic of the forward passes (default `'fp32'`). */
+  precision?: Precision;
+}
+
 /** Top-1 error and mean loss of `model` over `data` in evaluation mode. */
-export async function evaluate(model: Trainable, data: BatchSource, epoch = 0): Promise<{ loss: number; error: number; images: number }> {
+export async function evaluate(model: Trainable, data: BatchSource, epoch = 0, options?: EvaluateOptions): Promise<{ loss: number; error: number; images: number }> {
   const op = 'evaluate';
   checkTrainable(op, model);
   checkSource(op, 'data', data);
   checkInt(op, 'epoch', epoch, 0);
+  const precision = checkPrecision(op, checkOptions(op, options, ['precision']).precision);
   model.eval();
   let lossSum = 0;
   let wrong = 0;
@@ -141,10 +180,10 @@ export async function evaluate(model: Trainable, data: BatchSource, epoch = 0): 
   for await (const { x, y } of data.batches(epoch)) {
     let out: readonly Tensor<DType>[] = [];
     try {
-      const [logits, loss] = noGrad(() => tidy(() => {
+      const [logits, loss] = noGrad(() => tidy(() => inPrecision(precision, () => {
         const o = model.forward(x);
         return [o, softmaxCrossEntropy(o, y)] as const;
-      }));
+      })));
       out = [logits, loss];
       const [lv, yv, l] = await Promise.all([logits.data(), y.data(), loss.item()]);
       lossSum += l * yv.length;
@@ -176,7 +215,7 @@ interface Pending {
 export async function fit(model: Trainable, options: FitOptions): Promise<EpochMetrics[]> {
   const op = 'fit';
   const opts = checkOptions(op, options, ['trainData', 'evalData', 'epochs', 'optimizer', 'schedule', 'labelSmoothing', 'startEpoch',
-    'metricsFile', 'curvesFile', 'progress', 'onStep', 'onEpoch', 'history']);
+    'metricsFile', 'curvesFile', 'progress', 'onStep', 'onEpoch', 'history', 'precision', 'gradScaler']);
   checkTrainable(op, model);
   const trainData = checkSource(op, 'trainData', opts.trainData);
   const evalData = opts.evalData === undefined ? undefined : checkSource(op, 'evalData', opts.evalData);
@@ -202,6 +241,11 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     }
     return m as EpochMetrics;
   });
+  const precision = checkPrecision(op, opts.precision);
+  if (opts.gradScaler !== undefined && !(opts.gradScaler instanceof GradScaler)) {
+    throw new TypeError(`${op}: expected gradScaler to be an amp.GradScaler, got ${show(opts.gradScaler)}`);
+  }
+  const scaler = precision === 'fp16' ? (opts.gradScaler as GradScaler | undefined) ?? new GradScaler() : null;
   const perEpoch = trainData.batchesPerEpoch;
   const totalSteps = epochs * perEpoch;
   const baseLr = optimizer.lr;
@@ -237,17 +281,22 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
         let current: Pending | null = null;
         try {
           optimizer.lr = schedule ? schedule(step, totalSteps) : baseLr;
-          const [loss, logits] = tidy(() => {
+          const [loss, logits] = tidy(() => inPrecision(precision, () => {
             const out = model.forward(x);
             const l = softmaxCrossEntropy(out, y, { labelSmoothing });
-            l.backward();
+            (scaler ? scaler.scale(l) : l).backward();
             return [l, out.detach()] as const;
-          });
+          }));
           const values = Promise.all([loss.item(), logits.data(), y.data()]);
           // Awaited in settle(); a failure before that is not an unhandled rejection.
           values.catch(() => undefined);
           current = { loss, logits, labels: y, step, values };
-          optimizer.step();
+          if (scaler) {
+            await scaler.step(optimizer);
+            scaler.update();
+          } else {
+            optimizer.step();
+          }
           optimizer.zeroGrad();
         } catch (err) {
           release(y, current?.loss, current?.logits);
@@ -276,7 +325,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
       seconds, imagesPerSecond: images / seconds,
     };
     if (evalData) {
-      const ev = await evaluate(model, evalData, epoch);
+      const ev = await evaluate(model, evalData, epoch, { precision });
       metrics.testLoss = ev.loss;
       metrics.testError = ev.error;
     }

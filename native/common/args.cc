@@ -112,9 +112,10 @@ std::vector<StoragePtr> TensorListArg(const Napi::CallbackInfo& info, size_t i, 
 DType DTypeArg(const Napi::CallbackInfo& info, size_t i) {
   Napi::Value v = At(info, i);
   std::string s = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
-  if (s == "float32") return DType::kFloat32;
-  if (s == "int32") return DType::kInt32;
-  throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": dtype must be 'float32' or 'int32'");
+  for (DType d : {DType::kFloat32, DType::kInt32, DType::kBFloat16, DType::kFloat16}) {
+    if (s == DTypeName(d)) return d;
+  }
+  throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": dtype must be 'float32', 'int32', 'bfloat16' or 'float16'");
 }
 
 Napi::Array Tuple(Napi::Env env, std::initializer_list<Napi::Value> values) {

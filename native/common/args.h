@@ -20,7 +20,7 @@ std::vector<int64_t> IntsArg(const Napi::CallbackInfo& info, size_t i, const cha
 
 // A shape of rank 0 to 5.
 std::vector<int64_t> ShapeArg(const Napi::CallbackInfo& info, size_t i);
-// 'float32' or 'int32'.
+// 'float32', 'int32', 'bfloat16' or 'float16'.
 DType DTypeArg(const Napi::CallbackInfo& info, size_t i);
 // The value to fill a `dtype` buffer with: a finite number, and for int32 an integer in its range
 // (converting anything else to int32 is undefined behaviour).

@@ -76,6 +76,8 @@ class Backend {
   // host memory `dst`, or launches that copy and returns the Completion that finishes it.
   virtual Completion ReadPlain(const StoragePtr& s, void* dst) = 0;
   virtual StoragePtr Reshape(const ReshapeArgs& a) = 0;
+  virtual StoragePtr Cast(const CastArgs& a) = 0;
+  virtual StoragePtr CountNonFinite(const CountNonFiniteArgs& a) = 0;
 
   virtual StoragePtr Conv2dForward(const Conv2dForwardArgs& a) = 0;
   virtual StoragePtr Conv2dBackwardData(const Conv2dBackwardDataArgs& a) = 0;

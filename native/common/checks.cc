@@ -18,7 +18,11 @@ void RequireDType(const Storage& s, DType dtype, const char* what) {
   }
 }
 
-void RequireFloat(const Storage& s, const char* what) { RequireDType(s, DType::kFloat32, what); }
+void RequireFloat(const Storage& s, const char* what) {
+  if (!IsFloating(s.dtype)) {
+    ThrowTypeError(OpScope::CurrentOp() + ": expected " + what + " to be float32, bfloat16 or float16, got " + DTypeName(s.dtype));
+  }
+}
 
 void RequireSameShape(const Storage& a, const Storage& b) {
   if (a.dims != b.dims) {

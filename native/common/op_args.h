@@ -54,6 +54,17 @@ struct ReshapeArgs : OpArgs {
   Dims dims;
 };
 
+// x's values converted to `dtype` (another floating type than x's), rounded to nearest even.
+struct CastArgs : OpArgs {
+  StoragePtr x;
+};
+
+// How many values of `tensors` (floating, of any shapes) are infinite or NaN: the gradient
+// scaler's check. The count is a float32 of shape [].
+struct CountNonFiniteArgs : OpArgs {
+  std::vector<StoragePtr> tensors;
+};
+
 // --- conv2d ------------------------------------------------------------------------------------
 
 struct Conv2dGeometry {
@@ -88,34 +99,51 @@ struct Conv2dWeightGrads {
 };
 
 // --- Batch normalization over [N, C, H, W] ----------------------------------------------------
+//
+// One family with a fused tail: y = bn(x), y = relu(bn(x)) or y = relu(bn(x) + residual), the
+// three places a residual network normalizes. x, y, the residual and the gradients share the
+// element type `dtype` (float32 or half precision); weight, bias and the statistics are float32
+// [C] whatever it is.
+
+struct BatchNormTail {
+  // Added before the ReLU; of x's shape and type. Null: none.
+  StoragePtr residual;
+  bool relu = false;
+};
 
 struct BatchNormForwardTrainingArgs : OpArgs {
   StoragePtr x, weight, bias;
   // Updated in place when not null.
   StoragePtr running_mean, running_var;
+  BatchNormTail tail;
   double momentum = 0.1;
   float eps = 1e-5f;
 };
 
 struct BatchNormForwardInferenceArgs : OpArgs {
   StoragePtr x, weight, bias, mean, var;
+  BatchNormTail tail;
   float eps = 1e-5f;
 };
 
-// `saved1` and `saved2` are what the same backend's training forward returned.
+// `saved1` to `saved3` are what the same backend's training forward returned for this x and
+// tail; `y`, that forward's output, is given when the tail has a ReLU (its mask).
 struct BatchNormBackwardArgs : OpArgs {
-  StoragePtr x, dy, weight, saved1, saved2;
+  StoragePtr x, y, dy, weight, saved1, saved2, saved3;
+  bool with_residual = false, relu = false;
   float eps = 1e-5f;
 };
 
 struct BatchNormTrainingOutputs {
   // The saved statistics are the backend's own (mean and biased variance on the CPU, mean and
-  // inverse standard deviation on cuDNN): opaque to everything but its backward.
-  StoragePtr y, saved1, saved2;
+  // inverse standard deviation on cuDNN): opaque to everything but its backward. saved3 is
+  // whatever else the backend's backward needs for the tail (the CPU's ReLU mask), or null.
+  StoragePtr y, saved1, saved2, saved3;
 };
 
 struct BatchNormGrads {
-  StoragePtr dx, dweight, dbias;
+  // dresidual: the residual's gradient with a residual, else null.
+  StoragePtr dx, dweight, dbias, dresidual;
 };
 
 // --- Element-wise -------------------------------------------------------------------------------

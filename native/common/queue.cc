@@ -38,9 +38,10 @@ std::optional<Failure> Queue::TakeFailure() {
   return f;
 }
 
-void Queue::StartProfile() {
+void Queue::StartProfile(bool by_shape) {
   std::lock_guard<std::mutex> lock(profile_mu_);
   profile_ = QueueProfile{};
+  profile_by_shape_ = by_shape;
   profile_start_ = Clock::now();
   profiling_.store(true, std::memory_order_release);
 }
@@ -57,7 +58,7 @@ QueueProfile Queue::StopProfile() {
 void Queue::Record(const std::string& op, Clock::duration took) {
   const uint64_t ns = uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(took).count());
   std::lock_guard<std::mutex> lock(profile_mu_);
-  OpTotal& t = profile_.ops[op.substr(0, op.find(' '))];
+  OpTotal& t = profile_.ops[profile_by_shape_ ? op : op.substr(0, op.find(' '))];
   t.calls += 1;
   t.ns += ns;
   profile_.busy_ns += ns;

@@ -8,7 +8,8 @@
 //
 // Profiling (opt-in, for benchmarks): between StartProfile() and StopProfile() the worker adds
 // each task's wall time (steady_clock) to a total per op name (the task's description up to the
-// first space: "conv2d", "batchNormBackward"). Off, it costs one atomic load per task.
+// first space: "conv2d", "batchNormBackward"), or per whole description with its input shapes
+// ("conv2d [16, 64, 56, 56] [64, 64, 3, 3]"). Off, it costs one atomic load per task.
 #pragma once
 
 #include <atomic>
@@ -74,7 +75,8 @@ class Queue {
   void SetProfileSettle(std::function<void()> settle) { settle_ = std::move(settle); }
   // Both called on the JS thread. Start resets the totals; a task that is running when
   // profiling starts or stops is counted only if it began after the start.
-  void StartProfile();
+  // by_shape: totals per task description (op and input shapes) rather than per op name.
+  void StartProfile(bool by_shape);
   QueueProfile StopProfile();
 
  private:
@@ -99,6 +101,7 @@ class Queue {
   std::atomic<bool> profiling_{false};
   std::mutex profile_mu_;
   QueueProfile profile_;
+  bool profile_by_shape_ = false;
   Clock::time_point profile_start_;
 
   // Last: the worker starts in the constructor and must see every other member initialized.

@@ -22,9 +22,19 @@ std::string MiB(int64_t bytes) {
 }
 }  // namespace
 
-const char* DTypeName(DType dtype) { return dtype == DType::kFloat32 ? "float32" : "int32"; }
+const char* DTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "float32";
+    case DType::kInt32: return "int32";
+    case DType::kBFloat16: return "bfloat16";
+    case DType::kFloat16: return "float16";
+  }
+  return "unknown";
+}
 
-size_t DTypeSize(DType) { return 4; }
+size_t DTypeSize(DType dtype) { return dtype == DType::kBFloat16 || dtype == DType::kFloat16 ? 2 : 4; }
+
+bool IsFloating(DType dtype) { return dtype != DType::kInt32; }
 
 Storage::Storage(std::vector<int64_t> dims_, DType dtype_, size_t bytes_, int domain_)
     : dims(std::move(dims_)), dtype(dtype_), bytes(bytes_), domain(domain_) {

@@ -14,7 +14,9 @@
 
 namespace cr {
 
-enum class DType { kFloat32 = 0, kInt32 = 1 };
+// Element types. The half-precision types (2 bytes) hold activations and gradients under mixed
+// precision; parameters, batch-norm statistics and losses stay float32.
+enum class DType { kFloat32 = 0, kInt32 = 1, kBFloat16 = 2, kFloat16 = 3 };
 
 // The most elements a buffer may have: 2^34 (64 GiB of float32) is far beyond any host or GPU
 // this runs on, and it keeps every byte count a library computes from the dims below overflow.
@@ -22,6 +24,8 @@ constexpr int64_t kMaxNumel = int64_t(1) << 34;
 
 const char* DTypeName(DType dtype);
 size_t DTypeSize(DType dtype);
+// float32, bfloat16 or float16.
+bool IsFloating(DType dtype);
 
 // Buffers are counted, and capped, per memory domain: one per device (Backend::MemoryDomain),
 // shared by every addon instance of the process that uses that device, as worker threads share it.

@@ -1,7 +1,10 @@
-// Moving data in and out of the backend, and reshape. Host buffers are plain row-major unless an
-// op produced a blocked layout; reading one back reorders it to plain.
+// Moving data in and out of the backend, reshape and casts. Host buffers are plain row-major
+// unless an op produced a blocked layout; reading one back reorders it to plain.
+#include <algorithm>
+#include <array>
 #include <cstring>
 
+#include "../common/half.h"
 #include "cpu_backend.h"
 
 namespace cr::cpu {
@@ -18,14 +21,14 @@ StoragePtr CpuBackend::Fill(const FillArgs& a) {
   const DType dtype = a.dtype;
   Push(a.task, [s, value, dtype] {
     const int64_t n = s->Numel();
-    if (dtype == DType::kFloat32) {
-      float* p = static_cast<float*>(s->data);
-      const float v = static_cast<float>(value);
-      for (int64_t i = 0; i < n; ++i) p[i] = v;
+    if (dtype == DType::kInt32) {
+      std::fill_n(static_cast<int32_t*>(s->data), n, static_cast<int32_t>(value));
+    } else if (dtype == DType::kFloat32) {
+      std::fill_n(static_cast<float*>(s->data), n, static_cast<float>(value));
     } else {
-      int32_t* p = static_cast<int32_t*>(s->data);
-      const int32_t v = static_cast<int32_t>(value);
-      for (int64_t i = 0; i < n; ++i) p[i] = v;
+      uint16_t bits;
+      ConvertFromFloat(std::array<float, 1>{static_cast<float>(value)}.data(), &bits, 1, dtype);
+      std::fill_n(static_cast<uint16_t*>(s->data), n, bits);
     }
   });
   return s;
@@ -57,6 +60,11 @@ StoragePtr CpuBackend::Reshape(const ReshapeArgs& a) {
   CpuStoragePtr out = Alloc(a.dims, x->dtype, PlainDesc(a.dims, x->dtype));
   Push(a.task, [this, x, out] { CopyPlain(*x, out->data); });
   return out;
+}
+
+// A reorder into the same layout with the other type: oneDNN converts with round to nearest even.
+StoragePtr CpuBackend::Cast(const CastArgs& a) {
+  return Stored(Cpu(a.x), a.dtype);
 }
 
 }  // namespace cr::cpu

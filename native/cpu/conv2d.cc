@@ -20,7 +20,9 @@ using tag = memory::format_tag;
 
 struct ConvDescs {
   const Conv2dGeometry& g;
-  memory::data_type type;
+  // The type the primitives compute in, and the type the weights are stored in (they differ for
+  // float16, which computes in float32: see ComputeDType).
+  memory::data_type type, stored;
   bool bias;
 
   std::string Key(const char* op) const {
@@ -42,7 +44,8 @@ struct ConvDescs {
     return {g.groups, g.w[0] / g.groups, g.w[1], g.w[2], g.w[3]};
   }
   Desc AnyWeights() const { return Desc(WeightDims(), type, tag::any); }
-  Desc PlainWeights() const { return Desc(WeightDims(), type, g.groups == 1 ? tag::oihw : tag::goihw); }
+  // The plain OIHW weights as stored.
+  Desc PlainWeights() const { return Desc(WeightDims(), stored, g.groups == 1 ? tag::oihw : tag::goihw); }
   Desc Bias() const { return bias ? Desc({g.w[0]}, type, tag::a) : Desc(); }
 
   // oneDNN counts dilation from 0 (no dilation), PyTorch from 1.
@@ -81,7 +84,8 @@ struct BackwardWeightsEntry {
 }  // namespace
 
 StoragePtr CpuBackend::Conv2dForward(const Conv2dForwardArgs& a) {
-  const ConvDescs d{a.g, DnnlType(a.dtype), a.bias != nullptr};
+  const DType ct = ComputeDType(a.dtype);
+  const ConvDescs d{a.g, DnnlType(ct), DnnlType(a.dtype), a.bias != nullptr};
   auto e = Cached<ForwardEntry>(d.Key("conv_fwd"), [&] {
     auto pd = d.ForwardPd(engine_);
     return std::make_shared<ForwardEntry>(ForwardEntry{pd, CR_DNNL(dnnl::convolution_forward(pd))});
@@ -89,19 +93,20 @@ StoragePtr CpuBackend::Conv2dForward(const Conv2dForwardArgs& a) {
   CpuStoragePtr xs = InLayout(Cpu(a.x), e->pd.src_desc());
   CpuStoragePtr ws = InLayout(Cpu(a.w), e->pd.weights_desc(), d.PlainWeights());
   CpuStoragePtr bs = a.bias ? InLayout(Cpu(a.bias), d.Bias()) : nullptr;
-  CpuStoragePtr y = Alloc(a.g.y, a.dtype, e->pd.dst_desc());
+  CpuStoragePtr y = Alloc(a.g.y, ct, e->pd.dst_desc());
   Push(a.task, [this, e, xs, ws, bs, y] {
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_WEIGHTS, Mem(*ws, e->pd.weights_desc())}, {DNNL_ARG_DST, Mem(*y)}};
     if (bs) args[DNNL_ARG_BIAS] = Mem(*bs);
     CR_DNNL(Execute(e->pd, e->prim, args));
   });
-  return y;
+  return Stored(y, a.dtype);
 }
 
 StoragePtr CpuBackend::Conv2dBackwardData(const Conv2dBackwardDataArgs& a) {
   if (defects::AvoidStridedPointwiseBackwardData(a.g)) return StridedPointwiseBackwardData(a);
-  const ConvDescs d{a.g, DnnlType(a.dtype), false};
+  const DType ct = ComputeDType(a.dtype);
+  const ConvDescs d{a.g, DnnlType(ct), DnnlType(a.dtype), false};
   auto e = Cached<BackwardDataEntry>(d.Key("conv_bwd_data"), [&] {
     auto pd = CR_DNNL(compat::ConvBackwardData(engine_, d.Any(a.g.x), d.AnyWeights(), d.Any(a.g.y), Dims(a.g.stride),
                                                d.Dilation(), Dims(a.g.padding), d.PadRight(), d.ForwardPd(engine_),
@@ -110,13 +115,13 @@ StoragePtr CpuBackend::Conv2dBackwardData(const Conv2dBackwardDataArgs& a) {
   });
   CpuStoragePtr dys = InLayout(Cpu(a.dy), e->pd.diff_dst_desc());
   CpuStoragePtr ws = InLayout(Cpu(a.w), e->pd.weights_desc(), d.PlainWeights());
-  CpuStoragePtr dx = Alloc(a.g.x, a.dtype, e->pd.diff_src_desc());
+  CpuStoragePtr dx = Alloc(a.g.x, ct, e->pd.diff_src_desc());
   Push(a.task, [this, e, dys, ws, dx] {
     CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)},
                               {DNNL_ARG_WEIGHTS, Mem(*ws, e->pd.weights_desc())},
                               {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
   });
-  return dx;
+  return Stored(dx, a.dtype);
 }
 
 // A 1x1 convolution with stride s and no padding reads x only at (s*i, s*j): its input gradient
@@ -127,7 +132,8 @@ StoragePtr CpuBackend::StridedPointwiseBackwardData(const Conv2dBackwardDataArgs
   Conv2dGeometry g1 = a.g;
   g1.x = {a.g.x[0], a.g.x[1], a.g.y[2], a.g.y[3]};
   g1.stride = {1, 1};
-  const ConvDescs d{g1, DnnlType(a.dtype), false};
+  const DType ct = ComputeDType(a.dtype);
+  const ConvDescs d{g1, DnnlType(ct), DnnlType(a.dtype), false};
   const Desc small_md(Dims(g1.x), d.type, tag::nChw16c);
   auto e = Cached<BackwardDataEntry>(d.Key("conv_bwd_data_pointwise"), [&] {
     auto pd = CR_DNNL(compat::ConvBackwardData(engine_, small_md, d.AnyWeights(), d.Any(g1.y), Dims(g1.stride),
@@ -137,9 +143,9 @@ StoragePtr CpuBackend::StridedPointwiseBackwardData(const Conv2dBackwardDataArgs
   });
   CpuStoragePtr dys = InLayout(Cpu(a.dy), e->pd.diff_dst_desc());
   CpuStoragePtr ws = InLayout(Cpu(a.w), e->pd.weights_desc(), d.PlainWeights());
-  CpuStoragePtr small = Alloc(g1.x, a.dtype, small_md);
-  CpuStoragePtr dx = Alloc(a.g.x, a.dtype, Desc(Dims(a.g.x), d.type, tag::nChw16c));
-  const size_t pixel = 16 * DTypeSize(a.dtype);
+  CpuStoragePtr small = Alloc(g1.x, ct, small_md);
+  CpuStoragePtr dx = Alloc(a.g.x, ct, Desc(Dims(a.g.x), d.type, tag::nChw16c));
+  const size_t pixel = 16 * DTypeSize(ct);
   const int64_t blocks = a.g.x[0] * (a.g.x[1] / 16), h = a.g.x[2], w = a.g.x[3], ho = g1.x[2], wo = g1.x[3];
   const int64_t sh = a.g.stride[0], sw = a.g.stride[1];
   Push(a.task, [this, e, dys, ws, small, dx, pixel, blocks, h, w, ho, wo, sh, sw] {
@@ -155,11 +161,12 @@ StoragePtr CpuBackend::StridedPointwiseBackwardData(const Conv2dBackwardDataArgs
         for (int64_t j = 0; j < wo; ++j)
           std::memcpy(to + ((b * h + i * sh) * w + j * sw) * pixel, from + ((b * ho + i) * wo + j) * pixel, pixel);
   });
-  return dx;
+  return Stored(dx, a.dtype);
 }
 
 Conv2dWeightGrads CpuBackend::Conv2dBackwardWeights(const Conv2dBackwardWeightsArgs& a) {
-  const ConvDescs d{a.g, DnnlType(a.dtype), a.with_bias};
+  const DType ct = ComputeDType(a.dtype);
+  const ConvDescs d{a.g, DnnlType(ct), DnnlType(a.dtype), a.with_bias};
   auto e = Cached<BackwardWeightsEntry>(d.Key("conv_bwd_weights"), [&] {
     auto pd = CR_DNNL(compat::ConvBackwardWeights(engine_, d.Any(a.g.x), d.AnyWeights(), d.Bias(), d.Any(a.g.y),
                                                   Dims(a.g.stride), d.Dilation(), Dims(a.g.padding), d.PadRight(),
@@ -172,8 +179,8 @@ Conv2dWeightGrads CpuBackend::Conv2dBackwardWeights(const Conv2dBackwardWeightsA
   const Desc native_dw = e->pd.diff_weights_desc();
   const bool direct = native_dw == d.PlainWeights();
   CpuStoragePtr dw = Alloc(a.g.w, a.dtype, PlainDesc(a.g.w, a.dtype));
-  CpuStoragePtr dw_native = direct ? dw : Alloc(a.g.w, a.dtype, native_dw);
-  CpuStoragePtr db = a.with_bias ? Alloc({a.g.w[0]}, a.dtype, d.Bias()) : nullptr;
+  CpuStoragePtr dw_native = direct ? dw : Alloc(a.g.w, ct, native_dw);
+  CpuStoragePtr db = a.with_bias ? Alloc({a.g.w[0]}, ct, d.Bias()) : nullptr;
   Push(a.task, [this, e, xs, dys, dw_native, native_dw, db] {
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_WEIGHTS, Mem(*dw_native, native_dw)}};
@@ -181,7 +188,7 @@ Conv2dWeightGrads CpuBackend::Conv2dBackwardWeights(const Conv2dBackwardWeightsA
     CR_DNNL(Execute(e->pd, e->prim, args));
   });
   if (!direct) EnqueueReorder(dw_native, native_dw, dw, d.PlainWeights());
-  return {dw, db};
+  return {dw, db ? Stored(db, a.dtype) : nullptr};
 }
 
 }  // namespace cr::cpu

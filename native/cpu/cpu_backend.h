@@ -58,10 +58,28 @@ CpuStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype, const Desc& m
 
 memory::dims Dims(const std::vector<int64_t>& d);
 memory::data_type DnnlType(DType dtype);
+// The type an op on `dtype` data computes in here. float16 has no oneDNN 2.x CPU kernels (and
+// 3.x has them only with AVX512-FP16 or AMX-FP16), so float16 tensors are storage only: every op
+// converts its float16 inputs to float32 (the reorder that brings an input into the primitive's
+// layout does it), runs the float32 primitive and converts its outputs back. bfloat16 computes
+// in bfloat16 (AVX512-BF16).
+DType ComputeDType(DType dtype);
 // The plain row-major (NCHW for rank 4) descriptor of these dims.
 Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype);
+// The 4-D layouts oneDNN's CPU primitives produce, most specific first, and which of them `md`
+// is (format_tag::undef for none).
+memory::format_tag LayoutOf(const Desc& md);
+// `md`'s layout with another element type (plain, for a layout LayoutOf does not know).
+Desc WithType(const Desc& md, DType dtype);
 // Attributes every primitive is created with (a user-managed scratchpad, see CpuBackend).
 dnnl::primitive_attr Attr();
+
+// Work that moves fewer bytes than this runs on the worker's thread alone. An OpenMP parallel
+// region costs a fork and a barrier: microseconds on an idle machine, but whole scheduler time
+// slices (milliseconds) when another process holds a core and the barrier waits for a
+// descheduled thread, far more than such work takes on one core (a ResNet-50 training step
+// has ~100 weight reorders and casts of this size; measured in docs/benchmarks.md).
+constexpr size_t kSmallWorkBytes = size_t(1) << 19;
 using compat::AppendDesc;
 
 class CpuBackend final : public Backend {
@@ -80,6 +98,8 @@ class CpuBackend final : public Backend {
   StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) override;
   Completion ReadPlain(const StoragePtr& s, void* dst) override;
   StoragePtr Reshape(const ReshapeArgs& a) override;
+  StoragePtr Cast(const CastArgs& a) override;
+  StoragePtr CountNonFinite(const CountNonFiniteArgs& a) override;
 
   StoragePtr Conv2dForward(const Conv2dForwardArgs& a) override;
   StoragePtr Conv2dBackwardData(const Conv2dBackwardDataArgs& a) override;
@@ -123,8 +143,16 @@ class CpuBackend final : public Backend {
   // grouped weights, say); it must describe the same bytes.
   CpuStoragePtr InLayout(const CpuStoragePtr& s, const Desc& want);
   CpuStoragePtr InLayout(const CpuStoragePtr& s, const Desc& want, const Desc& view);
-  // Enqueues a reorder of `src` (read as `src_view`) into `dst` (written as `dst_view`).
-  void EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst, const Desc& dst_view);
+  // `s` as the type `dtype` is stored in: `s` itself if it already is, else a new storage of its
+  // layout filled by an enqueued conversion (an op's float32 result for a float16 output).
+  CpuStoragePtr Stored(const CpuStoragePtr& s, DType dtype);
+  // `s` in the layout and type an op computes its (float16) values in: `s` itself except for
+  // float16, which is converted to float32 (see ComputeDType).
+  CpuStoragePtr Computable(const CpuStoragePtr& s);
+  // Enqueues a reorder of `src` (read as `src_view`) into `dst` (written as `dst_view`), a task
+  // named `op` ("cast" for a conversion between types, so that profiles tell them apart).
+  void EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst, const Desc& dst_view,
+                      const char* op = "reorder");
   // Worker: copies `src` into `dst` in plain row-major order, reordering when `src` is blocked.
   void CopyPlain(const CpuStorage& src, void* dst);
 

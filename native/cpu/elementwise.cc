@@ -30,7 +30,7 @@ struct BinaryEntry {
 }  // namespace
 
 StoragePtr CpuBackend::Elementwise(const ElementwiseArgs& a) {
-  CpuStoragePtr x = Cpu(a.a);
+  CpuStoragePtr x = Computable(Cpu(a.a));
   switch (a.op) {
     case ElementwiseOp::kRelu:
     case ElementwiseOp::kScale: {
@@ -45,9 +45,9 @@ StoragePtr CpuBackend::Elementwise(const ElementwiseArgs& a) {
                                                  0.f, Attr()));
         return std::make_shared<UnaryEntry>(UnaryEntry{pd, CR_DNNL(dnnl::eltwise_forward(pd))});
       });
-      CpuStoragePtr y = Alloc(x->dims, a.dtype, e->pd.dst_desc());
+      CpuStoragePtr y = Alloc(x->dims, x->dtype, e->pd.dst_desc());
       Push(a.task, [this, e, x, y] { CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC, Mem(*x)}, {DNNL_ARG_DST, Mem(*y)}})); });
-      return y;
+      return Stored(y, a.dtype);
     }
     case ElementwiseOp::kReluBackward: {
       // From the forward's output: relu_use_dst_for_bwd.
@@ -60,11 +60,11 @@ StoragePtr CpuBackend::Elementwise(const ElementwiseArgs& a) {
         return std::make_shared<ReluBackwardEntry>(ReluBackwardEntry{pd, CR_DNNL(dnnl::eltwise_backward(pd))});
       });
       CpuStoragePtr dys = InLayout(Cpu(a.b), e->pd.diff_dst_desc());
-      CpuStoragePtr dx = Alloc(x->dims, a.dtype, e->pd.diff_src_desc());
+      CpuStoragePtr dx = Alloc(x->dims, x->dtype, e->pd.diff_src_desc());
       Push(a.task, [this, e, x, dys, dx] {
         CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_DST, Mem(*x)}, {DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
       });
-      return dx;
+      return Stored(dx, a.dtype);
     }
     case ElementwiseOp::kAdd:
     case ElementwiseOp::kAddRelu: {
@@ -84,11 +84,11 @@ StoragePtr CpuBackend::Elementwise(const ElementwiseArgs& a) {
         return std::make_shared<BinaryEntry>(BinaryEntry{pd, CR_DNNL(dnnl::binary(pd))});
       });
       CpuStoragePtr bs = InLayout(Cpu(a.b), e->pd.src1_desc());
-      CpuStoragePtr y = Alloc(x->dims, a.dtype, e->pd.dst_desc());
+      CpuStoragePtr y = Alloc(x->dims, x->dtype, e->pd.dst_desc());
       Push(a.task, [this, e, x, bs, y] {
         CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC_0, Mem(*x)}, {DNNL_ARG_SRC_1, Mem(*bs)}, {DNNL_ARG_DST, Mem(*y)}}));
       });
-      return y;
+      return Stored(y, a.dtype);
     }
   }
   Fail("ERR_NATIVE", "unknown element-wise op");

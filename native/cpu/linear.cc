@@ -49,7 +49,8 @@ struct BackwardEntry {
 }  // namespace
 
 StoragePtr CpuBackend::LinearForward(const LinearForwardArgs& a) {
-  const LinearDescs d{a.n, a.in, a.out, a.dtype, a.bias != nullptr};
+  const DType ct = ComputeDType(a.dtype);
+  const LinearDescs d{a.n, a.in, a.out, ct, a.bias != nullptr};
   auto e = Cached<ForwardEntry>(d.Key("linear_fwd"), [&] {
     auto pd = d.ForwardPd(engine_);
     return std::make_shared<ForwardEntry>(ForwardEntry{pd, CR_DNNL(dnnl::inner_product_forward(pd))});
@@ -57,17 +58,18 @@ StoragePtr CpuBackend::LinearForward(const LinearForwardArgs& a) {
   CpuStoragePtr xs = InLayout(Cpu(a.x), e->pd.src_desc());
   CpuStoragePtr ws = InLayout(Cpu(a.w), e->pd.weights_desc());
   CpuStoragePtr bs = a.bias ? InLayout(Cpu(a.bias), e->pd.bias_desc()) : nullptr;
-  CpuStoragePtr y = Alloc({a.n, a.out}, a.dtype, e->pd.dst_desc());
+  CpuStoragePtr y = Alloc({a.n, a.out}, ct, e->pd.dst_desc());
   Push(a.task, [this, e, xs, ws, bs, y] {
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_WEIGHTS, Mem(*ws)}, {DNNL_ARG_DST, Mem(*y)}};
     if (bs) args[DNNL_ARG_BIAS] = Mem(*bs);
     CR_DNNL(Execute(e->pd, e->prim, args));
   });
-  return y;
+  return Stored(y, a.dtype);
 }
 
 LinearGrads CpuBackend::LinearBackward(const LinearBackwardArgs& a) {
-  const LinearDescs d{a.n, a.in, a.out, a.dtype, a.with_bias};
+  const DType ct = ComputeDType(a.dtype);
+  const LinearDescs d{a.n, a.in, a.out, ct, a.with_bias};
   auto e = Cached<BackwardEntry>(d.Key("linear_bwd"), [&] {
     auto hint = d.ForwardPd(engine_);
     auto data_pd = CR_DNNL(compat::InnerProductBackwardData(engine_, d.Src(), d.Weights(), d.Dst(), hint, Attr()));
@@ -79,9 +81,9 @@ LinearGrads CpuBackend::LinearBackward(const LinearBackwardArgs& a) {
   CpuStoragePtr xs = InLayout(Cpu(a.x), e->weights_pd.src_desc());
   CpuStoragePtr ws = InLayout(Cpu(a.w), e->data_pd.weights_desc());
   CpuStoragePtr dys = InLayout(Cpu(a.dy), e->data_pd.diff_dst_desc());
-  CpuStoragePtr dx = Alloc({a.n, a.in}, a.dtype, e->data_pd.diff_src_desc());
-  CpuStoragePtr dw = Alloc({a.out, a.in}, a.dtype, e->weights_pd.diff_weights_desc());
-  CpuStoragePtr db = a.with_bias ? Alloc({a.out}, a.dtype, e->weights_pd.diff_bias_desc()) : nullptr;
+  CpuStoragePtr dx = Alloc({a.n, a.in}, ct, e->data_pd.diff_src_desc());
+  CpuStoragePtr dw = Alloc({a.out, a.in}, ct, e->weights_pd.diff_weights_desc());
+  CpuStoragePtr db = a.with_bias ? Alloc({a.out}, ct, e->weights_pd.diff_bias_desc()) : nullptr;
   Push(a.task, [this, e, xs, ws, dys, dx, dw, db] {
     CR_DNNL(Execute(e->data_pd, e->data_prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_WEIGHTS, Mem(*ws)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
     std::unordered_map<int, memory> args = {
@@ -89,7 +91,7 @@ LinearGrads CpuBackend::LinearBackward(const LinearBackwardArgs& a) {
     if (db) args[DNNL_ARG_DIFF_BIAS] = Mem(*db);
     CR_DNNL(Execute(e->weights_pd, e->weights_prim, args));
   });
-  return {dx, dw, db};
+  return {Stored(dx, a.dtype), Stored(dw, a.dtype), db ? Stored(db, a.dtype) : nullptr};
 }
 
 }  // namespace cr::cpu

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "../common/half.h"
 #include "dnnl_compat.h"
 
 namespace cr::cpu::defects {
@@ -35,6 +36,26 @@ bool RuntimeInRange(int from_major, int from_minor, int below_major, int below_m
 // The reorder defect is not known to be fixed: every 3.x release after 3.0 gets the workaround.
 bool ReorderDefect() { return RuntimeInRange(3, 0, 1000, 0); }
 bool StridedPointwiseDefect() { return RuntimeInRange(3, 0, 3, 12); }
+
+// One element of a floating-point type, as float32 and back (the reorder may also convert).
+float Load(memory::data_type t, const char* p) {
+  uint16_t h;
+  float f;
+  switch (t) {
+    case memory::data_type::bf16: std::memcpy(&h, p, 2); return BFloat16ToFloat(h);
+    case memory::data_type::f16: std::memcpy(&h, p, 2); return HalfToFloat(h);
+    default: std::memcpy(&f, p, 4); return f;
+  }
+}
+
+void Store(memory::data_type t, float f, char* p) {
+  uint16_t h;
+  switch (t) {
+    case memory::data_type::bf16: h = FloatToBFloat16(f); std::memcpy(p, &h, 2); return;
+    case memory::data_type::f16: h = FloatToHalf(f); std::memcpy(p, &h, 2); return;
+    default: std::memcpy(p, &f, 4); return;
+  }
+}
 
 size_t ElementSize(memory::data_type t) {
   switch (t) {
@@ -87,7 +108,9 @@ bool ReorderIsWrong(const Desc& src, const Desc& dst) {
 }
 
 void CopyBetweenLayouts(const Desc& src_md, const void* src, const Desc& dst_md, void* dst) {
-  const size_t elem = ElementSize(compat::TypeOf(src_md));
+  const memory::data_type from_type = compat::TypeOf(src_md), to_type = compat::TypeOf(dst_md);
+  const bool same = from_type == to_type;
+  const size_t from_size = ElementSize(from_type), to_size = ElementSize(to_type);
   if (HasPadding(compat::BlockingOf(dst_md))) std::memset(dst, 0, dst_md.get_size());
   const auto from = Shares(src_md), to = Shares(dst_md);
   const size_t nd = from.size();
@@ -106,7 +129,10 @@ void CopyBetweenLayouts(const Desc& src_md, const void* src, const Desc& dst_md,
         fo += from[d][idx[d]];
         to_off += to[d][idx[d]];
       }
-      std::memcpy(t + to_off * elem, s + fo * elem, elem);
+      if (same)
+        std::memcpy(t + to_off * to_size, s + fo * from_size, to_size);
+      else
+        Store(to_type, Load(from_type, s + fo * from_size), t + to_off * to_size);
       for (size_t d = nd; d-- > 1;) {
         if (++idx[d] < int64_t(from[d].size())) break;
         idx[d] = 0;

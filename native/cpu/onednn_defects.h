@@ -22,8 +22,9 @@ namespace cr::cpu::defects {
 // compute wrong gradients without any error.
 bool ReorderIsWrong(const dnnl::memory::desc& src, const dnnl::memory::desc& dst);
 
-// Copies a tensor between two layouts of the same dims and type element by element, writing
-// zeros into the destination's padding (kernels read whole blocks). Worker thread.
+// Copies a tensor between two layouts of the same dims element by element, converting between
+// float32, bfloat16 and float16 where the types differ (as a reorder does), and writing zeros
+// into the destination's padding (kernels read whole blocks). Worker thread.
 void CopyBetweenLayouts(const dnnl::memory::desc& src_md, const void* src, const dnnl::memory::desc& dst_md,
                         void* dst);
 

@@ -19,15 +19,10 @@ using dnnl::algorithm;
 using dnnl::prop_kind;
 using tag = memory::format_tag;
 
-// The 4-D layouts oneDNN's CPU primitives produce, most specific first.
-constexpr tag kLayouts[] = {tag::nChw16c, tag::nChw8c, tag::nChw4c, tag::nhwc, tag::nchw};
-
-// Which of kLayouts `md` is; plain when none, and the op then reorders to plain.
-tag LayoutOf(const Desc& md) {
-  for (tag t : kLayouts) {
-    if (md == CR_DNNL(Desc(compat::DimsOf(md), compat::TypeOf(md), t))) return t;
-  }
-  return tag::nchw;
+// Which of LayoutOf's layouts `md` is; plain when none, and the op then reorders to plain.
+tag PoolLayout(const Desc& md) {
+  const tag t = LayoutOf(md);
+  return t == tag::undef ? tag::nchw : t;
 }
 
 struct PoolDescs {
@@ -89,30 +84,32 @@ struct PoolWorkspace : CpuStorage {
 
 Pool2dOutputs CpuBackend::Pool2dForward(const Pool2dForwardArgs& a) {
   CpuStoragePtr x = Cpu(a.x);
-  const PoolDescs d{a.g, Algorithm(a.mode), DnnlType(a.dtype)};
-  const tag layout = LayoutOf(x->md);
+  const DType ct = ComputeDType(a.dtype);
+  const PoolDescs d{a.g, Algorithm(a.mode), DnnlType(ct)};
+  const tag layout = PoolLayout(x->md);
   const std::string key = d.Key("pool_fwd", layout);
   auto e = Cached<ForwardEntry>(key, [&] {
     auto pd = d.ForwardPd(engine_, layout);
     return std::make_shared<ForwardEntry>(ForwardEntry{pd, CR_DNNL(dnnl::pooling_forward(pd))});
   });
   CpuStoragePtr xs = InLayout(x, e->pd.src_desc());
-  CpuStoragePtr y = Alloc(a.g.y, a.dtype, e->pd.dst_desc());
+  CpuStoragePtr y = Alloc(a.g.y, ct, e->pd.dst_desc());
   CpuStoragePtr ws = a.mode == PoolMode::kMax ? std::make_shared<PoolWorkspace>(a.g.y, e->pd.workspace_desc(), key, layout) : nullptr;
   Push(a.task, [this, e, xs, y, ws] {
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_DST, Mem(*y)}};
     if (ws) args[DNNL_ARG_WORKSPACE] = Mem(*ws);
     CR_DNNL(Execute(e->pd, e->prim, args));
   });
-  return {y, ws};
+  return {Stored(y, a.dtype), ws};
 }
 
 StoragePtr CpuBackend::Pool2dBackward(const Pool2dBackwardArgs& a) {
   CpuStoragePtr dy = Cpu(a.dy);
-  const PoolDescs d{a.g, Algorithm(a.mode), DnnlType(a.dtype)};
+  const DType ct = ComputeDType(a.dtype);
+  const PoolDescs d{a.g, Algorithm(a.mode), DnnlType(ct)};
   std::shared_ptr<PoolWorkspace> ws;
   // Average pooling: the gradient's layout stands for the forward's, so that it needs no reorder.
-  tag layout = LayoutOf(dy->md);
+  tag layout = PoolLayout(dy->md);
   if (a.mode == PoolMode::kMax) {
     ws = std::dynamic_pointer_cast<PoolWorkspace>(a.workspace);
     if (!ws || ws->forward_key != d.Key("pool_fwd", ws->layout)) RefuseWorkspace(a.g);
@@ -126,13 +123,13 @@ StoragePtr CpuBackend::Pool2dBackward(const Pool2dBackwardArgs& a) {
     return std::make_shared<BackwardEntry>(BackwardEntry{pd, CR_DNNL(dnnl::pooling_backward(pd))});
   });
   CpuStoragePtr dys = InLayout(dy, e->pd.diff_dst_desc());
-  CpuStoragePtr dx = Alloc(a.g.x, a.dtype, e->pd.diff_src_desc());
+  CpuStoragePtr dx = Alloc(a.g.x, ct, e->pd.diff_src_desc());
   Push(a.task, [this, e, dys, ws, dx] {
     std::unordered_map<int, memory> args = {{DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}};
     if (ws) args[DNNL_ARG_WORKSPACE] = Mem(*ws);
     CR_DNNL(Execute(e->pd, e->prim, args));
   });
-  return dx;
+  return Stored(dx, a.dtype);
 }
 
 }  // namespace cr::cpu

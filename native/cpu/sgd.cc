@@ -7,9 +7,6 @@ namespace cr::cpu {
 
 namespace {
 
-// Below this many elements a parallel region costs more than it saves.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-
 struct Slot {
   CpuStoragePtr param, grad, buf;
 };
@@ -40,7 +37,7 @@ void CpuBackend::SgdStep(const SgdArgs& a) {
       // Blocked layouts pad; all three share the layout, so the padding is updated alike and
       // never read.
       const int64_t n = int64_t(s.param->md.get_size() / sizeof(float));
-#pragma omp parallel for if (n >= kParallelMin)
+#pragma omp parallel for if (size_t(n) * 3 * sizeof(float) >= kSmallWorkBytes)
       for (int64_t i = 0; i < n; ++i) {
         float d = h.weight_decay != 0 ? g[i] + h.weight_decay * p[i] : g[i];
         if (b) {

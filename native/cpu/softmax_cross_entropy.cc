@@ -9,9 +9,6 @@ namespace cr::cpu {
 
 namespace {
 
-// Below this many logits a parallel region costs more than it saves.
-constexpr int64_t kParallelMin = int64_t(1) << 15;
-
 // Runs on the worker, before any output is written, so a bad label fails the op instead of
 // indexing out of bounds.
 void CheckLabels(const int32_t* labels, int64_t n, int64_t k) {
@@ -37,7 +34,7 @@ SoftmaxCrossEntropyOutputs CpuBackend::SoftmaxCrossEntropyForward(const SoftmaxC
     CheckLabels(y, n, k);
     const double on = 1.0 - eps, off = eps / double(k);
     double total = 0;
-#pragma omp parallel for reduction(+ : total) if (n * k >= kParallelMin)
+#pragma omp parallel for reduction(+ : total) if (size_t(n * k) * 2 * sizeof(float) >= kSmallWorkBytes)
     for (int64_t i = 0; i < n; ++i) {
       const float* row = x + i * k;
       float* prow = p + i * k;
@@ -72,7 +69,7 @@ StoragePtr CpuBackend::SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBack
     CheckLabels(y, n, k);
     const double scale = double(*static_cast<const float*>(dloss->data)) / double(n);
     const double off = eps / double(k), on = 1.0 - eps + off;
-#pragma omp parallel for if (n * k >= kParallelMin)
+#pragma omp parallel for if (size_t(n * k) * 2 * sizeof(float) >= kSmallWorkBytes)
     for (int64_t i = 0; i < n; ++i) {
       for (int64_t j = 0; j < k; ++j) d[i * k + j] = float((double(p[i * k + j]) - off) * scale);
       d[i * k + y[i]] = float((double(p[i * k + y[i]]) - on) * scale);

@@ -7,6 +7,11 @@
 // exponentialAverageFactor = momentum, PyTorch's rule, the running variance from the unbiased
 // batch variance (PyTorch's cuDNN path relies on this; the header does not spell it out, and
 // the conformance test checks it against the reference on a GPU).
+//
+// The fused tails (relu(bn(x)), relu(bn(x) + z)) are not fused here yet: the element-wise
+// kernels run in place on cuDNN's output, and the backward applies the ReLU's backward before
+// cuDNN's. cuDNN's fused forms (cudnnBatchNormalizationForwardTrainingEx with
+// CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION, or the graph API) want NHWC half precision.
 #include "batch_norm.h"
 
 #include "../common/checks.h"
@@ -41,6 +46,15 @@ double CheckedEps(const Storage& x, float eps) {
   return double(eps);
 }
 
+// y = relu(y + z), relu(y) or y + z in place, on the worker after cuDNN's normalization.
+void ApplyTail(CudaBackend& b, CudaStorage& y, CudaStorage* z, bool relu) {
+  if (z) {
+    CR_CUDA(kernels::Add(y.F(), z->F(), y.F(), y.Numel(), relu, b.stream()));
+  } else if (relu) {
+    CR_CUDA(kernels::Relu(y.F(), y.F(), y.Numel(), b.stream()));
+  }
+}
+
 }  // namespace
 
 BatchNormTrainingOutputs CudaBackend::BatchNormForwardTraining(const BatchNormForwardTrainingArgs& a) {
@@ -49,8 +63,10 @@ BatchNormTrainingOutputs CudaBackend::BatchNormForwardTraining(const BatchNormFo
   const double momentum = a.momentum;
   const DType dtype = a.dtype;
   CudaStoragePtr x = Cuda(a.x), w = Cuda(a.weight), bias = Cuda(a.bias), rm = Cuda(a.running_mean), rv = Cuda(a.running_var);
+  CudaStoragePtr z = Cuda(a.tail.residual);
+  const bool relu = a.tail.relu;
   CudaStoragePtr y = Alloc(x->dims, dtype), mean = Alloc({c}), inv_std = Alloc({c});
-  Enqueue(a.task, [this, x, w, bias, rm, rv, momentum, eps, dtype, y, mean, inv_std, c] {
+  Enqueue(a.task, [this, x, w, bias, rm, rv, z, relu, momentum, eps, dtype, y, mean, inv_std, c] {
     auto p = GetPlan(*this, x->dims, dtype);
     // cuDNN updates both running statistics or neither; a lone one gets a scratch partner.
     std::unique_ptr<DeviceMemory> scratch;
@@ -64,20 +80,24 @@ BatchNormTrainingOutputs CudaBackend::BatchNormForwardTraining(const BatchNormFo
     CR_CUDNN(cudnnBatchNormalizationForwardTraining(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, p->x.get(), x->Ptr(),
                                                     p->x.get(), y->Ptr(), p->stats.get(), w->Ptr(), bias->Ptr(), momentum,
                                                     rm_ptr, rv_ptr, eps, mean->Ptr(), inv_std->Ptr()));
+    ApplyTail(*this, *y, z.get(), relu);
   });
-  return {y, mean, inv_std};
+  return {y, mean, inv_std, nullptr};
 }
 
 StoragePtr CudaBackend::BatchNormForwardInference(const BatchNormForwardInferenceArgs& a) {
   const double eps = CheckedEps(*a.x, a.eps);
   const DType dtype = a.dtype;
   CudaStoragePtr x = Cuda(a.x), w = Cuda(a.weight), bias = Cuda(a.bias), mean = Cuda(a.mean), var = Cuda(a.var);
+  CudaStoragePtr z = Cuda(a.tail.residual);
+  const bool relu = a.tail.relu;
   CudaStoragePtr y = Alloc(x->dims, dtype);
-  Enqueue(a.task, [this, x, w, bias, mean, var, eps, dtype, y] {
+  Enqueue(a.task, [this, x, w, bias, mean, var, z, relu, eps, dtype, y] {
     auto p = GetPlan(*this, x->dims, dtype);
     CR_CUDNN(cudnnBatchNormalizationForwardInference(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, p->x.get(), x->Ptr(),
                                                      p->x.get(), y->Ptr(), p->stats.get(), w->Ptr(), bias->Ptr(),
                                                      mean->Ptr(), var->Ptr(), eps));
+    ApplyTail(*this, *y, z.get(), relu);
   });
   return y;
 }
@@ -87,15 +107,23 @@ BatchNormGrads CudaBackend::BatchNormBackward(const BatchNormBackwardArgs& a) {
   const double eps = CheckedEps(*a.x, a.eps);
   const int64_t c = a.x->dims[1];
   const DType dtype = a.dtype;
-  CudaStoragePtr x = Cuda(a.x), dy = Cuda(a.dy), w = Cuda(a.weight), mean = Cuda(a.saved1), inv_std = Cuda(a.saved2);
+  if (a.saved3) ThrowRangeError("batchNormBackward: the cuda backend saves no tail state; pass null");
+  CudaStoragePtr x = Cuda(a.x), y = Cuda(a.y), w = Cuda(a.weight), mean = Cuda(a.saved1), inv_std = Cuda(a.saved2);
+  // The gradient at the normalization's output, which is also the residual's.
+  CudaStoragePtr dy = a.relu ? Alloc(x->dims, dtype) : Cuda(a.dy);
   CudaStoragePtr dx = Alloc(x->dims, dtype), dw = Alloc({c}), db = Alloc({c});
+  if (a.relu) {
+    Enqueue(Describe("reluBackward", {a.y.get(), a.dy.get()}), [this, y, out_grad = Cuda(a.dy), dy] {
+      CR_CUDA(kernels::ReluBackward(y->F(), out_grad->F(), dy->F(), y->Numel(), stream()));
+    });
+  }
   Enqueue(a.task, [this, x, dy, w, mean, inv_std, eps, dtype, dx, dw, db] {
     auto p = GetPlan(*this, x->dims, dtype);
     CR_CUDNN(cudnnBatchNormalizationBackward(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, p->x.get(),
                                              x->Ptr(), p->x.get(), dy->Ptr(), p->x.get(), dx->Ptr(), p->stats.get(),
                                              w->Ptr(), dw->Ptr(), db->Ptr(), eps, mean->Ptr(), inv_std->Ptr()));
   });
-  return {dx, dw, db};
+  return {dx, dw, db, a.with_residual ? dy : nullptr};
 }
 
 }  // namespace cr::cuda

@@ -1,4 +1,4 @@
-// Moving data in and out of the GPU, and reshape. Every CUDA buffer is plain row-major.
+// Moving data in and out of the GPU, reshape and casts. Every CUDA buffer is plain row-major.
 #include <cstring>
 
 #include "cuda_backend.h"
@@ -95,6 +95,20 @@ StoragePtr CudaBackend::Reshape(const ReshapeArgs& a) {
     CR_CUDA(cudaMemcpyAsync(out->Ptr(), x->Ptr(), x->bytes, cudaMemcpyDeviceToDevice, stream()));
   });
   return out;
+}
+
+// Only float32 buffers exist here (see Alloc): a cast to float32 is the buffer itself, any other
+// is refused.
+StoragePtr CudaBackend::Cast(const CastArgs& a) {
+  if (a.dtype != a.x->dtype) {
+    ThrowTypeError(OpScope::CurrentOp() + ": " + DTypeName(a.dtype) + " is not supported by the cuda backend yet");
+  }
+  return a.x;
+}
+
+// The gradient scaler's check is for float16 training, which this backend does not run yet.
+StoragePtr CudaBackend::CountNonFinite(const CountNonFiniteArgs&) {
+  ThrowRangeError("countNonFinite is not supported by the cuda backend yet");
 }
 
 }  // namespace cr::cuda

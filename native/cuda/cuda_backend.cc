@@ -423,6 +423,11 @@ void* CudaBackend::Workspace(size_t bytes) {
 }
 
 CudaStoragePtr CudaBackend::Alloc(const std::vector<int64_t>& dims, DType dtype) {
+  // Every buffer is made here, so no half-precision tensor can exist on this backend until its
+  // ops handle one (the NHWC graph-API path of mixed precision is still to come).
+  if (dtype == DType::kBFloat16 || dtype == DType::kFloat16) {
+    ThrowTypeError(OpScope::CurrentOp() + ": " + DTypeName(dtype) + " is not supported by the cuda backend yet");
+  }
   return std::make_shared<CudaStorage>(device_, dims, dtype);
 }
 

@@ -242,6 +242,8 @@ class CudaBackend final : public Backend {
   StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) override;
   Completion ReadPlain(const StoragePtr& s, void* dst) override;
   StoragePtr Reshape(const ReshapeArgs& a) override;
+  StoragePtr Cast(const CastArgs& a) override;
+  StoragePtr CountNonFinite(const CountNonFiniteArgs& a) override;
 
   StoragePtr Conv2dForward(const Conv2dForwardArgs& a) override;
   StoragePtr Conv2dBackwardData(const Conv2dBackwardDataArgs& a) override;

@@ -34,10 +34,13 @@ export interface Schema {
   optional?: boolean;
 }
 
+/** The element types of fixture tensors and handles. */
+export type FixtureDType = 'float32' | 'int32' | 'bfloat16';
+
 /** Everything that makes fixtures: supplied by the runner (tensors, handles, files). */
 export interface Fixtures {
   /** A fresh live tensor (disposed after the call); `instance: 'other'` makes it with the second copy of the library. */
-  tensor(g: Gen, shape: readonly number[], opts?: { dtype?: 'float32' | 'int32'; requiresGrad?: boolean; instance?: 'other'; backend?: string }): Arg;
+  tensor(g: Gen, shape: readonly number[], opts?: { dtype?: FixtureDType; requiresGrad?: boolean; instance?: 'other'; backend?: string }): Arg;
   /** A tensor some op computed (a non-leaf with a gradient function). */
   computed(g: Gen, shape: readonly number[]): Arg;
   /** Anything that is a Tensor by appearance only. */
@@ -46,7 +49,7 @@ export interface Fixtures {
    * A fresh native buffer handle of the call's backend (released after the call); `instance`:
    * of the second CPU addon instance, or of another backend's addon (the foreign one if there is none).
    */
-  handle(g: Gen, shape: readonly number[], opts?: { dtype?: 'float32' | 'int32'; instance?: 'foreign' | 'other-backend' }): Arg;
+  handle(g: Gen, shape: readonly number[], opts?: { dtype?: FixtureDType; instance?: 'foreign' | 'other-backend' }): Arg;
   /** A handle that is not a usable buffer of this addon: released, forged, of another kind. */
   badHandle(g: Gen, shape: readonly number[]): Arg;
 }
@@ -318,7 +321,7 @@ export function shape(valid: readonly (readonly number[])[]): Schema {
 }
 
 /** A tensor of `shape` (and dtype); its wrong values keep close to it so deeper checks run. */
-export function tensor(shapeOf: readonly number[], opts: { dtype?: 'float32' | 'int32'; requiresGrad?: boolean } = {}): Schema {
+export function tensor(shapeOf: readonly number[], opts: { dtype?: FixtureDType; requiresGrad?: boolean } = {}): Schema {
   const dtype = opts.dtype ?? 'float32';
   const other = dtype === 'float32' ? 'int32' : 'float32';
   const s = [...shapeOf];
@@ -329,6 +332,7 @@ export function tensor(shapeOf: readonly number[], opts: { dtype?: 'float32' | '
       return arg(t.v, `${t.d} (disposed)`);
     },
     (g) => g.fx.tensor(g, s, { dtype: other }),
+    (g) => g.fx.tensor(g, s, { dtype: dtype === 'bfloat16' ? 'float32' : 'bfloat16' }),
     (g) => g.fx.tensor(g, s.length > 1 ? s.slice(1) : [...s, 2], { dtype }),
     (g) => g.fx.tensor(g, [...s, 1], { dtype }),
     (g) => {
@@ -351,7 +355,7 @@ export function tensor(shapeOf: readonly number[], opts: { dtype?: 'float32' | '
 }
 
 /** A native buffer handle of `shape`; wrong ones are released, foreign, forged or mis-shaped. */
-export function handle(shapeOf: readonly number[], opts: { dtype?: 'float32' | 'int32' } = {}): Schema {
+export function handle(shapeOf: readonly number[], opts: { dtype?: FixtureDType } = {}): Schema {
   const dtype = opts.dtype ?? 'float32';
   const s = [...shapeOf];
   return schema((g) => g.fx.handle(g, s, { dtype }), [
@@ -360,6 +364,7 @@ export function handle(shapeOf: readonly number[], opts: { dtype?: 'float32' | '
     (g) => g.fx.handle(g, s, { dtype, instance: 'foreign' }),
     (g) => g.fx.handle(g, s, { dtype, instance: 'other-backend' }),
     (g) => g.fx.handle(g, s, { dtype: dtype === 'float32' ? 'int32' : 'float32' }),
+    (g) => g.fx.handle(g, s, { dtype: dtype === 'bfloat16' ? 'float32' : 'bfloat16' }),
     (g) => g.fx.handle(g, s.length > 1 ? s.slice(1) : [...s, 2], { dtype }),
     (g) => g.fx.handle(g, s.length === 0 ? [3] : s.map((d, i) => (i === g.int(s.length) ? d + 1 : d)), { dtype }),
     (g) => g.fx.handle(g, [1], { dtype }),

@@ -6,7 +6,7 @@
  */
 import type { NativeBuffer } from '../../lib/backend/binding.js';
 import { type Add, type AnyFn, asMethod } from './target.js';
-import { type Schema, anything, arg, bool, constant, custom, either, handle, int, nativePair, nullable, number, oneOf, resizable, shape } from './gen.js';
+import { type Schema, anything, arg, bool, constant, custom, either, handle, int, nativePair, nullable, number, oneOf, opt, resizable, shape } from './gen.js';
 import type { World } from './world.js';
 
 export function nativeTargets(w: World, add: Add, backend: string): void {
@@ -27,8 +27,12 @@ export function nativeTargets(w: World, add: Add, backend: string): void {
     },
     () => arg([1, 2, 3, 4, 5, 6], '[1, …, 6]'), () => arg(new DataView(new ArrayBuffer(24)), 'DataView(24)'), () => arg(new BigInt64Array(3), 'BigInt64Array(3)'),
   ]);
-  nat('upload', [uploadValues, shape([[2, 3], [6], [3, 2]])]);
-  nat('fill', [shape([[2, 3], [1]]), number([0, 1, -2], [2 ** 31, 0.5, 1e300]), oneOf(['float32', 'int32'])]);
+  nat('upload', [uploadValues, shape([[2, 3], [6], [3, 2]]), opt(oneOf(['float32', 'bfloat16', 'float16']))]);
+  nat('fill', [shape([[2, 3], [1]]), number([0, 1, -2], [2 ** 31, 0.5, 1e300]), oneOf(['float32', 'int32', 'bfloat16', 'float16'])]);
+  nat('cast', [H([2, 3]), oneOf(['bfloat16', 'float16', 'float32'])]);
+  nat('countNonFinite', [custom((g) => arg([g.fx.handle(g, [2, 3]).v, g.fx.handle(g, [3], { dtype: 'bfloat16' }).v], '[H([2, 3]), H(bfloat16 [3])]'), [
+    (g) => arg([g.fx.handle(g, [3], i32).v], '[int32 H([3])]'), (g) => arg([g.fx.badHandle(g, [3]).v], '[bad handle]'), () => arg([, 1], '[<hole>, 1]'),
+  ])]);
   for (const name of ['zerosLike', 'download', 'downloadSync', 'release', 'share', 'shapeOf', 'relu']) nat(name, [H([2, 3])]);
   nat('reshape', [H([2, 3]), shape([[6], [3, 2], [1, 6]])]);
   nat('setNumThreads', [int([1, 2], [1025, 2 ** 31])]);
@@ -43,21 +47,28 @@ export function nativeTargets(w: World, add: Add, backend: string): void {
   nat('conv2dBackwardWeights', [H([2, 3, 6, 6]), H([2, 4, 4, 4]), shape([[4, 3, 3, 3]]), bool(), p([1]), p([0]), p([1]), int([1])]);
   const x4 = H([2, 3, 4, 4]);
   const c = H([3]);
-  nat('batchNormForwardTraining', [x4, c, c, nullable(c), nullable(c), number([0.1, 0, 1], [1.5]), number([1e-5], [0, 1e-50])]);
-  nat('batchNormForwardInference', [x4, c, c, c, c, number([1e-5], [0])]);
+  const tail = [nullable(x4), bool()];
+  nat('batchNormForwardTraining', [x4, c, c, nullable(c), nullable(c), number([0.1, 0, 1], [1.5]), number([1e-5], [0, 1e-50]), ...tail]);
+  nat('batchNormForwardInference', [x4, c, c, c, c, number([1e-5], [0]), ...tail]);
+  // The saved state of a training forward with a random tail, and the tail it had.
   const saved = custom((g) => {
     const bb = native;
     const x = g.fx.handle(g, [2, 3, 4, 4]).v as NativeBuffer;
     const gamma = g.fx.handle(g, [3]).v as NativeBuffer;
-    const [y, s1, s2] = bb.batchNormForwardTraining(x, gamma, gamma, null, null, 0.1, 1e-5);
-    for (const h of [y, s1, s2]) g.own(h, (q) => bb.release(q));
-    return arg([s1, s2], 'saved statistics of a batchNormForwardTraining');
-  }, []);
-  add('binding.batchNormBackward', [x4, x4, c, either(saved, custom((g) => arg([g.fx.handle(g, [3]).v, g.fx.badHandle(g, [3]).v], '[H([3]), bad handle]'), [])), number([1e-5])],
-    (x, dy, wt, s, eps) => {
-      const [s1, s2] = Array.isArray(s) ? s : [s, s];
-      return native.batchNormBackward(x as NativeBuffer, dy as NativeBuffer, wt as NativeBuffer, s1 as NativeBuffer, s2 as NativeBuffer, eps as number);
-    });
+    const relu = g.chance(0.5);
+    const residual = g.chance(0.5) ? g.fx.handle(g, [2, 3, 4, 4]).v as NativeBuffer : null;
+    const [y, s1, s2, s3] = bb.batchNormForwardTraining(x, gamma, gamma, null, null, 0.1, 1e-5, residual, relu);
+    for (const h of [y, s1, s2, s3]) if (h) g.own(h, (q) => bb.release(q));
+    return arg({ y, s1, s2, s3, residual: residual !== null, relu }, `saved state of a batchNormForwardTraining (residual ${residual !== null}, relu ${relu})`);
+  }, [(g) => arg({ y: null, s1: g.fx.handle(g, [3]).v, s2: g.fx.badHandle(g, [3]).v, s3: null, residual: false, relu: true }, '{relu, no output, bad handle}'),
+    (g) => arg({ y: g.fx.handle(g, [2, 3, 4, 4]).v, s1: g.fx.handle(g, [3]).v, s2: g.fx.handle(g, [3]).v, s3: g.fx.handle(g, [3]).v, residual: false, relu: true },
+      '{relu, a tail state that is no ReLU mask}')]);
+  add('binding.batchNormBackward', [x4, x4, c, saved, number([1e-5]), bool()], (x, dy, wt, st, eps, flip) => {
+    const s = (st ?? {}) as { y: NativeBuffer | null; s1: NativeBuffer; s2: NativeBuffer; s3: NativeBuffer | null; residual: boolean; relu: boolean };
+    // Now and then the backward of another tail than the forward's.
+    const relu = flip ? !s.relu : s.relu;
+    return native.batchNormBackward(x as NativeBuffer, s.y, dy as NativeBuffer, wt as NativeBuffer, s.s1, s.s2, s.s3, eps as number, s.residual, relu);
+  });
   const X = H([2, 3, 6, 6]);
   nat('maxPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);
   nat('avgPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);

@@ -200,6 +200,30 @@ export function batchNorm2dEval(x: Float64Array, shape: Shape4, weight: Float64A
   });
 }
 
+/** The fused tail of batch norm: y = relu?(bn + residual?), as `ops.batchNorm2d` takes it. */
+export interface BatchNormTail {
+  residual: Float64Array | null;
+  relu: boolean;
+}
+
+/** Training-mode batch norm with its tail: batchNorm2dTrainForward, then + residual, then relu. */
+export function batchNorm2dTailForward(x: Float64Array, shape: Shape4, weight: Float64Array, bias: Float64Array, eps: number,
+  tail: BatchNormTail): { y: Float64Array; mean: Float64Array; var: Float64Array } {
+  const bn = batchNorm2dTrainForward(x, shape, weight, bias, eps);
+  const sum = tail.residual ? add(bn.y, tail.residual) : bn.y;
+  return { ...bn, y: tail.relu ? relu(sum) : sum };
+}
+
+/**
+ * Gradients of batchNorm2dTailForward: the ReLU's mask (from the output) applied to dy gives
+ * the residual's gradient and the batch norm's output gradient.
+ */
+export function batchNorm2dTailBackward(x: Float64Array, shape: Shape4, weight: Float64Array, bias: Float64Array, dy: Float64Array,
+  eps: number, tail: BatchNormTail): { dx: Float64Array; dweight: Float64Array; dbias: Float64Array; dresidual: Float64Array | null } {
+  const dz = tail.relu ? reluBackward(batchNorm2dTailForward(x, shape, weight, bias, eps, tail).y, dy) : dy;
+  return { ...batchNorm2dTrainBackward(x, shape, weight, dz, eps), dresidual: tail.residual ? dz : null };
+}
+
 /**
  * PyTorch's running-statistics update: running = (1 - momentum)·running + momentum·batch,
  * where the variance blended in is the unbiased one, biasedVar·n/(n-1), n = N·H·W.

@@ -133,9 +133,23 @@ async function bindingSurface(): Promise<void> {
   const [loss, probs] = b.softmaxCrossEntropyForward(lin, labels, 0.05);
   const dlogits = b.softmaxCrossEntropyBackward(probs, labels, 0.05, b.fill([], 1, 'float32'));
   const c = b.fill([3], 1, 'float32');
-  const [bny, m, v] = b.batchNormForwardTraining(y, b.fill([4], 1, 'float32'), b.fill([4], 0, 'float32'), null, null, 0.1, 1e-5);
-  const [bdx, bdw, bdb] = b.batchNormBackward(y, bny, b.fill([4], 1, 'float32'), m, v, 1e-5);
-  const bni = b.batchNormForwardInference(y, b.fill([4], 1, 'float32'), b.fill([4], 0, 'float32'), b.fill([4], 0, 'float32'), b.fill([4], 1, 'float32'), 1e-5);
+  const [bny, m, v, none] = b.batchNormForwardTraining(y, b.fill([4], 1, 'float32'), b.fill([4], 0, 'float32'), null, null, 0.1, 1e-5, null, false);
+  assert.equal(none, null);
+  const [bdx, bdw, bdb] = b.batchNormBackward(y, null, bny, b.fill([4], 1, 'float32'), m, v, null, 1e-5, false, false);
+  const bni = b.batchNormForwardInference(y, b.fill([4], 1, 'float32'), b.fill([4], 0, 'float32'), b.fill([4], 0, 'float32'), b.fill([4], 1, 'float32'), 1e-5, null, false);
+  // The fused tails: oneDNN's ReLU mask, and this backend's batch norm + add + ReLU kernels in
+  // float32 and bfloat16 (float16 goes through float32), on the convolution's blocked layout.
+  const [rly, rlm, rlv, mask] = b.batchNormForwardTraining(y, b.fill([4], 1, 'float32'), b.fill([4], 0, 'float32'), null, null, 0.1, 1e-5, null, true);
+  assert.ok(mask);
+  const [rdx] = b.batchNormBackward(y, rly, bny, b.fill([4], 1, 'float32'), rlm, rlv, mask, 1e-5, false, true);
+  const tails = [];
+  for (const dtype of ['float32', 'bfloat16', 'float16'] as const) {
+    const yh = b.cast(y, dtype);
+    const [ty, tm, tv] = b.batchNormForwardTraining(yh, b.fill([4], 1, 'float32'), b.fill([4], 0, 'float32'), b.fill([4], 0, 'float32'), b.fill([4], 1, 'float32'), 0.1, 1e-5, yh, true);
+    const [tdx, , , tdz] = b.batchNormBackward(yh, ty, ty, b.fill([4], 1, 'float32'), tm, tv, null, 1e-5, true, true);
+    const ti = b.batchNormForwardInference(yh, b.fill([4], 1, 'float32'), b.fill([4], 0, 'float32'), tm, tv, 1e-5, yh, false);
+    tails.push(tdx, tdz!, ti, b.countNonFinite([tdx, ti]), b.upload(Float32Array.from([1, 2.5, -3, 70000]), [4], dtype));
+  }
   const p = b.fill([3], 1, 'float32');
   const g = b.fill([3], 0.5, 'float32');
   const mom = b.zerosLike(p);
@@ -143,11 +157,11 @@ async function bindingSurface(): Promise<void> {
   b.sgdStep([p], [g], [], 0.1, 0, 0, false, false);
   await b.sync();
   b.syncBlocking();
-  for (const t of [dx, dw, dmp, dap, rb, ldx, ldw, dlogits, bdx, bdw, bdb, bni, loss]) assert.ok(b.downloadSync(t).length > 0);
+  for (const t of [dx, dw, dmp, dap, rb, ldx, ldw, dlogits, bdx, bdw, bdb, bni, loss, rdx, ...tails]) assert.ok(b.downloadSync(t).length > 0);
   assert.ok(db && b.downloadSync(db).length === 4);
   assert.ok(Math.abs(b.downloadSync(p)[0]! - 1) < 1);
   for (const h of [x, f, fi, z, r, sum, w, y, dx, dw, db!, mp, ws, dmp, ap, dap, rb, flat, fw, lin, ldx, ldw, labels,
-    loss, probs, dlogits, c, bny, m, v, bdx, bdw, bdb, bni, p, g, mom]) b.release(h);
+    loss, probs, dlogits, c, bny, m, v, bdx, bdw, bdb, bni, p, g, mom, rly, rlm, rlv, mask, rdx]) b.release(h);
   assert.ok(b.memory().buffers >= 0);
   assert.ok(b.cachedBytes() >= 0);
 }
@@ -232,11 +246,16 @@ async function errors(): Promise<void> {
   throws(() => b.softmaxCrossEntropyForward(x, i32, 0), /logits/);
   throws(() => b.softmaxCrossEntropyForward(b.fill([2, 3], 0, 'float32'), i32, 1), /labelSmoothing/);
   throws(() => b.softmaxCrossEntropyBackward(b.fill([2, 3], 0, 'float32'), i32, 0, i32), /loss gradient/);
-  throws(() => b.batchNormForwardTraining(x, w, w, null, null, 0.1, 1e-5), /weight/);
-  throws(() => b.batchNormForwardTraining(x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), null, null, 2, 1e-5), /momentum/);
-  throws(() => b.batchNormForwardInference(x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), i32, i32, 1e-5), /mean/);
-  throws(() => b.batchNormBackward(x, mp, b.fill([3], 1, 'float32'), i32, i32, 1e-5), /gradient/);
-  throws(() => b.batchNormForwardTraining(x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), null, null, 0.1, 0), /eps/);
+  throws(() => b.batchNormForwardTraining(x, w, w, null, null, 0.1, 1e-5, null, false), /weight/);
+  throws(() => b.batchNormForwardTraining(x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), null, null, 2, 1e-5, null, false), /momentum/);
+  throws(() => b.batchNormForwardInference(x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), i32, i32, 1e-5, null, false), /mean/);
+  throws(() => b.batchNormBackward(x, null, mp, b.fill([3], 1, 'float32'), i32, i32, null, 1e-5, false, false), /gradient/);
+  throws(() => b.batchNormForwardTraining(x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), null, null, 0.1, 0, null, false), /eps/);
+  throws(() => b.batchNormForwardTraining(x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), null, null, 0.1, 1e-5, mp, true), /residual/);
+  throws(() => b.batchNormBackward(x, null, x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), b.fill([3], 1, 'float32'), null, 1e-5, false, true), /output/);
+  throws(() => b.batchNormBackward(x, x, x, b.fill([3], 1, 'float32'), b.fill([3], 0, 'float32'), b.fill([3], 1, 'float32'), x, 1e-5, false, true), /tail state/);
+  throws(() => b.cast(i32, 'float32'), /int32/);
+  throws(() => b.countNonFinite([i32]), /int32/);
   throws(() => b.sgdStep([w, w], [w, w], [], 0.1, 0, 0, false, true), /twice/);
   throws(() => b.sgdStep([w], [x], [], 0.1, 0, 0, false, true), /shape/);
   throws(() => b.sgdStep([w], [w], [], 0.1, 0.9, 0, false, true), /momentum buffers/);

@@ -1,5 +1,6 @@
 // Batch normalization's entry points over [N, C, H, W]: training forward (with the running
-// statistics' update), inference forward, backward.
+// statistics' update), inference forward, backward; each with the fused tail of op_args.h
+// (relu(bn(x)), relu(bn(x) + residual)).
 #include <cmath>
 
 #include "../args.h"
@@ -16,7 +17,7 @@ class Checker {
  public:
   Checker(const char* op, const Storage& x) : op_(op), x_(x) {
     if (x.dims.size() != 4) Bad("expected a 4-D input");
-    if (x.dtype != DType::kFloat32) Bad("expected a float32 input, got " + std::string(DTypeName(x.dtype)));
+    if (!IsFloating(x.dtype)) Bad("expected a float32, bfloat16 or float16 input, got " + std::string(DTypeName(x.dtype)));
   }
 
   // A float32 [C] vector (weight, bias, statistics).
@@ -27,9 +28,19 @@ class Checker {
     }
   }
 
-  void Gradient(const Storage& dy) const {
-    if (dy.dims != x_.dims) Bad("gradient of shape " + dy.ShapeString() + " does not match the input");
-    if (dy.dtype != x_.dtype) Bad("expected a " + std::string(DTypeName(x_.dtype)) + " gradient, got " + DTypeName(dy.dtype));
+  // A tensor of x's shape and type: the output gradient, the residual, the forward's output.
+  void LikeInput(const Storage& t, const char* what) const {
+    if (t.dims != x_.dims) Bad(std::string(what) + " of shape " + t.ShapeString() + " does not match the input");
+    if (t.dtype != x_.dtype) Bad("expected a " + std::string(DTypeName(x_.dtype)) + " " + what + ", got " + DTypeName(t.dtype));
+  }
+
+  // The tail at arguments i (residual | null) and i + 1 (relu).
+  BatchNormTail Tail(const Napi::CallbackInfo& info, size_t i) const {
+    BatchNormTail tail;
+    tail.residual = OptionalTensorArg(info, i, "residual");
+    if (tail.residual) LikeInput(*tail.residual, "residual");
+    tail.relu = BoolArg(info, i + 1, "relu");
+    return tail;
   }
 
   // Training normalizes with the batch variance and updates the running one with the unbiased
@@ -60,8 +71,8 @@ class Checker {
 
 }  // namespace
 
-// batchNormForwardTraining(x, weight, bias, runningMean | null, runningVar | null, momentum, eps)
-//   -> [y, saved1, saved2]
+// batchNormForwardTraining(x, weight, bias, runningMean | null, runningVar | null, momentum, eps,
+//                          residual | null, relu) -> [y, saved1, saved2, saved3 | null]
 Napi::Value BatchNormForwardTraining(const Napi::CallbackInfo& info) {
   return Entry(info, "batchNormForwardTraining", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -81,14 +92,16 @@ Napi::Value BatchNormForwardTraining(const Napi::CallbackInfo& info) {
     check.Momentum(a.momentum);
     check.ManyValues();
     a.eps = check.Eps(NumberArg(info, 6, "eps"));
+    a.tail = check.Tail(info, 7);
     a.dtype = a.x->dtype;
-    a.task = Describe("batchNormForwardTraining", {a.x.get(), a.weight.get()});
+    a.task = Describe("batchNormForwardTraining", {a.x.get(), a.weight.get(), a.tail.residual.get()});
     BatchNormTrainingOutputs out = backend.BatchNormForwardTraining(a);
-    return Tuple(env, {WrapStorage(env, out.y), WrapStorage(env, out.saved1), WrapStorage(env, out.saved2)});
+    return Tuple(env, {WrapStorage(env, out.y), WrapStorage(env, out.saved1), WrapStorage(env, out.saved2),
+                       WrapOptional(env, out.saved3)});
   });
 }
 
-// batchNormForwardInference(x, weight, bias, mean, variance, eps) -> y
+// batchNormForwardInference(x, weight, bias, mean, variance, eps, residual | null, relu) -> y
 Napi::Value BatchNormForwardInference(const Napi::CallbackInfo& info) {
   return Entry(info, "batchNormForwardInference", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
@@ -104,33 +117,42 @@ Napi::Value BatchNormForwardInference(const Napi::CallbackInfo& info) {
     check.Vector(*a.mean, "mean");
     check.Vector(*a.var, "variance");
     a.eps = check.Eps(NumberArg(info, 5, "eps"));
+    a.tail = check.Tail(info, 6);
     a.dtype = a.x->dtype;
-    a.task = Describe("batchNormForwardInference", {a.x.get(), a.weight.get()});
+    a.task = Describe("batchNormForwardInference", {a.x.get(), a.weight.get(), a.tail.residual.get()});
     return WrapStorage(info.Env(), backend.BatchNormForwardInference(a));
   });
 }
 
-// batchNormBackward(x, dy, weight, saved1, saved2, eps) -> [dx, dweight, dbias]
+// batchNormBackward(x, y | null, dy, weight, saved1, saved2, saved3 | null, eps, withResidual, relu)
+//   -> [dx, dweight, dbias, dresidual | null]
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   return Entry(info, "batchNormBackward", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     Backend& backend = Ctx(env).backend();
     BatchNormBackwardArgs a;
     a.x = TensorArg(info, 0, "input");
-    a.dy = TensorArg(info, 1, "gradient");
-    a.weight = TensorArg(info, 2, "weight");
-    a.saved1 = TensorArg(info, 3, "saved mean");
-    a.saved2 = TensorArg(info, 4, "saved statistic");
+    a.y = OptionalTensorArg(info, 1, "output");
+    a.dy = TensorArg(info, 2, "gradient");
+    a.weight = TensorArg(info, 3, "weight");
+    a.saved1 = TensorArg(info, 4, "saved mean");
+    a.saved2 = TensorArg(info, 5, "saved statistic");
+    a.saved3 = OptionalTensorArg(info, 6, "saved tail state");
     Checker check("batchNormBackward", *a.x);
-    check.Gradient(*a.dy);
+    check.LikeInput(*a.dy, "gradient");
     check.Vector(*a.weight, "weight");
     check.Vector(*a.saved1, "saved mean");
     check.Vector(*a.saved2, "saved statistic");
-    a.eps = check.Eps(NumberArg(info, 5, "eps"));
+    a.eps = check.Eps(NumberArg(info, 7, "eps"));
+    a.with_residual = BoolArg(info, 8, "withResidual");
+    a.relu = BoolArg(info, 9, "relu");
+    if (a.relu && !a.y) check.Bad("the forward's output is needed for the ReLU's gradient");
+    if (a.y) check.LikeInput(*a.y, "output");
     a.dtype = a.x->dtype;
     a.task = Describe("batchNormBackward", {a.x.get(), a.dy.get()});
     BatchNormGrads g = backend.BatchNormBackward(a);
-    return Tuple(env, {WrapStorage(env, g.dx), WrapStorage(env, g.dweight), WrapStorage(env, g.dbias)});
+    return Tuple(env, {WrapStorage(env, g.dx), WrapStorage(env, g.dweight), WrapStorage(env, g.dbias),
+                       WrapOptional(env, g.dresidual)});
   });
 }
 

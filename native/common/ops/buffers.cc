@@ -1,24 +1,52 @@
-// Moving data in and out of a backend, buffer handles, and reshape.
+// Moving data in and out of a backend, buffer handles, reshape and casts between floating types.
+#include <memory>
+#include <vector>
+
 #include "../args.h"
+#include "../checks.h"
 #include "../context.h"
+#include "../half.h"
 #include "registry.h"
 
 namespace cr::ops {
 
 namespace {
 
+// What a readback hands to JS: Int32Array for int32, Float32Array for every floating type (half
+// precision converted).
 Napi::TypedArray NewTypedArray(Napi::Env env, DType dtype, size_t n) {
-  if (dtype == DType::kFloat32) return Napi::Float32Array::New(env, n);
-  return Napi::Int32Array::New(env, n);
+  if (dtype == DType::kInt32) return Napi::Int32Array::New(env, n);
+  return Napi::Float32Array::New(env, n);
 }
 
 void* TypedArrayData(Napi::TypedArray a) {
   return static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
 }
 
+// Runs on the worker: s's values in plain row-major order into `dst` (the typed array of
+// NewTypedArray), through a host copy in s's own type when that is half precision, converted once
+// the backend's copy has finished (after its Completion, when it returns one).
+Completion ReadInto(Backend& backend, const StoragePtr& s, void* dst) {
+  if (DTypeSize(s->dtype) == 4) return backend.ReadPlain(s, dst);
+  auto half = std::make_shared<std::vector<uint16_t>>(size_t(s->Numel()));
+  const Completion copied = backend.ReadPlain(s, half->data());
+  const Completion convert = [half, dst, n = s->Numel(), dtype = s->dtype] {
+    ConvertToFloat(half->data(), static_cast<float*>(dst), n, dtype);
+  };
+  if (!copied) {
+    convert();
+    return nullptr;
+  }
+  return [copied, convert] {
+    copied();
+    convert();
+  };
+}
+
 }  // namespace
 
-// upload(values: Float32Array | Int32Array, shape) -> buffer
+// upload(values: Float32Array | Int32Array, shape, dtype?) -> buffer. A Float32Array uploads as
+// float32 or, converted, as bfloat16 or float16; an Int32Array as int32.
 Napi::Value Upload(const Napi::CallbackInfo& info) {
   return Entry(info, "upload", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -39,6 +67,20 @@ Napi::Value Upload(const Napi::CallbackInfo& info) {
       ThrowRangeError("upload: " + std::to_string(values.ElementLength()) + " values do not fill shape " + ShapeString(a.dims));
     }
     a.values = TypedArrayData(values);
+    std::vector<uint16_t> half;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      const DType want = DTypeArg(info, 2);
+      if (want != a.dtype && !(a.dtype == DType::kFloat32 && IsFloating(want))) {
+        ThrowTypeError(std::string("upload: cannot upload an ") + (a.dtype == DType::kInt32 ? "Int32Array" : "Float32Array") +
+                       " as " + DTypeName(want));
+      }
+      if (want != a.dtype) {
+        half.resize(size_t(n));
+        ConvertFromFloat(static_cast<const float*>(a.values), half.data(), n, want);
+        a.values = half.data();
+        a.dtype = want;
+      }
+    }
     a.task = "upload " + ShapeString(a.dims);
     return WrapStorage(env, backend.Upload(a));
   });
@@ -70,7 +112,7 @@ Napi::Value ZerosLike(const Napi::CallbackInfo& info) {
   });
 }
 
-// download(buffer) -> Promise<Float32Array | Int32Array>, plain row-major
+// download(buffer) -> Promise<Float32Array | Int32Array>, plain row-major, half precision as float32
 Napi::Value Download(const Napi::CallbackInfo& info) {
   return Entry(info, "download", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -79,7 +121,7 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
     Napi::TypedArray out = NewTypedArray(env, s->dtype, size_t(s->Numel()));
     void* dst = TypedArrayData(out);
     // The typed array is held by the pending promise, so its memory outlives the task.
-    return EnqueueReadback(env, Describe("download", {s.get()}), out, [&backend, s, dst] { return backend.ReadPlain(s, dst); });
+    return EnqueueReadback(env, Describe("download", {s.get()}), out, [&backend, s, dst] { return ReadInto(backend, s, dst); });
   });
 }
 
@@ -91,7 +133,7 @@ Napi::Value DownloadSync(const Napi::CallbackInfo& info) {
     StoragePtr s = TensorArg(info, 0, "buffer");
     Napi::TypedArray out = NewTypedArray(env, s->dtype, size_t(s->Numel()));
     void* dst = TypedArrayData(out);
-    RunSync(env, Describe("dataSync", {s.get()}), [&backend, s, dst] { return backend.ReadPlain(s, dst); });
+    RunSync(env, Describe("dataSync", {s.get()}), [&backend, s, dst] { return ReadInto(backend, s, dst); });
     return out;
   });
 }
@@ -109,6 +151,20 @@ Napi::Value Reshape(const Napi::CallbackInfo& info) {
     a.dtype = a.x->dtype;
     a.task = Describe("reshape", {a.x.get()});
     return WrapStorage(info.Env(), backend.Reshape(a));
+  });
+}
+
+// cast(buffer, dtype) -> a new buffer of the values in `dtype` (float32, bfloat16 or float16)
+Napi::Value Cast(const Napi::CallbackInfo& info) {
+  return Entry(info, "cast", [&]() -> Napi::Value {
+    Backend& backend = Ctx(info.Env()).backend();
+    CastArgs a;
+    a.x = TensorArg(info, 0, "buffer");
+    RequireFloat(*a.x, "buffer");
+    a.dtype = DTypeArg(info, 1);
+    if (!IsFloating(a.dtype)) ThrowTypeError("cast: cannot cast to int32");
+    a.task = Describe("cast", {a.x.get()});
+    return WrapStorage(info.Env(), backend.Cast(a));
   });
 }
 

@@ -51,8 +51,8 @@ Conv2dGeometry ReadConv2dGeometry(const Napi::CallbackInfo& info, size_t i, cons
 
 namespace {
 
-void RequireOutputGradient(const char* op, const Storage& dy, const Dims& y) {
-  RequireFloat(dy, "gradient");
+void RequireOutputGradient(const char* op, const Storage& dy, const Dims& y, DType dtype) {
+  RequireDType(dy, dtype, "gradient");
   if (dy.dims != y) {
     ThrowRangeError(std::string(op) + ": gradient of shape " + dy.ShapeString() + " does not match output " + ShapeString(y));
   }
@@ -92,7 +92,7 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
     a.w = TensorArg(info, 1, "weight");
     RequireFloat(*a.w, "weight");
     a.g = ReadConv2dGeometry(info, 3, IntsArg(info, 2, "input shape", 4), a.w->dims);
-    RequireOutputGradient("conv2dBackwardData", *a.dy, a.g.y);
+    RequireOutputGradient("conv2dBackwardData", *a.dy, a.g.y, a.w->dtype);
     a.dtype = a.w->dtype;
     a.task = Describe("conv2dBackwardData", {a.dy.get(), a.w.get()});
     return WrapStorage(info.Env(), backend.Conv2dBackwardData(a));
@@ -111,7 +111,7 @@ Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
     const Dims wdims = IntsArg(info, 2, "weight shape", 4);
     a.with_bias = BoolArg(info, 3, "withBias");
     a.g = ReadConv2dGeometry(info, 4, a.x->dims, wdims);
-    RequireOutputGradient("conv2dBackwardWeights", *a.dy, a.g.y);
+    RequireOutputGradient("conv2dBackwardWeights", *a.dy, a.g.y, a.x->dtype);
     a.dtype = a.x->dtype;
     a.task = Describe("conv2dBackwardWeights", {a.x.get(), a.dy.get()});
     Conv2dWeightGrads grads = backend.Conv2dBackwardWeights(a);

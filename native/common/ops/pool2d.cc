@@ -41,8 +41,8 @@ PoolGeometry ReadPoolGeometry(const Napi::CallbackInfo& info, size_t i, const Di
 namespace {
 
 void RequireFloatPool(const Storage& s, const char* what) {
-  if (s.dtype != DType::kFloat32) {
-    ThrowRangeError(OpScope::CurrentOp() + ": expected a float32 " + what + ", got " + DTypeName(s.dtype));
+  if (!IsFloating(s.dtype)) {
+    ThrowRangeError(OpScope::CurrentOp() + ": expected a float32, bfloat16 or float16 " + what + ", got " + DTypeName(s.dtype));
   }
 }
 

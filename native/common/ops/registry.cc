@@ -27,6 +27,7 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
       {"download", Download},
       {"downloadSync", DownloadSync},
       {"reshape", Reshape},
+      {"cast", Cast},
       {"release", Release},
       {"share", Share},
       {"shapeOf", ShapeOf},
@@ -49,6 +50,7 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
       {"linearBackward", LinearBackward},
       {"softmaxCrossEntropyForward", SoftmaxCrossEntropyForward},
       {"softmaxCrossEntropyBackward", SoftmaxCrossEntropyBackward},
+      {"countNonFinite", CountNonFinite},
       {"sgdStep", SgdStep},
   };
   for (const auto& e : kEntries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));

@@ -33,6 +33,7 @@ Napi::Value ZerosLike(const Napi::CallbackInfo& info);
 Napi::Value Download(const Napi::CallbackInfo& info);
 Napi::Value DownloadSync(const Napi::CallbackInfo& info);
 Napi::Value Reshape(const Napi::CallbackInfo& info);
+Napi::Value Cast(const Napi::CallbackInfo& info);
 Napi::Value Release(const Napi::CallbackInfo& info);
 Napi::Value Share(const Napi::CallbackInfo& info);
 Napi::Value ShapeOf(const Napi::CallbackInfo& info);
@@ -67,6 +68,9 @@ Napi::Value LinearBackward(const Napi::CallbackInfo& info);
 // softmax_cross_entropy.cc
 Napi::Value SoftmaxCrossEntropyForward(const Napi::CallbackInfo& info);
 Napi::Value SoftmaxCrossEntropyBackward(const Napi::CallbackInfo& info);
+
+// count_non_finite.cc
+Napi::Value CountNonFinite(const Napi::CallbackInfo& info);
 
 // sgd.cc
 Napi::Value SgdStep(const Napi::CallbackInfo& info);

@@ -98,10 +98,14 @@ Napi::Value Shutdown(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Starts recording per-op execution times on the worker (see Queue::StartProfile).
+// startProfile(byShape?): starts recording per-op execution times on the worker (see
+// Queue::StartProfile).
 Napi::Value StartProfile(const Napi::CallbackInfo& info) {
-  Ctx(info.Env()).queue.StartProfile();
-  return info.Env().Undefined();
+  return Entry(info, "startProfile", [&]() -> Napi::Value {
+    const bool by_shape = info.Length() > 0 && !info[0].IsUndefined() && BoolArg(info, 0, "byShape");
+    Ctx(info.Env()).queue.StartProfile(by_shape);
+    return info.Env().Undefined();
+  });
 }
 
 // Stops recording: { wallMs, busyMs, ops: [{ op, calls, totalMs }] }.

@@ -14,7 +14,8 @@ namespace {
 // Checks the float scores [N, K] (logits or probabilities, named `what`) and the int32 labels
 // [N]; returns {N, K}.
 std::pair<int64_t, int64_t> ReadScoresAndLabels(const Storage& scores, const char* what, const Storage& labels) {
-  RequireFloat(scores, what);
+  // The loss is float32 only: mixed precision computes it from float32 logits (lib/amp).
+  RequireDType(scores, DType::kFloat32, what);
   RequireDType(labels, DType::kInt32, "labels");
   if (scores.dims.size() != 2 || labels.dims.size() != 1 || labels.dims[0] != scores.dims[0]) {
     ThrowRangeError(OpScope::CurrentOp() + ": expected " + what + " [N, K] and labels [N], got " + scores.ShapeString() +
