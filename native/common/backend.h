@@ -86,6 +86,28 @@ class Backend {
 
   virtual void SgdStep(const SgdArgs& a) = 0;
 
+  // --- Collectives (collectives.cc): one process group per context ---------------------------
+  // JS thread. Creates this rank's end of the group and returns what the other ranks need to
+  // connect to it (Gloo: the addresses it listens on; NCCL: rank 0's unique id, empty
+  // elsewhere), which the rendezvous hands round. Refuses a second group.
+  virtual std::vector<uint8_t> GroupPrepare(const GroupArgs& a) = 0;
+  // Worker (inside a readback task). Connects to every peer from what each rank's GroupPrepare
+  // returned, indexed by rank; throws after the group's timeout.
+  virtual void GroupConnect(const std::vector<std::vector<uint8_t>>& published) = 0;
+  // JS thread. Leaves the group; collectives already queued still run (or fail) in order.
+  virtual void GroupDestroy() = 0;
+  // Any thread. Makes every collective that is blocked, or will start, fail at once with `why`
+  // (a peer that left, an environment torn down, the process exiting). No group: nothing.
+  virtual void GroupAbort(const std::string& why) = 0;
+  // JS thread. Enqueues a collective's start and returns its ticket. The communication may run
+  // beside the queue's worker (Gloo's thread) so that ops queued after the start overlap it;
+  // nothing may read the outputs before CollectiveWait.
+  virtual uint64_t CollectiveStart(const CollectiveArgs& a) = 0;
+  // JS thread. Enqueues the wait for a started collective (a failure is reported at the next
+  // sync point, naming the collective and, where it can be known, the peer) and returns its
+  // outputs, which ops queued afterwards may read. Each ticket is waited for once.
+  virtual std::vector<StoragePtr> CollectiveWait(uint64_t ticket) = 0;
+
  protected:
   Context& ctx_;
 };
@@ -95,5 +117,8 @@ class Backend {
 // max-pooling workspace that does not come from a forward of this geometry.
 [[noreturn]] void RefusePool(const PoolGeometry& g, const std::string& why);
 [[noreturn]] void RefuseWorkspace(const PoolGeometry& g);
+// What every backend checks before starting a collective (ops/collectives.cc): that there is a
+// group (world_size 0: none) and that the arguments fit it.
+void CheckCollectiveArgs(const CollectiveArgs& a, int world_size);
 
 }  // namespace cr

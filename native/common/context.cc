@@ -72,7 +72,7 @@ struct JobSlot {
 
 using ReadbackTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, ReadbackJob, SettleReadback>;
 
-void StopQueueHook(void* ctx) { static_cast<Context*>(ctx)->queue.Stop(); }
+void StopQueueHook(void* ctx) { static_cast<Context*>(ctx)->Stop("the JavaScript environment was torn down"); }
 
 }  // namespace
 
@@ -84,9 +84,14 @@ Context::Context(const char* name, size_t max_pending, const BackendFactory& mak
 }
 
 Context::~Context() {
-  queue.Stop();
+  Stop("the JavaScript environment was torn down");
   cache.Clear();
   backend_.reset();
+}
+
+void Context::Stop(const std::string& why) {
+  backend_->GroupAbort(why);
+  queue.Stop();
 }
 
 Backend& Context::backend() {

@@ -29,6 +29,11 @@ class Context {
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
+  // Stops the queue's worker after the task it is running, first making any collective it is
+  // blocked in (waiting for other processes) fail with `why`, so that stopping never waits for
+  // a peer. Idempotent.
+  void Stop(const std::string& why);
+
   // The backend, able to run ops: throws its reason (ERR_<NAME>_UNAVAILABLE) otherwise.
   Backend& backend();
   // The backend whether or not it can run ops (info, settings that only record a value).

@@ -227,4 +227,35 @@ struct SgdArgs : OpArgs {
   SgdHyperparameters h;
 };
 
+// --- Collectives over a process group (Gloo on the CPU, NCCL on CUDA) ------------------------------
+
+// Joins this process to a group of `world_size` ranks.
+struct GroupArgs : OpArgs {
+  int rank = 0, world_size = 1;
+  // Every wait for a peer (connecting, each collective) fails after this long.
+  int64_t timeout_ms = 0;
+  // The local address the other ranks reach this one at (Gloo listens there).
+  std::string host;
+};
+
+enum class CollectiveKind { kAllReduce, kBroadcast, kAllGather, kBarrier };
+
+enum class ReduceOp {
+  kSum,
+  kMean,  // the sum divided by the world size
+  kMax,
+};
+
+// Every rank must start the same collectives, over the same shapes, in the same order (as in
+// PyTorch): the front end cannot check what the other processes do.
+struct CollectiveArgs : OpArgs {
+  CollectiveKind kind = CollectiveKind::kAllReduce;
+  ReduceOp op = ReduceOp::kSum;
+  // Broadcast: the rank whose values every rank receives.
+  int root = 0;
+  // Float32. All-reduce and broadcast: one or more, reduced as one flat bucket, one output each
+  // of the input's shape. All-gather: one, output [world size, ...shape]. Barrier: none.
+  std::vector<StoragePtr> inputs;
+};
+
 }  // namespace cr

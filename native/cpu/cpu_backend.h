@@ -11,7 +11,9 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -64,6 +66,9 @@ dnnl::primitive_attr Attr();
 // Appends a descriptor's identity (type, dims, blocking) to a cache key.
 void AppendDesc(std::string& key, const Desc& md);
 
+class GlooGroup;
+struct PendingCollective;
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(Context& ctx);
@@ -102,6 +107,13 @@ class CpuBackend final : public Backend {
 
   void SgdStep(const SgdArgs& a) override;
 
+  std::vector<uint8_t> GroupPrepare(const GroupArgs& a) override;
+  void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
+  void GroupDestroy() override;
+  void GroupAbort(const std::string& why) override;
+  uint64_t CollectiveStart(const CollectiveArgs& a) override;
+  std::vector<StoragePtr> CollectiveWait(uint64_t ticket) override;
+
  private:
   // The cached entry for `key` (JS thread only; see the top of this file).
   template <typename T, typename Build>
@@ -133,6 +145,14 @@ class CpuBackend final : public Backend {
   // here is the JS thread, not the worker that executes it.
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+
+  // The process group (collectives.cc). Set and cleared on the JS thread, read by the worker
+  // when it connects, hence the lock.
+  std::shared_ptr<GlooGroup> Group();
+  std::mutex group_mu_;
+  std::shared_ptr<GlooGroup> group_;
+  // Started collectives not yet waited for, by ticket (JS thread only).
+  std::map<uint64_t, std::shared_ptr<PendingCollective>> pending_;
 };
 
 }  // namespace cr::cpu

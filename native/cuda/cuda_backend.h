@@ -29,6 +29,7 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -157,6 +158,9 @@ inline CudaStoragePtr Cuda(const StoragePtr& s) { return std::static_pointer_cas
 extern const float kOne;
 extern const float kZero;
 
+struct NcclGroup;
+struct PendingCollective;
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(Context& ctx);
@@ -201,6 +205,13 @@ class CudaBackend final : public Backend {
 
   void SgdStep(const SgdArgs& a) override;
 
+  std::vector<uint8_t> GroupPrepare(const GroupArgs& a) override;
+  void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
+  void GroupDestroy() override;
+  void GroupAbort(const std::string& why) override;
+  uint64_t CollectiveStart(const CollectiveArgs& a) override;
+  std::vector<StoragePtr> CollectiveWait(uint64_t ticket) override;
+
   // Worker-only state and helpers, for the op files.
 
   // A workspace of at least `bytes` for a cuDNN call, grown as needed and never shrunk; null
@@ -232,6 +243,10 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceMemory> workspace_;
   std::unique_ptr<DeviceMemory> label_error_mem_;
   int* label_error_ = nullptr;
+  // The NCCL process group (collectives.cc): set on the JS thread, read by the worker when it
+  // connects (std::atomic_load/store). Started collectives not yet waited for, by ticket.
+  std::shared_ptr<NcclGroup> group_;
+  std::map<uint64_t, std::shared_ptr<PendingCollective>> pending_;
 };
 
 }  // namespace cr::cuda

@@ -49,6 +49,15 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
       {"softmaxCrossEntropyForward", SoftmaxCrossEntropyForward},
       {"softmaxCrossEntropyBackward", SoftmaxCrossEntropyBackward},
       {"sgdStep", SgdStep},
+      {"groupPrepare", GroupPrepare},
+      {"groupConnect", GroupConnect},
+      {"groupDestroy", GroupDestroy},
+      {"groupAbort", GroupAbort},
+      {"allReduce", AllReduce},
+      {"broadcast", Broadcast},
+      {"allGather", AllGather},
+      {"barrier", Barrier},
+      {"collectiveWait", CollectiveWait},
   };
   for (const auto& e : kEntries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
 }

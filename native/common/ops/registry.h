@@ -70,4 +70,15 @@ Napi::Value SoftmaxCrossEntropyBackward(const Napi::CallbackInfo& info);
 // sgd.cc
 Napi::Value SgdStep(const Napi::CallbackInfo& info);
 
+// collectives.cc
+Napi::Value GroupPrepare(const Napi::CallbackInfo& info);
+Napi::Value GroupConnect(const Napi::CallbackInfo& info);
+Napi::Value GroupDestroy(const Napi::CallbackInfo& info);
+Napi::Value GroupAbort(const Napi::CallbackInfo& info);
+Napi::Value AllReduce(const Napi::CallbackInfo& info);
+Napi::Value Broadcast(const Napi::CallbackInfo& info);
+Napi::Value AllGather(const Napi::CallbackInfo& info);
+Napi::Value Barrier(const Napi::CallbackInfo& info);
+Napi::Value CollectiveWait(const Napi::CallbackInfo& info);
+
 }  // namespace cr::ops

@@ -1,0 +1,235 @@
+// Collectives on CUDA: NCCL, as PyTorch uses it. Rank 0 makes the ncclUniqueId, the rendezvous
+// (lib/distributed) hands it to the others, and every rank joins one communicator. Collectives
+// are launched on the backend's stream in queue order, so they order with the ops around them
+// without any host wait; a collective's wait (CollectiveWait) polls its completion event and
+// NCCL's asynchronous error, and aborts the communicator after the group's timeout, so that a
+// peer that died or hangs becomes an error instead of a stream that never finishes.
+//
+// NCCL is optional at build time (the nvidia-nccl-cu13 wheel, found like cuDNN's): without it
+// the addon builds and loads, and every collective refuses with ERR_DIST_UNSUPPORTED.
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "cuda_backend.h"
+
+#if CR_HAVE_NCCL
+#include <nccl.h>
+#endif
+
+namespace cr::cuda {
+
+#if CR_HAVE_NCCL
+
+namespace {
+
+void CheckNccl(ncclResult_t r, const char* call) {
+  if (r != ncclSuccess && r != ncclInProgress) {
+    Fail("NCCL_" + std::to_string(int(r)), std::string(ncclGetErrorString(r)) + " (" + call + "): " + ncclGetLastError(nullptr));
+  }
+}
+
+#define CR_NCCL(expr) CheckNccl((expr), #expr)
+
+}  // namespace
+
+struct NcclGroup {
+  int rank = 0, size = 1;
+  std::chrono::milliseconds timeout{0};
+  ncclUniqueId id{};
+  ncclComm_t comm = nullptr;
+  uint64_t issued = 0;
+  std::mutex mu;
+  std::string aborted;
+  std::string broken;
+
+  ~NcclGroup() {
+    if (comm) ncclCommAbort(comm);
+  }
+
+  // Polls until `done` or NCCL reports an error, aborting the communicator after the timeout.
+  // Worker thread.
+  template <typename Done>
+  void Await(const std::string& what, Done&& done) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      if (done()) return;
+      ncclResult_t state = ncclSuccess;
+      ncclCommGetAsyncError(comm, &state);
+      std::string why;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        why = aborted;
+      }
+      if (state != ncclSuccess && state != ncclInProgress) {
+        why = std::string("NCCL reported: ") + ncclGetErrorString(state) + ": " + ncclGetLastError(comm);
+      } else if (why.empty() && std::chrono::steady_clock::now() > deadline) {
+        why = "timed out on rank " + std::to_string(rank) + " after " + std::to_string(timeout.count()) +
+              " ms: another rank did not take part (it died or hangs, or called other collectives in another order)";
+      }
+      if (!why.empty()) {
+        ncclCommAbort(comm);
+        comm = nullptr;
+        broken = what + ": " + why;
+        Fail("ERR_DIST_FAILED", why);
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+};
+
+struct PendingCollective {
+  std::shared_ptr<NcclGroup> group;
+  std::string task;
+  std::vector<CudaStoragePtr> outputs;
+  std::shared_ptr<cudaEvent_t> done;
+};
+
+std::vector<uint8_t> CudaBackend::GroupPrepare(const GroupArgs& a) {
+  if (std::atomic_load(&group_)) ThrowRangeError("groupPrepare: this process is already in a process group; destroy it first");
+  auto g = std::make_shared<NcclGroup>();
+  g->rank = a.rank;
+  g->size = a.world_size;
+  g->timeout = std::chrono::milliseconds(a.timeout_ms);
+  std::vector<uint8_t> published;
+  if (a.rank == 0) {
+    CR_NCCL(ncclGetUniqueId(&g->id));
+    published.assign(reinterpret_cast<const uint8_t*>(&g->id), reinterpret_cast<const uint8_t*>(&g->id) + sizeof(g->id));
+  }
+  std::atomic_store(&group_, g);
+  pending_.clear();
+  return published;
+}
+
+void CudaBackend::GroupConnect(const std::vector<std::vector<uint8_t>>& published) {
+  std::shared_ptr<NcclGroup> g = std::atomic_load(&group_);
+  if (!g) Fail("ERR_DIST_NOT_INITIALIZED", "no process group to connect (groupPrepare first)");
+  if (published.size() != size_t(g->size) || published[0].size() != sizeof(ncclUniqueId)) {
+    Fail("ERR_DIST_CONNECT", "rank 0 did not publish an NCCL unique id for a group of " + std::to_string(g->size));
+  }
+  std::memcpy(&g->id, published[0].data(), sizeof(ncclUniqueId));
+  CR_CUDA(cudaSetDevice(device_->index));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  // Non-blocking, so that a rank that never joins becomes a timeout here.
+  config.blocking = 0;
+  CR_NCCL(ncclCommInitRankConfig(&g->comm, g->size, g->id, g->rank, &config));
+  g->Await("groupConnect", [&] {
+    ncclResult_t state = ncclInProgress;
+    ncclCommGetAsyncError(g->comm, &state);
+    return state == ncclSuccess;
+  });
+}
+
+void CudaBackend::GroupDestroy() {
+  std::atomic_store(&group_, std::shared_ptr<NcclGroup>());
+  pending_.clear();
+}
+
+void CudaBackend::GroupAbort(const std::string& why) {
+  std::shared_ptr<NcclGroup> g = std::atomic_load(&group_);
+  if (!g) return;
+  std::lock_guard<std::mutex> lock(g->mu);
+  if (g->aborted.empty()) g->aborted = why;
+}
+
+uint64_t CudaBackend::CollectiveStart(const CollectiveArgs& a) {
+  std::shared_ptr<NcclGroup> g = group_;
+  CheckCollectiveArgs(a, g ? g->size : 0);
+  auto p = std::make_shared<PendingCollective>();
+  p->group = g;
+  const uint64_t ticket = g->issued++;
+  p->task = a.task.substr(0, a.task.find(' ')) + " #" + std::to_string(ticket);
+  if (a.kind == CollectiveKind::kAllGather) {
+    std::vector<int64_t> dims{g->size};
+    dims.insert(dims.end(), a.inputs[0]->dims.begin(), a.inputs[0]->dims.end());
+    p->outputs.push_back(Alloc(dims));
+  } else {
+    for (const StoragePtr& s : a.inputs) p->outputs.push_back(Alloc(s->dims));
+  }
+  p->done = std::shared_ptr<cudaEvent_t>(new cudaEvent_t(nullptr), [](cudaEvent_t* e) {
+    if (*e) cudaEventDestroy(*e);
+    delete e;
+  });
+  std::vector<CudaStoragePtr> inputs;
+  for (const StoragePtr& s : a.inputs) inputs.push_back(Cuda(s));
+  const CollectiveKind kind = a.kind;
+  const ncclRedOp_t op = a.op == ReduceOp::kMax ? ncclMax : a.op == ReduceOp::kMean ? ncclAvg : ncclSum;
+  const int root = a.root;
+  Enqueue(p->task + " start", [this, g, p, inputs, kind, op, root] {
+    if (!g->comm) Fail("ERR_DIST_FAILED", g->broken.empty() ? "the process group is not connected" : "the process group failed earlier: " + g->broken);
+    cudaStream_t s = stream();
+    if (kind == CollectiveKind::kAllGather) {
+      CR_NCCL(ncclAllGather(inputs[0]->Ptr(), p->outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, g->comm, s));
+    } else if (kind == CollectiveKind::kBarrier) {
+      DeviceMemory one(device(), sizeof(float));
+      CR_NCCL(ncclAllReduce(one.get(), one.get(), 1, ncclFloat32, ncclSum, g->comm, s));
+    } else {
+      // One flat bucket, so that many small gradients cost one NCCL call.
+      int64_t total = 0;
+      for (const CudaStoragePtr& x : inputs) total += x->Numel();
+      DeviceMemory bucket(device(), size_t(total) * sizeof(float));
+      float* b = static_cast<float*>(bucket.get());
+      for (const CudaStoragePtr& x : inputs) {
+        CR_CUDA(cudaMemcpyAsync(b, x->Ptr(), x->bytes, cudaMemcpyDeviceToDevice, s));
+        b += x->Numel();
+      }
+      if (kind == CollectiveKind::kAllReduce) {
+        CR_NCCL(ncclAllReduce(bucket.get(), bucket.get(), size_t(total), ncclFloat32, op, g->comm, s));
+      } else {
+        CR_NCCL(ncclBroadcast(bucket.get(), bucket.get(), size_t(total), ncclFloat32, root, g->comm, s));
+      }
+      b = static_cast<float*>(bucket.get());
+      for (const CudaStoragePtr& out : p->outputs) {
+        CR_CUDA(cudaMemcpyAsync(out->Ptr(), b, out->bytes, cudaMemcpyDeviceToDevice, s));
+        b += out->Numel();
+      }
+    }
+    CR_CUDA(cudaEventCreateWithFlags(p->done.get(), cudaEventDisableTiming));
+    CR_CUDA(cudaEventRecord(*p->done, s));
+  });
+  pending_[ticket] = p;
+  return ticket;
+}
+
+std::vector<StoragePtr> CudaBackend::CollectiveWait(uint64_t ticket) {
+  auto it = pending_.find(ticket);
+  if (it == pending_.end()) {
+    ThrowRangeError("collectiveWait: ticket " + std::to_string(ticket) + " is not a started collective of this group (or was waited for)");
+  }
+  std::shared_ptr<PendingCollective> p = std::move(it->second);
+  pending_.erase(it);
+  Enqueue(p->task, [p] {
+    if (!p->group->comm || !*p->done) Fail("ERR_DIST_FAILED", "the process group failed earlier: " + p->group->broken);
+    p->group->Await(p->task, [&] { return cudaEventQuery(*p->done) == cudaSuccess; });
+  });
+  return std::vector<StoragePtr>(p->outputs.begin(), p->outputs.end());
+}
+
+#else  // !CR_HAVE_NCCL
+
+namespace {
+
+[[noreturn]] void NoNccl() {
+  Fail("ERR_DIST_UNSUPPORTED",
+       "this CUDA addon was built without NCCL, which its collectives need: install the nvidia-nccl-cu13 wheel "
+       "(scripts/setup-cudnn.sh) and rebuild (npm run build:native)");
+}
+
+}  // namespace
+
+struct PendingCollective {};
+struct NcclGroup {};
+
+std::vector<uint8_t> CudaBackend::GroupPrepare(const GroupArgs&) { NoNccl(); }
+void CudaBackend::GroupConnect(const std::vector<std::vector<uint8_t>>&) { NoNccl(); }
+void CudaBackend::GroupDestroy() {}
+void CudaBackend::GroupAbort(const std::string&) {}
+uint64_t CudaBackend::CollectiveStart(const CollectiveArgs& a) {
+  CheckCollectiveArgs(a, 0);
+  NoNccl();
+}
+std::vector<StoragePtr> CudaBackend::CollectiveWait(uint64_t) { NoNccl(); }
+
+#endif
+
+}  // namespace cr::cuda
