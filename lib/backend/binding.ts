@@ -168,4 +168,30 @@ export interface Binding {
    */
   sgdStep(params: NativeBuffer[], grads: NativeBuffer[], momentumBuffers: NativeBuffer[], lr: number,
     momentum: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
+
+  /**
+   * Joins a process group (one per addon instance), step one: listens for the other ranks
+   * (Gloo, on `host`) or makes the group's id (NCCL, rank 0), and returns the bytes the other
+   * ranks need, which the rendezvous (lib/distributed) hands round.
+   */
+  groupPrepare(rank: number, worldSize: number, timeoutMs: number, host: string): Uint8Array;
+  /** Step two, with every rank's `groupPrepare` bytes by rank: resolves once connected to all. */
+  groupConnect(published: Uint8Array[]): Promise<void>;
+  /** Leaves the group; collectives already queued still run or fail in order. */
+  groupDestroy(): void;
+  /** Makes every collective blocked in the group, or still to run, fail at once with `reason`. */
+  groupAbort(reason: string): void;
+  /**
+   * Collectives: each enqueues its start and returns a ticket; `collectiveWait(ticket)` enqueues
+   * the wait and returns the outputs. Ops queued in between overlap the communication (Gloo
+   * runs it on its own thread). Every rank must start the same collectives in the same order.
+   * All-reduce and broadcast reduce float32 buffers as one flat bucket, one output per input;
+   * `'mean'` is the sum divided by the world size.
+   */
+  allReduce(buffers: NativeBuffer[], op: 'sum' | 'mean' | 'max'): number;
+  broadcast(buffers: NativeBuffer[], root: number): number;
+  /** The output is [worldSize, ...shape], rank r's values at index r. */
+  allGather(buffer: NativeBuffer): number;
+  barrier(): number;
+  collectiveWait(ticket: number): NativeBuffer[];
 }
