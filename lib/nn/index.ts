@@ -9,3 +9,4 @@ export {
   type InitOptions, type Conv2dLayerOptions, type BatchNorm2dLayerOptions, type LinearLayerOptions, type MaxPool2dLayerOptions,
 } from './layers.js';
 export { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, PadShortcut, type BlockOptions, type ShortcutKind } from './blocks.js';
+export { DistributedDataParallel, type DistributedDataParallelOptions } from './ddp.js';
