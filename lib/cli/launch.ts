@@ -70,10 +70,14 @@ export function launch(o: LaunchOptions): Promise<number> {
       child.on('exit', (code, signal) => {
         entry.exited = true;
         running--;
-        if ((code !== 0 || signal) && failure === null) {
-          failure = `rank ${rank} (local rank ${local}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}; stopping the other ranks`;
-          o.log(`cudnn-resnet launch: ${failure}`);
-          stopAll('SIGTERM');
+        // Every failed rank is named: which one failed first is not always the first exit seen
+        // (a peer may notice the loss and exit before the launcher hears of the rank that died).
+        if (code !== 0 || signal) {
+          const first = failure === null;
+          const what = `rank ${rank} (local rank ${local}) ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`;
+          failure ??= what;
+          o.log(`cudnn-resnet launch: ${what}${first ? '; stopping the other ranks' : ''}`);
+          if (first) stopAll('SIGTERM');
         }
         if (running === 0) {
           if (killTimer) clearTimeout(killTimer);
