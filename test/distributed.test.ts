@@ -142,7 +142,7 @@ try { await d.init({ rank: 1, worldSize: 2, masterPort: ${port}, timeoutMs: 1500
 import { distributed as d } from 'cudnn-resnet';
 try { await d.init({ timeoutMs: 20000 }); } catch (e) { console.log(e.message); process.exit(3); }
 `);
-    const [a, b] = await pair(file, (r) => (r === 1 ? { WORLD_SIZE: '3' } : {}));
+    const [a, b] = await pair(file, (r): Record<string, string> => (r === 1 ? { WORLD_SIZE: '3' } : {}));
     for (const e of [a, b]) {
       expect(e.code, e.out).toBe(3);
       expect(e.out).toContain('world size mismatch: rank 1 was started with a world size of 3, rank 0 with 2');

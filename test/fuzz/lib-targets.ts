@@ -30,6 +30,26 @@ export function libTargets(w: World, add: Add): void {
   dataTargets(w, s, add);
   safetensorsTargets(w, s, add);
   trainTargets(w, s, add);
+  distributedTargets(w, s, add);
+}
+
+/**
+ * The process group and its collectives, without a group: init gets only options that are
+ * refused before any socket is opened (a group would leave later calls waiting for peers), and
+ * every collective must fail at once for want of a group.
+ */
+function distributedTargets(w: World, s: Common, add: Add): void {
+  const d = w.lib.distributed;
+  add('distributed.init', [custom(() => arg({ rank: 3, worldSize: 2 }, '{ rank: 3, worldSize: 2 }'), [
+    () => arg({ backend: 'mpi' }, "{ backend: 'mpi' }"), () => arg({ masterAddr: 'a b' }, "{ masterAddr: 'a b' }"),
+    () => arg({ masterPort: 70000 }, '{ masterPort: 70000 }'), () => arg({ timeoutMs: 0 }, '{ timeoutMs: 0 }'), () => arg({ worldSize: 0 }, '{ worldSize: 0 }'),
+    () => arg([], '[]'), () => arg({ rank: 1 }, '{ rank: 1 }'),
+  ])], d.init as AnyFn);
+  for (const name of ['destroy', 'isInitialized', 'rank', 'worldSize', 'backend', 'barrier'] as const) add(`distributed.${name}`, [], d[name] as AnyFn);
+  add('distributed.allReduce', [tensor([2, 3]), opt(obj({ op: opt(oneOf(['sum', 'mean', 'max'])) }))], d.allReduce as AnyFn);
+  add('distributed.broadcast', [tensor([2, 3]), opt(obj({ root: opt(int([0, 1], [-1])) }))], d.broadcast as AnyFn);
+  add('distributed.allGather', [tensor([2, 3])], d.allGather as AnyFn);
+  add('nn.DistributedDataParallel', [s.moduleS, opt(obj({ bucketMB: opt(number([25, 0.5], [0, -1])) }))], (m, o) => new w.lib.nn.DistributedDataParallel(m as never, o as never));
 }
 
 /** Arguments that several parts of the library take: backends, paths, datasets, modules, loaders, parameters, optimizers. */

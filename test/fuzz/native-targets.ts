@@ -92,6 +92,19 @@ export function nativeTargets(w: World, add: Add, backend: string): void {
     const list2 = Array.isArray(ps) ? [...ps, ...ps] : ps;
     return b.sgdStep!(list2, list2, [], lr, 0, 0, false, true);
   });
+  // Collectives: the fuzzer never forms a group (a valid groupPrepare would listen on a port and
+  // leave later calls waiting for peers), so every rank below is out of range and every
+  // collective meets no group: each must fail at once.
+  const badRank = custom(() => arg(-1, '-1'), [() => arg(5, '5'), () => arg('0', "'0'"), () => arg(Number.NaN, 'NaN'), () => arg(2 ** 53, '2^53')]);
+  nat('groupPrepare', [badRank, int([2], [0, 70000]), int([1000], [0, 2 ** 32]), oneOf(['127.0.0.1', ''])]);
+  nat('groupConnect', [custom(() => arg([], '[]'), [() => arg([new Uint8Array(3)], '[Uint8Array(3)]'), () => arg([new Float32Array(2)], '[Float32Array(2)]')])]);
+  nat('groupDestroy', []);
+  nat('groupAbort', [oneOf(['a peer left', ''])]);
+  nat('allReduce', [list(1), oneOf(['sum', 'mean', 'max', 'min'])]);
+  nat('broadcast', [list(1), int([0, 1], [-1, 70000])]);
+  nat('allGather', [H([2, 3])]);
+  nat('barrier', []);
+  nat('collectiveWait', [int([0, 7], [-1])]);
   const ctor = b.NativeBuffer as unknown as new (...a: unknown[]) => unknown;
   add('new binding.NativeBuffer', [anything], (v) => new ctor(v));
   add('binding.NativeBuffer()', [anything], (v) => (ctor as unknown as AnyFn)(v));
