@@ -298,6 +298,7 @@ const jsonPath = args.json ?? join(here, 'results', 'bench.json');
 mkdirSync(dirname(jsonPath), { recursive: true });
 writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
 const mdPath = join(here, 'results', 'bench.md');
+mkdirSync(dirname(mdPath), { recursive: true });
 writeFileSync(mdPath, renderMarkdown(report));
 console.log(`wrote ${relative(process.cwd(), jsonPath)} and ${relative(process.cwd(), mdPath)}`);
 const fullRun = !args.quick && only.length === 0 && !args['no-docs'];

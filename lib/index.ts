@@ -24,3 +24,5 @@ export {
   saveSafetensors, saveSafetensorsSync, loadSafetensors, loadSafetensorsSync, readSafetensorsHeader,
   type SaveSafetensorsOptions, type LoadSafetensorsOptions, type SafetensorsHeader, type SafetensorsEntry,
 } from './io/safetensors.js';
+export { loadTorchStateDict, type LoadTorchOptions } from './io/torch.js';
+export { exportOnnx, type ExportOnnxOptions } from './io/onnx-export.js';

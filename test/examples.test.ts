@@ -74,6 +74,18 @@ describe('examples', () => {
     expect(stdout.trim().split('\n').at(-1)).toBe('server closed');
   });
 
+  test('serve-onnx exports ResNet-20 and classifies over HTTP with onnxruntime-node, agreeing with the library', async () => {
+    const { stdout } = await runExample('serve-onnx.mjs', { EXAMPLE_REQUESTS: '3', EXAMPLE_BATCH: '4' });
+    expect(stdout).toMatch(/exported .*resnet20\.onnx \(1\.\d\d MB\)/);
+    expect(stdout).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
+    const m = /agree on (\d+) of (\d+) images \(largest logit difference (\S+)\)/.exec(stdout);
+    expect(m).not.toBeNull();
+    expect([Number(m![1]), Number(m![2])]).toEqual([12, 12]);
+    expect(Number(m![3])).toBeLessThan(1e-4);
+    expect(stdout).toContain('a malformed body gets 400: expected a whole number of float32 3x32x32 images');
+    expect(stdout.trim().split('\n').at(-1)).toBe('server closed');
+  });
+
   test('worker-training reports every step from a worker while the main thread beats', async () => {
     const { stdout } = await runExample('worker-training.mjs', { EXAMPLE_STEPS: '6' });
     const steps = [...stdout.matchAll(/step (\d+)\/6: loss (\d+\.\d+), (\d+) img\/s/g)];

@@ -2,6 +2,7 @@
  * Shared test plumbing: the backends to run conformance tests on, conversions between tensors
  * and the float64 reference arrays, and a batch source for training-loop tests.
  */
+import { execFileSync } from 'node:child_process';
 import { type BackendName, type Tensor, backends, randn, tensor } from '../lib/index.js';
 import type { BatchSource } from '../lib/train/index.js';
 import { Rng, randomArray } from './reference/random.js';
@@ -63,4 +64,14 @@ export function randomBatches(o: { batch: number; steps: number; size: number; c
       }
     },
   };
+}
+
+/** Null when python3 can import `module`, else why not: for tests that skip with the reason. */
+export function pythonLacks(module: string): string | null {
+  try {
+    execFileSync('python3', ['-c', `import ${module}`], { stdio: 'ignore' });
+    return null;
+  } catch {
+    return `python3 cannot import ${module}`;
+  }
 }

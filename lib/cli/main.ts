@@ -14,6 +14,8 @@ import { infoReport } from './info.js';
 import { DEFAULTS, type RunOptions, buildModel, loadDataset, loaders, runFiles, runTraining } from './run.js';
 import { degradation } from './experiment.js';
 import { type LaunchOptions, launch } from './launch.js';
+import { convert } from './convert.js';
+import { exportCheckpoint } from './export.js';
 
 const USAGE = `Usage: cudnn-resnet <command> [options]
 
@@ -21,6 +23,9 @@ Commands:
   train        train a network (default: CIFAR-style ResNet-20 on Fashion-MNIST)
   launch       run a script as the processes of a data-parallel job (torchrun's conventions)
   eval         evaluate a checkpoint on a test set
+  convert IN.pth OUT.safetensors
+               a PyTorch checkpoint's state dict (torch.save) to a safetensors file
+  export       a checkpoint's network as an ONNX model
   info         backends, versions, devices, and what is missing
   experiment degradation
                plain vs residual networks of two depths (He et al. 2015, Figure 6)
@@ -54,6 +59,14 @@ launch: cudnn-resnet launch --nproc N [--nnodes M --node-rank R --master-addr A 
   SIGINT/SIGTERM; when one process fails, stops the others and exits non-zero naming its rank
 eval options:
   --checkpoint FILE  a checkpoint.safetensors written by train; --data, --dataset, --limit, --backend
+convert options:
+  --key K            the state dict's key in a checkpoint that holds more (default: state_dict, model_state_dict or model)
+  --strip-prefix P   remove P from the keys that start with it (module. from DataParallel)
+export options:
+  --checkpoint FILE  a checkpoint.safetensors written by train (required)
+  --onnx FILE        the ONNX model to write (required)
+  --opset N          ONNX operator set, 13 to 22 (default 17)
+  --batch N          a fixed batch size (default: any batch size)
 experiment degradation options:
   --depths A,B       (default 20,56)  --epochs N (default 4)  --dataset, --data, --limit, --batch, --lr, --out DIR (default runs/degradation)
 `;
@@ -97,7 +110,8 @@ const OPTIONS = {
   schedule: { type: 'string' }, 'warmup-epochs': { type: 'string' }, 'label-smoothing': { type: 'string' },
   'no-augment': { type: 'boolean' }, download: { type: 'boolean' }, limit: { type: 'string' }, seed: { type: 'string' }, backend: { type: 'string' },
   threads: { type: 'string' }, 'memory-limit': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
-  depths: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  depths: { type: 'string' }, key: { type: 'string' }, 'strip-prefix': { type: 'string' }, onnx: { type: 'string' }, opset: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
   nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
   'master-port': { type: 'string' },
 } as const;
@@ -234,7 +248,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     if (v.threads !== undefined) setNumThreads(num('threads', v.threads, 1, { int: true, min: 1 }));
-    if (rest.length > 0 || (sub !== undefined && command !== 'experiment')) fail(`unexpected argument '${[sub, ...rest].filter(Boolean)[0]}'`);
+    const positionals = command === 'convert' ? 2 : command === 'experiment' ? 1 : 0;
+    const extra = [sub, ...rest].filter((a) => a !== undefined).slice(positionals);
+    if (extra.length > 0) fail(`unexpected argument '${extra[0]}'`);
     switch (command) {
       case 'info':
         console.log(infoReport());
@@ -243,6 +259,19 @@ export async function main(argv: string[]): Promise<number> {
         return await train(v, argv);
       case 'eval':
         await evalCommand(v);
+        return 0;
+      case 'convert': {
+        const [output] = rest;
+        if (sub === undefined || output === undefined) fail('convert: expected IN.pth OUT.safetensors');
+        console.log(await convert(sub, output, { ...(v.key === undefined ? {} : { key: v.key }), ...(v['strip-prefix'] === undefined ? {} : { stripPrefix: v['strip-prefix'] }) }));
+        return 0;
+      }
+      case 'export':
+        if (!v.checkpoint || !v.onnx) fail('export: --checkpoint FILE and --onnx FILE are required');
+        console.log(await exportCheckpoint(v.checkpoint, v.onnx, {
+          ...(v.opset === undefined ? {} : { opset: num('opset', v.opset, 17, { int: true, min: 1 }) }),
+          ...(v.batch === undefined ? {} : { batch: num('batch', v.batch, 1, { int: true, min: 1 }) }),
+        }));
         return 0;
       case 'experiment':
         if (sub !== 'degradation') fail(`experiment: unknown experiment '${sub ?? ''}' (available: degradation)`);

@@ -7,16 +7,17 @@
  * then the data buffer, which the tensors' byte ranges must tile exactly.
  * @module
  */
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import { type BackendName, parseBackend } from '../backend/backends.js';
-import { checkOptions, MAX_ELEMENTS, setOwn, show, shapeStr } from '../util/check.js';
+import { checkOptions, setOwn, show, shapeStr } from '../util/check.js';
 import { checkTensor } from '../tensor/check-tensor.js';
-import { tensor } from '../tensor/create.js';
 import { isTensor } from '../tensor/is-tensor.js';
 import type { DType, Tensor } from '../tensor/tensor.js';
 import { writeFileAtomic, writeFileAtomicSync } from './atomic.js';
 import { checkPath, fileFormatError } from './file-error.js';
+import { readExactly, readExactlySync } from './read-at.js';
+import { type ElementType, checkHoldable, decodeElements, makeTensors } from './decode.js';
 
 /** Options of `saveSafetensors`. */
 export interface SaveSafetensorsOptions {
@@ -159,82 +160,25 @@ function parseHeader(op: string, path: string, bytes: Uint8Array, fileSize: numb
 
 /** Refuses, before any tensor is made, what the library cannot hold. */
 function checkLoadable(op: string, path: string, parsed: Parsed): void {
-  for (const e of parsed.entries) {
-    const n = e.shape.reduce((a, b) => a * b, 1);
-    const why = e.shape.length > 5 ? `rank ${e.shape.length} (above 5)` : n === 0 ? 'no elements' : n > MAX_ELEMENTS ? `${n} elements` : null;
-    if (why !== null) throw new RangeError(`${op}: ${path}: tensor '${e.name}' of shape ${shapeStr(e.shape)} has ${why}, which tensors of this library cannot hold`);
-  }
+  for (const e of parsed.entries) checkHoldable(op, path, e.name, e.shape);
 }
 
-/** float16 bits to a float32 value. */
-function halfToFloat(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >> 10) & 0x1f;
-  const frac = h & 0x3ff;
-  if (exp === 0) return sign * frac * 2 ** -24;
-  if (exp === 31) return frac === 0 ? sign * Infinity : Number.NaN;
-  return sign * (1 + frac / 1024) * 2 ** (exp - 15);
-}
+/** The element type of each safetensors dtype name. */
+const ELEMENT_TYPES: Readonly<Record<string, ElementType>> = { F32: 'float32', I32: 'int32', I64: 'int64', F16: 'float16', BF16: 'bfloat16', F64: 'float64' };
 
-/**
- * The values of one entry as the library's dtype. `bytes` is a fresh allocation (offset 0), so
- * typed views are aligned. The library runs on little-endian hosts only, the file's byte order.
- */
+/** The values of one entry as the library's dtype; `bytes` is a fresh allocation. */
 function decode(op: string, path: string, e: Parsed['entries'][number], bytes: Uint8Array, fileOffset: number): Float32Array | Int32Array {
   const n = e.shape.reduce((a, b) => a * b, 1);
-  const buf = bytes.buffer;
-  switch (e.dtype) {
-    case 'F32':
-      return new Float32Array(buf, 0, n);
-    case 'I32':
-      return new Int32Array(buf, 0, n);
-    case 'F64':
-      return Float32Array.from(new Float64Array(buf, 0, n));
-    case 'BF16': {
-      const src = new Uint16Array(buf, 0, n);
-      const out = new Uint32Array(n);
-      for (let i = 0; i < n; i++) out[i] = src[i]! << 16;
-      return new Float32Array(out.buffer);
-    }
-    case 'F16': {
-      const src = new Uint16Array(buf, 0, n);
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = halfToFloat(src[i]!);
-      return out;
-    }
-    default: {
-      const src = new BigInt64Array(buf, 0, n);
-      const out = new Int32Array(n);
-      for (let i = 0; i < n; i++) {
-        const v = src[i]!;
-        if (v < -2147483648n || v > 2147483647n) {
-          throw new RangeError(
-            `${op}: ${path}: tensor '${e.name}' (I64) holds ${v} at element ${i} (byte offset ${fileOffset + 8 * i}), ` +
-              'outside the int32 range; int64 values load as int32 only when they fit',
-          );
-        }
-        out[i] = Number(v);
-      }
-      return out;
-    }
-  }
+  return decodeElements(ELEMENT_TYPES[e.dtype]!, bytes, n, (i, v) => new RangeError(
+    `${op}: ${path}: tensor '${e.name}' (I64) holds ${v} at element ${i} (byte offset ${fileOffset + 8 * i}), ` +
+      'outside the int32 range; int64 values load as int32 only when they fit',
+  ));
 }
 
 /** Tensors from each entry's raw bytes (`raw[i]` for `parsed.entries[i]`), all or none. */
 function toTensors(op: string, path: string, parsed: Parsed, raw: Uint8Array[], backend: BackendName): Record<string, Tensor<DType>> {
   const dataStart = 8 + parsed.headerBytes;
-  const values = parsed.entries.map((e, i) => decode(op, path, e, raw[i]!, dataStart + e.begin));
-  const out: Record<string, Tensor<DType>> = {};
-  try {
-    parsed.entries.forEach((e, i) => {
-      const data = values[i]!;
-      setOwn(out, e.name, tensor(data, e.shape, { backend, dtype: data instanceof Int32Array ? 'int32' : 'float32' }) as Tensor<DType>);
-    });
-  } catch (err) {
-    for (const t of Object.values(out)) t.dispose();
-    throw err;
-  }
-  return out;
+  return makeTensors(parsed.entries.map((e, i) => ({ name: e.name, shape: e.shape, values: decode(op, path, e, raw[i]!, dataStart + e.begin) })), backend);
 }
 
 function toHeader(parsed: Parsed): SafetensorsHeader {
@@ -243,38 +187,16 @@ function toHeader(parsed: Parsed): SafetensorsHeader {
   return { metadata: parsed.metadata, tensors };
 }
 
-async function readAt(op: string, path: string, fh: FileHandle, pos: number, len: number): Promise<Uint8Array> {
-  const out = new Uint8Array(len);
-  let done = 0;
-  while (done < len) {
-    const { bytesRead } = await fh.read(out, done, len - done, pos + done);
-    if (bytesRead === 0) throw fileFormatError(op, path, pos + done, 'file ended early (it changed while being read?)');
-    done += bytesRead;
-  }
-  return out;
-}
-
-function readAtSync(op: string, path: string, fd: number, pos: number, len: number): Uint8Array {
-  const out = new Uint8Array(len);
-  let done = 0;
-  while (done < len) {
-    const got = readSync(fd, out, done, len - done, pos + done);
-    if (got === 0) throw fileFormatError(op, path, pos + done, 'file ended early (it changed while being read?)');
-    done += got;
-  }
-  return out;
-}
-
 async function parseFile(op: string, path: string, fh: FileHandle): Promise<Parsed> {
   const size = (await fh.stat()).size;
-  const n = parseHeaderLength(op, path, await readAt(op, path, fh, 0, Math.min(8, size)), size);
-  return parseHeader(op, path, await readAt(op, path, fh, 8, n), size);
+  const n = parseHeaderLength(op, path, await readExactly(op, path, fh, 0, Math.min(8, size)), size);
+  return parseHeader(op, path, await readExactly(op, path, fh, 8, n), size);
 }
 
 function parseFileSync(op: string, path: string, fd: number): Parsed {
   const size = fstatSync(fd).size;
-  const n = parseHeaderLength(op, path, readAtSync(op, path, fd, 0, Math.min(8, size)), size);
-  return parseHeader(op, path, readAtSync(op, path, fd, 8, n), size);
+  const n = parseHeaderLength(op, path, readExactlySync(op, path, fd, 0, Math.min(8, size)), size);
+  return parseHeader(op, path, readExactlySync(op, path, fd, 8, n), size);
 }
 
 function loadArgs(op: string, path: unknown, options: unknown): { file: string; backend: BackendName } {
@@ -304,7 +226,7 @@ async function loadFile(op: string, file: string, backend: BackendName): Promise
     checkLoadable(op, file, parsed);
     const dataStart = 8 + parsed.headerBytes;
     const raw: Uint8Array[] = [];
-    for (const e of parsed.entries) raw.push(await readAt(op, file, fh, dataStart + e.begin, e.end - e.begin));
+    for (const e of parsed.entries) raw.push(await readExactly(op, file, fh, dataStart + e.begin, e.end - e.begin));
     return toTensors(op, file, parsed, raw, backend);
   } finally {
     await fh.close();
@@ -320,7 +242,7 @@ export function loadSafetensorsSync(path: string, options?: LoadSafetensorsOptio
     const parsed = parseFileSync(op, file, fd);
     checkLoadable(op, file, parsed);
     const dataStart = 8 + parsed.headerBytes;
-    const raw = parsed.entries.map((e) => readAtSync(op, file, fd, dataStart + e.begin, e.end - e.begin));
+    const raw = parsed.entries.map((e) => readExactlySync(op, file, fd, dataStart + e.begin, e.end - e.begin));
     return toTensors(op, file, parsed, raw, backend);
   } finally {
     closeSync(fd);

@@ -250,23 +250,28 @@ export class Linear extends Module {
   }
 }
 
-/** Options of `MaxPool2d`. */
-export interface MaxPool2dLayerOptions {
+/** Options of `MaxPool2d` and `AvgPool2d`. */
+export interface Pool2dLayerOptions {
   /** Step between windows (default: the kernel size). */
   stride?: number | [number, number];
-  /** Implicit -infinity padding on each side (default 0). */
+  /** Implicit padding on each side, at most half the kernel (default 0). */
   padding?: number | [number, number];
 }
 
-/** Max pooling, as `torch.nn.MaxPool2d` (torchvision's stem: kernel 3, stride 2, padding 1). */
-export class MaxPool2d extends Module {
+/** Options of `MaxPool2d`. */
+export type MaxPool2dLayerOptions = Pool2dLayerOptions;
+
+/** Options of `AvgPool2d`. */
+export type AvgPool2dLayerOptions = Pool2dLayerOptions;
+
+/** The geometry both pooling layers check and keep. */
+abstract class Pool2d extends Module {
   readonly kernel: [number, number];
   readonly stride: [number, number];
   readonly padding: [number, number];
 
-  constructor(kernel: number | [number, number], options?: MaxPool2dLayerOptions) {
+  protected constructor(op: string, kernel: number | [number, number], options: Pool2dLayerOptions | undefined) {
     super();
-    const op = 'MaxPool2d';
     this.kernel = checkPair(op, 'kernel', kernel, 1);
     const opts = checkOptions(op, options, ['stride', 'padding']);
     this.stride = checkPair(op, 'stride', opts.stride ?? this.kernel, 1);
@@ -275,10 +280,29 @@ export class MaxPool2d extends Module {
       throw new RangeError(`${op}: padding (${this.padding.join('x')}) must be at most half the kernel (${this.kernel.join('x')})`);
     }
   }
+}
+
+/** Max pooling, as `torch.nn.MaxPool2d` (torchvision's stem: kernel 3, stride 2, padding 1); padding counts as -infinity. */
+export class MaxPool2d extends Pool2d {
+  constructor(kernel: number | [number, number], options?: MaxPool2dLayerOptions) {
+    super('MaxPool2d', kernel, options);
+  }
 
   /** `ops.maxPool2d` with this layer's geometry. */
   forward(x: Tensor): Tensor {
     return ops.maxPool2d(x, { kernel: this.kernel, stride: this.stride, padding: this.padding });
+  }
+}
+
+/** Average pooling, as `torch.nn.AvgPool2d`; padded zeros count in the average (PyTorch's default). */
+export class AvgPool2d extends Pool2d {
+  constructor(kernel: number | [number, number], options?: AvgPool2dLayerOptions) {
+    super('AvgPool2d', kernel, options);
+  }
+
+  /** `ops.avgPool2d` with this layer's geometry. */
+  forward(x: Tensor): Tensor {
+    return ops.avgPool2d(x, { kernel: this.kernel, stride: this.stride, padding: this.padding });
   }
 }
 

@@ -17,7 +17,7 @@ namespace {
 
 using dnnl::prop_kind;
 using tag = memory::format_tag;
-using Flags = dnnl::normalization_flags;
+using compat::Flags;
 
 struct ForwardEntry {
   dnnl::batch_normalization_forward::primitive_desc pd;
@@ -44,9 +44,8 @@ std::string Key(const char* op, const Desc& md, float eps) {
 }
 
 dnnl::batch_normalization_forward::primitive_desc TrainingPd(const dnnl::engine& engine, const Desc& md, float eps) {
-  return CR_DNNL(dnnl::batch_normalization_forward::primitive_desc(
-      dnnl::batch_normalization_forward::desc(prop_kind::forward_training, md, eps, Flags::use_scale | Flags::use_shift),
-      Attr(), engine));
+  return CR_DNNL(compat::BatchNormForward(engine, prop_kind::forward_training, md, eps, Flags::use_scale | Flags::use_shift,
+                                          Attr()));
 }
 
 // Running statistics are written through a raw pointer on the worker, so their memory must be
@@ -96,7 +95,7 @@ BatchNormTrainingOutputs CpuBackend::BatchNormForwardTraining(const BatchNormFor
   const int64_t n = x->dims[0] * x->dims[2] * x->dims[3];
   const double momentum = a.momentum;
   Push(a.task, [this, e, x, ws, bs, y, mean, var, rm, rv, momentum, n] {
-    CR_DNNL(Execute(e->prim, {{DNNL_ARG_SRC, Mem(*x)},
+    CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC, Mem(*x)},
                               {DNNL_ARG_SCALE, Mem(*ws)},
                               {DNNL_ARG_SHIFT, Mem(*bs)},
                               {DNNL_ARG_DST, Mem(*y)},
@@ -114,10 +113,8 @@ StoragePtr CpuBackend::BatchNormForwardInference(const BatchNormForwardInference
   const int64_t c = x->dims[1];
   const float eps = a.eps;
   auto e = Cached<ForwardEntry>(Key("bn_fwd_inference", x->md, eps), [&] {
-    auto pd = CR_DNNL(dnnl::batch_normalization_forward::primitive_desc(
-        dnnl::batch_normalization_forward::desc(prop_kind::forward_inference, x->md, eps,
-                                                Flags::use_global_stats | Flags::use_scale | Flags::use_shift),
-        Attr(), engine_));
+    auto pd = CR_DNNL(compat::BatchNormForward(engine_, prop_kind::forward_inference, x->md, eps,
+                                               Flags::use_global_stats | Flags::use_scale | Flags::use_shift, Attr()));
     return std::make_shared<ForwardEntry>(ForwardEntry{pd, CR_DNNL(dnnl::batch_normalization_forward(pd))});
   });
   CpuStoragePtr ws = InLayout(Cpu(a.weight), VectorDesc(c));
@@ -126,7 +123,7 @@ StoragePtr CpuBackend::BatchNormForwardInference(const BatchNormForwardInference
   CpuStoragePtr vs = InLayout(Cpu(a.var), VectorDesc(c));
   CpuStoragePtr y = Alloc(x->dims, a.dtype, e->pd.dst_desc());
   Push(a.task, [this, e, x, ws, bs, ms, vs, y] {
-    CR_DNNL(Execute(e->prim, {{DNNL_ARG_SRC, Mem(*x)},
+    CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC, Mem(*x)},
                               {DNNL_ARG_SCALE, Mem(*ws)},
                               {DNNL_ARG_SHIFT, Mem(*bs)},
                               {DNNL_ARG_MEAN, Mem(*ms)},
@@ -142,10 +139,8 @@ BatchNormGrads CpuBackend::BatchNormBackward(const BatchNormBackwardArgs& a) {
   const int64_t c = x->dims[1];
   const float eps = a.eps;
   auto e = Cached<BackwardEntry>(Key("bn_bwd", x->md, eps), [&] {
-    auto hint = TrainingPd(engine_, x->md, eps);
-    auto pd = CR_DNNL(dnnl::batch_normalization_backward::primitive_desc(
-        dnnl::batch_normalization_backward::desc(prop_kind::backward, x->md, x->md, eps, Flags::use_scale | Flags::use_shift),
-        Attr(), engine_, hint));
+    auto pd = CR_DNNL(compat::BatchNormBackward(engine_, x->md, eps, Flags::use_scale | Flags::use_shift,
+                                                TrainingPd(engine_, x->md, eps), Attr()));
     return std::make_shared<BackwardEntry>(BackwardEntry{pd, CR_DNNL(dnnl::batch_normalization_backward(pd))});
   });
   CpuStoragePtr dys = InLayout(Cpu(a.dy), e->pd.diff_dst_desc());
@@ -158,7 +153,7 @@ BatchNormGrads CpuBackend::BatchNormBackward(const BatchNormBackwardArgs& a) {
   Push(a.task, [this, e, x, dys, ws, ms, vs, dx, dw, db] {
     // oneDNN 2.6 refuses to run the backward with use_shift unless a shift is passed, though the
     // gradients do not depend on it and it is never read; the weight stands in for it.
-    CR_DNNL(Execute(e->prim, {{DNNL_ARG_SRC, Mem(*x)},
+    CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC, Mem(*x)},
                               {DNNL_ARG_DIFF_DST, Mem(*dys)},
                               {DNNL_ARG_SCALE, Mem(*ws)},
                               {DNNL_ARG_SHIFT, Mem(*ws)},

@@ -11,7 +11,6 @@ namespace cr::cpu {
 
 namespace {
 
-using dnnl::algorithm;
 using dnnl::prop_kind;
 using tag = memory::format_tag;
 
@@ -54,10 +53,9 @@ struct ConvDescs {
     return pad_r;
   }
 
-  dnnl::convolution_forward::desc Forward() const {
-    return dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, Any(g.x),
-                                           AnyWeights(), Bias(), Any(g.y), Dims(g.stride), Dilation(), Dims(g.padding),
-                                           PadRight());
+  dnnl::convolution_forward::primitive_desc ForwardPd(const dnnl::engine& engine) const {
+    return CR_DNNL(compat::ConvForward(engine, prop_kind::forward_training, Any(g.x), AnyWeights(), Bias(), Any(g.y),
+                                       Dims(g.stride), Dilation(), Dims(g.padding), PadRight(), Attr()));
   }
 };
 
@@ -76,16 +74,12 @@ struct BackwardWeightsEntry {
   dnnl::convolution_backward_weights prim;
 };
 
-dnnl::convolution_forward::primitive_desc ForwardPd(const dnnl::engine& engine, const ConvDescs& d) {
-  return CR_DNNL(dnnl::convolution_forward::primitive_desc(d.Forward(), Attr(), engine));
-}
-
 }  // namespace
 
 StoragePtr CpuBackend::Conv2dForward(const Conv2dForwardArgs& a) {
   const ConvDescs d{a.g, DnnlType(a.dtype), a.bias != nullptr};
   auto e = Cached<ForwardEntry>(d.Key("conv_fwd"), [&] {
-    auto pd = ForwardPd(engine_, d);
+    auto pd = d.ForwardPd(engine_);
     return std::make_shared<ForwardEntry>(ForwardEntry{pd, CR_DNNL(dnnl::convolution_forward(pd))});
   });
   CpuStoragePtr xs = InLayout(Cpu(a.x), e->pd.src_desc());
@@ -96,7 +90,7 @@ StoragePtr CpuBackend::Conv2dForward(const Conv2dForwardArgs& a) {
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_WEIGHTS, Mem(*ws, e->pd.weights_desc())}, {DNNL_ARG_DST, Mem(*y)}};
     if (bs) args[DNNL_ARG_BIAS] = Mem(*bs);
-    CR_DNNL(Execute(e->prim, args));
+    CR_DNNL(Execute(e->pd, e->prim, args));
   });
   return y;
 }
@@ -104,17 +98,16 @@ StoragePtr CpuBackend::Conv2dForward(const Conv2dForwardArgs& a) {
 StoragePtr CpuBackend::Conv2dBackwardData(const Conv2dBackwardDataArgs& a) {
   const ConvDescs d{a.g, DnnlType(a.dtype), false};
   auto e = Cached<BackwardDataEntry>(d.Key("conv_bwd_data"), [&] {
-    auto hint = ForwardPd(engine_, d);
-    dnnl::convolution_backward_data::desc bd(algorithm::convolution_direct, d.Any(a.g.x), d.AnyWeights(), d.Any(a.g.y),
-                                             Dims(a.g.stride), d.Dilation(), Dims(a.g.padding), d.PadRight());
-    auto pd = CR_DNNL(dnnl::convolution_backward_data::primitive_desc(bd, Attr(), engine_, hint));
+    auto pd = CR_DNNL(compat::ConvBackwardData(engine_, d.Any(a.g.x), d.AnyWeights(), d.Any(a.g.y), Dims(a.g.stride),
+                                               d.Dilation(), Dims(a.g.padding), d.PadRight(), d.ForwardPd(engine_),
+                                               Attr()));
     return std::make_shared<BackwardDataEntry>(BackwardDataEntry{pd, CR_DNNL(dnnl::convolution_backward_data(pd))});
   });
   CpuStoragePtr dys = InLayout(Cpu(a.dy), e->pd.diff_dst_desc());
   CpuStoragePtr ws = InLayout(Cpu(a.w), e->pd.weights_desc(), d.PlainWeights());
   CpuStoragePtr dx = Alloc(a.g.x, a.dtype, e->pd.diff_src_desc());
   Push(a.task, [this, e, dys, ws, dx] {
-    CR_DNNL(Execute(e->prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)},
+    CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)},
                               {DNNL_ARG_WEIGHTS, Mem(*ws, e->pd.weights_desc())},
                               {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
   });
@@ -124,11 +117,9 @@ StoragePtr CpuBackend::Conv2dBackwardData(const Conv2dBackwardDataArgs& a) {
 Conv2dWeightGrads CpuBackend::Conv2dBackwardWeights(const Conv2dBackwardWeightsArgs& a) {
   const ConvDescs d{a.g, DnnlType(a.dtype), a.with_bias};
   auto e = Cached<BackwardWeightsEntry>(d.Key("conv_bwd_weights"), [&] {
-    auto hint = ForwardPd(engine_, d);
-    dnnl::convolution_backward_weights::desc bd(algorithm::convolution_direct, d.Any(a.g.x), d.AnyWeights(), d.Bias(),
-                                                d.Any(a.g.y), Dims(a.g.stride), d.Dilation(), Dims(a.g.padding),
-                                                d.PadRight());
-    auto pd = CR_DNNL(dnnl::convolution_backward_weights::primitive_desc(bd, Attr(), engine_, hint));
+    auto pd = CR_DNNL(compat::ConvBackwardWeights(engine_, d.Any(a.g.x), d.AnyWeights(), d.Bias(), d.Any(a.g.y),
+                                                  Dims(a.g.stride), d.Dilation(), Dims(a.g.padding), d.PadRight(),
+                                                  d.ForwardPd(engine_), Attr()));
     return std::make_shared<BackwardWeightsEntry>(BackwardWeightsEntry{pd, CR_DNNL(dnnl::convolution_backward_weights(pd))});
   });
   CpuStoragePtr xs = InLayout(Cpu(a.x), e->pd.src_desc());
@@ -143,7 +134,7 @@ Conv2dWeightGrads CpuBackend::Conv2dBackwardWeights(const Conv2dBackwardWeightsA
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_WEIGHTS, Mem(*dw_native, native_dw)}};
     if (db) args[DNNL_ARG_DIFF_BIAS] = Mem(*db);
-    CR_DNNL(Execute(e->prim, args));
+    CR_DNNL(Execute(e->pd, e->prim, args));
   });
   if (!direct) EnqueueReorder(dw_native, native_dw, dw, d.PlainWeights());
   return {dw, db};

@@ -47,34 +47,23 @@ dnnl::primitive_attr Attr() {
   return attr;
 }
 
-void AppendDesc(std::string& key, const Desc& md) {
-  const dnnl_memory_desc_t& d = md.data;
-  key += std::to_string(int(d.data_type));
-  key += ':';
-  for (int i = 0; i < d.ndims; ++i) key += std::to_string(d.dims[i]) + ',';
-  key += '/';
-  for (int i = 0; i < d.ndims; ++i) key += std::to_string(d.padded_dims[i]) + ',';
-  if (d.format_kind == dnnl_blocked) {
-    const dnnl_blocking_desc_t& b = d.format_desc.blocking;
-    key += 's';
-    for (int i = 0; i < d.ndims; ++i) key += std::to_string(b.strides[i]) + ',';
-    key += 'b';
-    for (int i = 0; i < b.inner_nblks; ++i) {
-      key += std::to_string(b.inner_idxs[i]) + 'x' + std::to_string(b.inner_blks[i]) + ',';
-    }
-  } else {
-    key += 'k' + std::to_string(int(d.format_kind));
-  }
-  key += ';';
-}
+namespace {
+
+struct ReorderEntry {
+  dnnl::reorder::primitive_desc pd;
+  dnnl::reorder prim;
+};
+
+}  // namespace
 
 CpuBackend::CpuBackend(Context& ctx) : Backend(ctx), engine_(dnnl::engine::kind::cpu, 0), stream_(engine_) {}
 
 CpuBackend::~CpuBackend() { HostPool::Instance().Release(scratch_, scratch_bytes_); }
 
-void CpuBackend::Execute(const dnnl::primitive& prim, std::unordered_map<int, memory> args) {
-  const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(prim.get_primitive_desc(), dnnl_query_scratchpad_md, 0);
-  const size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
+void CpuBackend::Execute(const dnnl::primitive_desc_base& pd, const dnnl::primitive& prim,
+                         std::unordered_map<int, memory> args) {
+  const Desc scratchpad = pd.scratchpad_desc();
+  const size_t bytes = scratchpad.get_size();
   if (bytes > 0) {
     if (scratch_bytes_ < bytes) {
       void* grown = HostPool::Instance().Acquire(bytes);
@@ -82,7 +71,7 @@ void CpuBackend::Execute(const dnnl::primitive& prim, std::unordered_map<int, me
       scratch_ = grown;
       scratch_bytes_ = bytes;
     }
-    args[DNNL_ARG_SCRATCHPAD] = memory(Desc(*md), engine_, scratch_);
+    args[DNNL_ARG_SCRATCHPAD] = memory(scratchpad, engine_, scratch_);
   }
   prim.execute(stream_, args);
 }
@@ -101,12 +90,12 @@ void CpuBackend::EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, 
   std::string key = "reorder;";
   AppendDesc(key, src_view);
   AppendDesc(key, dst_view);
-  auto prim = Cached<dnnl::reorder>(key, [&] {
-    return std::make_shared<dnnl::reorder>(
-        CR_DNNL(dnnl::reorder(dnnl::reorder::primitive_desc(engine_, src_view, engine_, dst_view, Attr()))));
+  auto e = Cached<ReorderEntry>(key, [&] {
+    auto pd = CR_DNNL(dnnl::reorder::primitive_desc(engine_, src_view, engine_, dst_view, Attr()));
+    return std::make_shared<ReorderEntry>(ReorderEntry{pd, CR_DNNL(dnnl::reorder(pd))});
   });
-  Push(Describe("reorder", {src.get()}), [this, prim, src, src_view, dst, dst_view] {
-    CR_DNNL(Execute(*prim, {{DNNL_ARG_FROM, Mem(*src, src_view)}, {DNNL_ARG_TO, Mem(*dst, dst_view)}}));
+  Push(Describe("reorder", {src.get()}), [this, e, src, src_view, dst, dst_view] {
+    CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_FROM, Mem(*src, src_view)}, {DNNL_ARG_TO, Mem(*dst, dst_view)}}));
   });
 }
 

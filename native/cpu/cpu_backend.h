@@ -23,6 +23,7 @@
 #include "../common/errors.h"
 #include "../common/keyed_cache.h"
 #include "../common/storage.h"
+#include "dnnl_compat.h"
 
 namespace cr::cpu {
 
@@ -63,8 +64,7 @@ memory::data_type DnnlType(DType dtype);
 Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype);
 // Attributes every primitive is created with (a user-managed scratchpad, see CpuBackend).
 dnnl::primitive_attr Attr();
-// Appends a descriptor's identity (type, dims, blocking) to a cache key.
-void AppendDesc(std::string& key, const Desc& md);
+using compat::AppendDesc;
 
 class GlooGroup;
 struct PendingCollective;
@@ -122,8 +122,8 @@ class CpuBackend final : public Backend {
   }
   void Push(std::string task, std::function<void()> work) { ctx_.queue.Push(std::move(task), std::move(work)); }
 
-  // Executes a primitive on the worker with the shared scratchpad.
-  void Execute(const dnnl::primitive& prim, std::unordered_map<int, memory> args);
+  // Executes a primitive (made from `pd`) on the worker with the shared scratchpad.
+  void Execute(const dnnl::primitive_desc_base& pd, const dnnl::primitive& prim, std::unordered_map<int, memory> args);
   // A memory object over a storage, made at execution time (cheap: no allocation).
   memory Mem(const CpuStorage& s) const { return memory(s.md, engine_, s.data); }
   memory Mem(const CpuStorage& s, const Desc& as) const { return memory(as, engine_, s.data); }

@@ -40,14 +40,13 @@ StoragePtr CpuBackend::Elementwise(const ElementwiseArgs& a) {
       std::string key = std::string(relu ? "relu;" : "scale;") + std::to_string(alpha) + ";";
       AppendDesc(key, x->md);
       auto e = Cached<UnaryEntry>(key, [&] {
-        auto d = CR_DNNL(dnnl::eltwise_forward::desc(prop_kind::forward_training,
-                                                     relu ? algorithm::eltwise_relu : algorithm::eltwise_linear, x->md,
-                                                     alpha, 0.f));
-        auto pd = CR_DNNL(dnnl::eltwise_forward::primitive_desc(d, Attr(), engine_));
+        auto pd = CR_DNNL(compat::EltwiseForward(engine_, prop_kind::forward_training,
+                                                 relu ? algorithm::eltwise_relu : algorithm::eltwise_linear, x->md, alpha,
+                                                 0.f, Attr()));
         return std::make_shared<UnaryEntry>(UnaryEntry{pd, CR_DNNL(dnnl::eltwise_forward(pd))});
       });
       CpuStoragePtr y = Alloc(x->dims, a.dtype, e->pd.dst_desc());
-      Push(a.task, [this, e, x, y] { CR_DNNL(Execute(e->prim, {{DNNL_ARG_SRC, Mem(*x)}, {DNNL_ARG_DST, Mem(*y)}})); });
+      Push(a.task, [this, e, x, y] { CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC, Mem(*x)}, {DNNL_ARG_DST, Mem(*y)}})); });
       return y;
     }
     case ElementwiseOp::kReluBackward: {
@@ -55,17 +54,15 @@ StoragePtr CpuBackend::Elementwise(const ElementwiseArgs& a) {
       std::string key = "relu_bwd;";
       AppendDesc(key, x->md);
       auto e = Cached<ReluBackwardEntry>(key, [&] {
-        auto fd = CR_DNNL(dnnl::eltwise_forward::desc(prop_kind::forward_training, algorithm::eltwise_relu_use_dst_for_bwd,
-                                                      x->md, 0.f, 0.f));
-        auto hint = CR_DNNL(dnnl::eltwise_forward::primitive_desc(fd, Attr(), engine_));
-        auto d = CR_DNNL(dnnl::eltwise_backward::desc(algorithm::eltwise_relu_use_dst_for_bwd, x->md, x->md, 0.f, 0.f));
-        auto pd = CR_DNNL(dnnl::eltwise_backward::primitive_desc(d, Attr(), engine_, hint));
+        const algorithm alg = algorithm::eltwise_relu_use_dst_for_bwd;
+        auto hint = CR_DNNL(compat::EltwiseForward(engine_, prop_kind::forward_training, alg, x->md, 0.f, 0.f, Attr()));
+        auto pd = CR_DNNL(compat::EltwiseBackward(engine_, alg, x->md, 0.f, 0.f, hint, Attr()));
         return std::make_shared<ReluBackwardEntry>(ReluBackwardEntry{pd, CR_DNNL(dnnl::eltwise_backward(pd))});
       });
       CpuStoragePtr dys = InLayout(Cpu(a.b), e->pd.diff_dst_desc());
       CpuStoragePtr dx = Alloc(x->dims, a.dtype, e->pd.diff_src_desc());
       Push(a.task, [this, e, x, dys, dx] {
-        CR_DNNL(Execute(e->prim, {{DNNL_ARG_DST, Mem(*x)}, {DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
+        CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_DST, Mem(*x)}, {DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
       });
       return dx;
     }
@@ -77,20 +74,19 @@ StoragePtr CpuBackend::Elementwise(const ElementwiseArgs& a) {
       std::string key = relu ? "add_relu;" : "add;";
       AppendDesc(key, x->md);
       auto e = Cached<BinaryEntry>(key, [&] {
-        auto d = CR_DNNL(dnnl::binary::desc(algorithm::binary_add, x->md, x->md, x->md));
         dnnl::primitive_attr attr = Attr();
         if (relu) {
           dnnl::post_ops ops;
-          CR_DNNL(ops.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f));
+          CR_DNNL(compat::AppendEltwise(ops, algorithm::eltwise_relu, 0.f, 0.f));
           CR_DNNL(attr.set_post_ops(ops));
         }
-        auto pd = CR_DNNL(dnnl::binary::primitive_desc(d, attr, engine_));
+        auto pd = CR_DNNL(compat::Binary(engine_, algorithm::binary_add, x->md, x->md, x->md, attr));
         return std::make_shared<BinaryEntry>(BinaryEntry{pd, CR_DNNL(dnnl::binary(pd))});
       });
       CpuStoragePtr bs = InLayout(Cpu(a.b), e->pd.src1_desc());
       CpuStoragePtr y = Alloc(x->dims, a.dtype, e->pd.dst_desc());
       Push(a.task, [this, e, x, bs, y] {
-        CR_DNNL(Execute(e->prim, {{DNNL_ARG_SRC_0, Mem(*x)}, {DNNL_ARG_SRC_1, Mem(*bs)}, {DNNL_ARG_DST, Mem(*y)}}));
+        CR_DNNL(Execute(e->pd, e->prim, {{DNNL_ARG_SRC_0, Mem(*x)}, {DNNL_ARG_SRC_1, Mem(*bs)}, {DNNL_ARG_DST, Mem(*y)}}));
       });
       return y;
     }

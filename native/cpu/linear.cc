@@ -30,8 +30,7 @@ struct LinearDescs {
   Desc Dst() const { return PlainDesc({n, out}, dtype); }
 
   dnnl::inner_product_forward::primitive_desc ForwardPd(const dnnl::engine& engine) const {
-    auto d = CR_DNNL(dnnl::inner_product_forward::desc(prop_kind::forward_training, Src(), Weights(), Bias(), Dst()));
-    return CR_DNNL(dnnl::inner_product_forward::primitive_desc(d, Attr(), engine));
+    return CR_DNNL(compat::InnerProductForward(engine, prop_kind::forward_training, Src(), Weights(), Bias(), Dst(), Attr()));
   }
 };
 
@@ -62,7 +61,7 @@ StoragePtr CpuBackend::LinearForward(const LinearForwardArgs& a) {
   Push(a.task, [this, e, xs, ws, bs, y] {
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_WEIGHTS, Mem(*ws)}, {DNNL_ARG_DST, Mem(*y)}};
     if (bs) args[DNNL_ARG_BIAS] = Mem(*bs);
-    CR_DNNL(Execute(e->prim, args));
+    CR_DNNL(Execute(e->pd, e->prim, args));
   });
   return y;
 }
@@ -71,10 +70,9 @@ LinearGrads CpuBackend::LinearBackward(const LinearBackwardArgs& a) {
   const LinearDescs d{a.n, a.in, a.out, a.dtype, a.with_bias};
   auto e = Cached<BackwardEntry>(d.Key("linear_bwd"), [&] {
     auto hint = d.ForwardPd(engine_);
-    auto dd = CR_DNNL(dnnl::inner_product_backward_data::desc(d.Src(), d.Weights(), d.Dst()));
-    auto data_pd = CR_DNNL(dnnl::inner_product_backward_data::primitive_desc(dd, Attr(), engine_, hint));
-    auto wd = CR_DNNL(dnnl::inner_product_backward_weights::desc(d.Src(), d.Weights(), d.Bias(), d.Dst()));
-    auto weights_pd = CR_DNNL(dnnl::inner_product_backward_weights::primitive_desc(wd, Attr(), engine_, hint));
+    auto data_pd = CR_DNNL(compat::InnerProductBackwardData(engine_, d.Src(), d.Weights(), d.Dst(), hint, Attr()));
+    auto weights_pd =
+        CR_DNNL(compat::InnerProductBackwardWeights(engine_, d.Src(), d.Weights(), d.Bias(), d.Dst(), hint, Attr()));
     return std::make_shared<BackwardEntry>(BackwardEntry{data_pd, CR_DNNL(dnnl::inner_product_backward_data(data_pd)),
                                                          weights_pd, CR_DNNL(dnnl::inner_product_backward_weights(weights_pd))});
   });
@@ -85,11 +83,11 @@ LinearGrads CpuBackend::LinearBackward(const LinearBackwardArgs& a) {
   CpuStoragePtr dw = Alloc({a.out, a.in}, a.dtype, e->weights_pd.diff_weights_desc());
   CpuStoragePtr db = a.with_bias ? Alloc({a.out}, a.dtype, e->weights_pd.diff_bias_desc()) : nullptr;
   Push(a.task, [this, e, xs, ws, dys, dx, dw, db] {
-    CR_DNNL(Execute(e->data_prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_WEIGHTS, Mem(*ws)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
+    CR_DNNL(Execute(e->data_pd, e->data_prim, {{DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_WEIGHTS, Mem(*ws)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}}));
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_WEIGHTS, Mem(*dw)}};
     if (db) args[DNNL_ARG_DIFF_BIAS] = Mem(*db);
-    CR_DNNL(Execute(e->weights_prim, args));
+    CR_DNNL(Execute(e->weights_pd, e->weights_prim, args));
   });
   return {dx, dw, db};
 }

@@ -25,7 +25,7 @@ constexpr tag kLayouts[] = {tag::nChw16c, tag::nChw8c, tag::nChw4c, tag::nhwc, t
 // Which of kLayouts `md` is; plain when none, and the op then reorders to plain.
 tag LayoutOf(const Desc& md) {
   for (tag t : kLayouts) {
-    if (md == CR_DNNL(Desc(md.dims(), md.data_type(), t))) return t;
+    if (md == CR_DNNL(Desc(compat::DimsOf(md), compat::TypeOf(md), t))) return t;
   }
   return tag::nchw;
 }
@@ -55,11 +55,9 @@ struct PoolDescs {
   }
 
   dnnl::pooling_forward::primitive_desc ForwardPd(const dnnl::engine& engine, tag layout) const {
-    return CR_DNNL(dnnl::pooling_forward::primitive_desc(
-        dnnl::pooling_forward::desc(prop_kind::forward_training, alg, Desc(Dims(g.x), type, layout),
-                                    Desc(Dims(g.y), type, tag::any), Dims(g.stride), Dims(g.kernel), Dims(g.padding),
-                                    PadRight()),
-        Attr(), engine));
+    return CR_DNNL(compat::PoolForward(engine, prop_kind::forward_training, alg, Desc(Dims(g.x), type, layout),
+                                       Desc(Dims(g.y), type, tag::any), Dims(g.stride), Dims(g.kernel), Dims(g.padding),
+                                       PadRight(), Attr()));
   }
 };
 
@@ -104,7 +102,7 @@ Pool2dOutputs CpuBackend::Pool2dForward(const Pool2dForwardArgs& a) {
   Push(a.task, [this, e, xs, y, ws] {
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, Mem(*xs)}, {DNNL_ARG_DST, Mem(*y)}};
     if (ws) args[DNNL_ARG_WORKSPACE] = Mem(*ws);
-    CR_DNNL(Execute(e->prim, args));
+    CR_DNNL(Execute(e->pd, e->prim, args));
   });
   return {y, ws};
 }
@@ -122,11 +120,9 @@ StoragePtr CpuBackend::Pool2dBackward(const Pool2dBackwardArgs& a) {
   }
   // The gradient layouts are left to oneDNN, which takes them from the hint's output.
   auto e = Cached<BackwardEntry>(d.Key("pool_bwd", layout), [&] {
-    auto hint = d.ForwardPd(engine_, layout);
-    auto pd = CR_DNNL(dnnl::pooling_backward::primitive_desc(
-        dnnl::pooling_backward::desc(d.alg, Desc(Dims(a.g.x), d.type, tag::any), Desc(Dims(a.g.y), d.type, tag::any),
-                                     Dims(a.g.stride), Dims(a.g.kernel), Dims(a.g.padding), d.PadRight()),
-        Attr(), engine_, hint));
+    auto pd = CR_DNNL(compat::PoolBackward(engine_, d.alg, Desc(Dims(a.g.x), d.type, tag::any),
+                                           Desc(Dims(a.g.y), d.type, tag::any), Dims(a.g.stride), Dims(a.g.kernel),
+                                           Dims(a.g.padding), d.PadRight(), d.ForwardPd(engine_, layout), Attr()));
     return std::make_shared<BackwardEntry>(BackwardEntry{pd, CR_DNNL(dnnl::pooling_backward(pd))});
   });
   CpuStoragePtr dys = InLayout(dy, e->pd.diff_dst_desc());
@@ -134,7 +130,7 @@ StoragePtr CpuBackend::Pool2dBackward(const Pool2dBackwardArgs& a) {
   Push(a.task, [this, e, dys, ws, dx] {
     std::unordered_map<int, memory> args = {{DNNL_ARG_DIFF_DST, Mem(*dys)}, {DNNL_ARG_DIFF_SRC, Mem(*dx)}};
     if (ws) args[DNNL_ARG_WORKSPACE] = Mem(*ws);
-    CR_DNNL(Execute(e->prim, args));
+    CR_DNNL(Execute(e->pd, e->prim, args));
   });
   return dx;
 }

@@ -29,6 +29,7 @@ export function libTargets(w: World, add: Add): void {
   optimTargets(w, s, add);
   dataTargets(w, s, add);
   safetensorsTargets(w, s, add);
+  interopTargets(w, s, add);
   trainTargets(w, s, add);
   distributedTargets(w, s, add);
 }
@@ -267,6 +268,7 @@ function nnTargets(w: World, s: Common, add: Add): void {
   add('nn.BatchNorm2d', [int([3]), opt(obj({ eps: opt(number([1e-5], [0])), momentum: opt(number([0.1], [2])), backend: backendS }))], (...a) => new nn.BatchNorm2d(...(a as ConstructorParameters<typeof nn.BatchNorm2d>)));
   add('nn.Linear', [int([5]), int([3]), opt(obj({ bias: opt(bool()), seed: opt(int([1])), backend: backendS }))], (...a) => new nn.Linear(...(a as ConstructorParameters<typeof nn.Linear>)));
   add('nn.MaxPool2d', [pair([2, 3]), opt(obj({ stride: opt(pair([1, 2])), padding: opt(pair([0, 1])) }))], (...a) => new nn.MaxPool2d(...(a as ConstructorParameters<typeof nn.MaxPool2d>)));
+  add('nn.AvgPool2d', [pair([2, 3]), opt(obj({ stride: opt(pair([1, 2])), padding: opt(pair([0, 1])) }))], (...a) => new nn.AvgPool2d(...(a as ConstructorParameters<typeof nn.AvgPool2d>)));
   for (const name of ['ReLU', 'GlobalAvgPool', 'Flatten'] as const) add(`nn.${name}`, [], () => new nn[name]());
   add('nn.Sequential', [moduleS, opt(moduleS)], (...a) => new nn.Sequential(...(a.filter((m) => m !== undefined) as L.nn.Module[])));
   add('nn.PadShortcut', [int([2]), int([4, 2], [1]), int([1, 2]), opt(obj({ backend: backendS }))], (...a) => new nn.PadShortcut(...(a as ConstructorParameters<typeof nn.PadShortcut>)));
@@ -417,6 +419,18 @@ function safetensorsTargets(w: World, s: Common, add: Add): void {
   add('loadSafetensors', [readPath(w.files.safetensors), opt(obj({ backend: backendS }))], lib.loadSafetensors as AnyFn);
   add('loadSafetensorsSync', [readPath(w.files.safetensors), opt(obj({ backend: backendS }))], lib.loadSafetensorsSync as AnyFn);
   add('readSafetensorsHeader', [readPath(w.files.safetensors)], lib.readSafetensorsHeader as AnyFn);
+
+}
+
+/** PyTorch checkpoints in, ONNX out. */
+function interopTargets(w: World, s: Common, add: Add): void {
+  const { lib } = w;
+  const { backendS, readPath, moduleS } = s;
+  const keyS = opt(custom(() => arg('state_dict', "'state_dict'"), [() => arg('', "''"), () => arg(7, '7'), () => arg('__proto__', "'__proto__'")]));
+  add('loadTorchStateDict', [readPath(w.files.torch), opt(obj({ backend: backendS, key: keyS, stripPrefix: opt(custom(() => arg('module.', "'module.'"), [() => arg('', "''")])) }))], lib.loadTorchStateDict as AnyFn);
+  const onnxPath = custom(() => arg(join(w.dir, 'model.onnx'), "'<tmp>/model.onnx'"), [() => arg('', "''"), () => arg(w.dir, "'<tmp>' (a directory)"), () => arg(join(w.files.garbage, 'x'), "'<tmp>/garbage.bin/x'")]);
+  const inputShapeS = shape([[1, 3, 8, 8], [2, 1, 4, 4], [1, 3, 2, 2]]);
+  add('exportOnnx', [moduleS, onnxPath, obj({ inputShape: inputShapeS, opset: opt(int([13, 17, 22], [12, 23])), dynamicBatch: opt(bool()) })], lib.exportOnnx as AnyFn);
 }
 
 /** The training loop, schedules, charts and checkpoints. */

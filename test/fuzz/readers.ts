@@ -1,5 +1,6 @@
 /**
- * Coverage-guided fuzzing of the file readers (IDX, CIFAR binary, safetensors): a mutational
+ * Coverage-guided fuzzing of the file readers (IDX, CIFAR binary, safetensors, and PyTorch's
+ * checkpoints: the ZIP reader, the restricted unpickler, the whole loader): a mutational
  * fuzzer in the manner of libFuzzer/AFL, written here because Jazzer.js cannot run on this
  * platform (its only prebuilt addon needs glibc 2.38). Inputs that reach new blocks of the
  * readers' code, or run a block a new number of times, join the corpus; V8's block coverage
@@ -9,19 +10,25 @@
  * bytes (dimensions that account for every byte, labels in range, one tensor per header entry
  * with the entry's shape and, for F32/I32, its exact bits) or throws an Error whose message names
  * the file; a format error (code ERR_FILE_FORMAT) carries a byte offset within the file. Anything
- * else (another throw, a hang, an unhandled rejection, a leaked tensor) is a failure, saved under
+ * else (another throw, a hang, an unhandled rejection, a leaked tensor, a property added to
+ * Object.prototype) is a failure, saved under
  * .cache/fuzz/crashes/ and printed as hex for a regression test.
  *
- *   node --import tsx test/fuzz/readers.ts [--seconds S | --iterations N] [--seed N] [--only idx|cifar|safetensors]
+ *   node --import tsx test/fuzz/readers.ts [--seconds S | --iterations N] [--seed N] [--only idx|cifar|safetensors|zip|pickle|torch]
  * @module
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import * as L from '../../lib/index.js';
+import { fileFormatError } from '../../lib/io/file-error.js';
+import { unpickle } from '../../lib/io/unpickler.js';
+import { ZipReader } from '../../lib/io/zip.js';
+import { type ZipFileEntry, writeZip } from '../zip-writer.js';
 import { Coverage } from './coverage.js';
 import { Draw } from './gen.js';
 
@@ -32,13 +39,13 @@ const MAX_LEN = 16 * 1024;
 class Violation extends Error {}
 
 interface ReaderTarget {
-  name: 'idx' | 'cifar' | 'safetensors';
+  name: 'idx' | 'cifar' | 'safetensors' | 'zip' | 'pickle' | 'torch';
   /** Small valid files to start from. */
   seeds(): Uint8Array[];
   /** Byte strings worth inserting (magic numbers, JSON keys, dtype names). */
   dictionary: Uint8Array[];
   /** A mutation that knows the format (keeps lengths consistent so that deeper checks run), or null. */
-  structured(input: Uint8Array, r: Draw): Uint8Array | null;
+  structured(input: Uint8Array, r: Draw, file: string): Uint8Array | null | Promise<Uint8Array | null>;
   /** Reads `bytes` from `file` and checks the property; throws a Violation when it fails. */
   run(bytes: Uint8Array, file: string): Promise<void>;
   /** Another reader of the same bytes, if any. */
@@ -308,7 +315,148 @@ const safetensorsTarget: ReaderTarget = {
   },
 };
 
-export const TARGETS: readonly ReaderTarget[] = [idxTarget, cifarTarget, safetensorsTarget];
+/** Object.prototype's own keys, to see that no input added one. */
+const PROTO_KEYS = Object.getOwnPropertyNames(Object.prototype).join();
+
+function checkPrototype(): void {
+  if (Object.getOwnPropertyNames(Object.prototype).join() !== PROTO_KEYS) throw new Violation(`Object.prototype changed: ${Object.getOwnPropertyNames(Object.prototype)}`);
+}
+
+/** The entries of a ZIP archive as the test writer's input, or null when it is not one the reader opens. */
+async function unzip(bytes: Uint8Array, file: string): Promise<ZipFileEntry[] | null> {
+  writeFileSync(file, bytes);
+  const fh = await open(file, 'r');
+  try {
+    const zip = await ZipReader.open('fuzz', file, fh);
+    const out: ZipFileEntry[] = [];
+    for (const e of zip.entries.values()) out.push({ name: e.name, data: (await zip.read(e)).data });
+    return out;
+  } catch {
+    return null;
+  } finally {
+    await fh.close();
+  }
+}
+
+const fixture = (name: string) => new Uint8Array(readFileSync(join(root, 'test/fixtures/torch', name)));
+const torchSeeds = () => [fixture('dtypes.pt'), fixture('views.pt'), fixture('proto-keys.pt'), fixture('os-system.pt')];
+
+const zipTarget: ReaderTarget = {
+  name: 'zip',
+  seeds() {
+    const entries = [{ name: 'a/data.pkl', data: enc('hello') }, { name: 'a/data/0', data: new Uint8Array(16).fill(7) }];
+    return [writeZip(entries), writeZip(entries, { deflate: true }), writeZip(entries, { zip64: true }), writeZip([])];
+  },
+  dictionary: [[0x50, 0x4b, 3, 4], [0x50, 0x4b, 1, 2], [0x50, 0x4b, 5, 6], [0x50, 0x4b, 6, 6], [0x50, 0x4b, 6, 7], [0xff, 0xff, 0xff, 0xff], [0xff, 0xff], [1, 0], [8, 0]]
+    .map((b) => Uint8Array.from(b)),
+  // The archive rewritten with one entry's data mutated, so that the CRC holds and reading goes on.
+  structured(input, r, file) {
+    return mutateEntry(input, r, this.dictionary, file, (e) => r.int(e.length));
+  },
+  async run(bytes, file) {
+    writeFileSync(file, bytes);
+    const fh = await open(file, 'r');
+    try {
+      let zip: ZipReader;
+      try {
+        zip = await ZipReader.open('fuzz', file, fh);
+      } catch (err) {
+        checkError(err, file, bytes.length);
+        return;
+      }
+      for (const e of zip.entries.values()) {
+        if (e.size > 1032 * Math.max(1, e.compressedSize) || e.headerOffset > bytes.length) throw new Violation(`entry '${e.name}' claims ${e.size} bytes from ${e.compressedSize} at ${e.headerOffset}`);
+        try {
+          const { data, at } = await zip.read(e);
+          if (data.length !== e.size) throw new Violation(`entry '${e.name}' read ${data.length} bytes, claims ${e.size}`);
+          if (e.method === 0 && Buffer.compare(Buffer.from(data), Buffer.from(bytes.subarray(at, at + e.size))) !== 0) throw new Violation(`stored entry '${e.name}' differs from the file's bytes`);
+        } catch (err) {
+          checkError(err, file, bytes.length);
+        }
+      }
+    } finally {
+      await fh.close();
+    }
+  },
+};
+
+/** The data.pkl of a torch.save archive: its first entry, stored. */
+function pickleOf(zip: Uint8Array): Uint8Array {
+  const v = new DataView(zip.buffer, zip.byteOffset);
+  const start = 30 + v.getUint16(26, true) + v.getUint16(28, true);
+  return zip.subarray(start, start + v.getUint32(18, true));
+}
+
+const pickleTarget: ReaderTarget = {
+  name: 'pickle',
+  seeds: () => torchSeeds().map((b) => Uint8Array.from(pickleOf(b))),
+  dictionary: [[0x80, 2], [0x2e], [0x28], [0x74], [0x52], [0x51], [0x62], [0x81], [0x75], [0x73], [0x61], [0x65], [0x7d], [0x5d], [0x29], [0x68, 0], [0x71, 0], [0x6a, 0xff, 0xff, 0xff, 0xff],
+    [0x8a, 9, 0, 0, 0, 0, 0, 0, 0, 0, 0x80], [0x58, 0xff, 0xff, 0xff, 0xff], [0x55, 0xff]].map((b) => Uint8Array.from(b))
+    .concat(['ctorch._utils\n_rebuild_tensor_v2\n', 'ctorch\nFloatStorage\n', 'ccollections\nOrderedDict\n', 'cposix\nsystem\n', 'c__builtin__\nset\n', 'ctorch\nSize\n',
+      'ctorch._tensor\n_rebuild_from_type_v2\n', 'ctorch.nn.parameter\nParameter\n', 'c_codecs\nencode\n', 'X\x09\x00\x00\x00__proto__'].map(enc)),
+  structured: () => null,
+  async run(bytes, file) {
+    try {
+      unpickle(bytes, (pos, reason) => {
+        if (!Number.isInteger(pos) || pos < 0 || pos > bytes.length) throw new Violation(`error at pickle byte ${pos}, outside the ${bytes.length}-byte pickle: ${reason}`);
+        return fileFormatError('unpickle', file, pos, reason);
+      });
+    } catch (err) {
+      checkError(err, file, bytes.length);
+    }
+    checkPrototype();
+  },
+};
+
+/** What the torch loader may refuse with a RangeError (a tensor this library cannot hold or load). */
+const TORCH_RANGE = /tensor '.*' (of shape .* has|is \w+, which this library cannot load|\(int64\) holds)|views hold \d+ elements|removing the prefix/s;
+
+const torchTarget: ReaderTarget = {
+  name: 'torch',
+  seeds: torchSeeds,
+  dictionary: pickleTarget.dictionary.concat(zipTarget.dictionary),
+  // Mostly the pickle, so that the loader's checks behind a valid archive run.
+  structured(input, r, file) {
+    return mutateEntry(input, r, pickleTarget.dictionary, file, (e) => Math.max(0, e.findIndex((x) => x.name.endsWith('/data.pkl'))));
+  },
+  async run(bytes, file) {
+    writeFileSync(file, bytes);
+    const before = L.memory().numTensors;
+    let loaded: Record<string, L.Tensor<L.DType>>;
+    try {
+      loaded = await L.loadTorchStateDict(file, { backend: 'cpu', ...(bytes.length % 2 ? { stripPrefix: 'e' } : {}) });
+    } catch (err) {
+      if (L.memory().numTensors !== before) throw new Violation(`a refused file left ${L.memory().numTensors - before} tensors allocated`);
+      checkError(err, file, bytes.length, (e) => e instanceof RangeError && TORCH_RANGE.test(e.message));
+      checkPrototype();
+      return;
+    }
+    try {
+      checkPrototype();
+      if (Object.getPrototypeOf(loaded) !== Object.prototype) throw new Violation('the result\'s prototype was replaced');
+      const names = Object.keys(loaded);
+      if (L.memory().numTensors - before !== names.length) throw new Violation(`${names.length} tensors returned, ${L.memory().numTensors - before} allocated`);
+      for (const name of names) {
+        const t = loaded[name]!;
+        const n = t.shape.reduce((a, b) => a * b, 1);
+        if (t.dataSync().length !== n || n < 1) throw new Violation(`'${name}' of shape [${t.shape}] holds ${t.dataSync().length} values`);
+      }
+    } finally {
+      for (const t of Object.values(loaded)) t.dispose();
+    }
+  },
+};
+
+/** Mutates the bytes of one entry of an archive and writes it again with a valid CRC (deflated or ZIP64 at times). */
+async function mutateEntry(input: Uint8Array, r: Draw, dictionary: readonly Uint8Array[], file: string, pickFirst: (e: ZipFileEntry[]) => number): Promise<Uint8Array | null> {
+  const entries = await unzip(input, `${file}.structured`);
+  if (!entries || entries.length === 0) return null;
+  const i = r.int(3) === 0 ? r.int(entries.length) : pickFirst(entries);
+  entries[i] = { name: entries[i]!.name, data: mutate(entries[i]!.data, r, dictionary, []) };
+  return writeZip(entries, { deflate: r.int(8) === 0, zip64: r.int(8) === 0 });
+}
+
+export const TARGETS: readonly ReaderTarget[] = [idxTarget, cifarTarget, safetensorsTarget, zipTarget, pickleTarget, torchTarget];
 
 // ---------------------------------------------------------------------------------------------
 // Mutation.
@@ -453,7 +601,7 @@ export async function fuzzReader(t: ReaderTarget, opts: { seed: number; seconds:
   while (!budgetDone()) {
     // Recent finds first: they are where the frontier is.
     const parent = corpus[corpus.length - 1 - Math.min(corpus.length - 1, Math.floor(-Math.log(1 - r.uniform()) * 8))]!;
-    const structured = r.int(3) === 0 ? t.structured(parent, r) : null;
+    const structured = r.int(3) === 0 ? await t.structured(parent, r, file) : null;
     const child = structured ?? mutate(parent, r, t.dictionary, corpus);
     if (await runOne(child)) corpus.push(child);
   }
@@ -471,7 +619,7 @@ export interface ReadersResult {
 }
 
 export async function run(opts: { seed: number; seconds: number; iterations: number; only: string | null; log: (s: string) => void }): Promise<ReadersResult> {
-  const cov = new Coverage(/\/lib\/(data\/(idx|cifar)|io\/(safetensors|file-error))\.[jt]s$/);
+  const cov = new Coverage(/\/lib\/(data\/(idx|cifar)|io\/(safetensors|file-error|zip|unpickler|torch|decode|read-at))\.[jt]s$/);
   const dir = mkdtempSync(join(tmpdir(), 'cudnn-resnet-readers-'));
   const readers: ReaderSummary[] = [];
   try {

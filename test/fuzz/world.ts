@@ -28,7 +28,7 @@ export interface World {
   /** A second instance of the CPU addon (a copy of the .node loaded under another path). */
   foreign: Binding | null;
   dir: string;
-  files: Record<'idx' | 'idxGz' | 'labels' | 'safetensors' | 'checkpoint' | 'garbage' | 'empty' | 'fashion' | 'cifar10' | 'cifar100' | 'out', string>;
+  files: Record<'idx' | 'idxGz' | 'labels' | 'safetensors' | 'checkpoint' | 'torch' | 'garbage' | 'empty' | 'fashion' | 'cifar10' | 'cifar100' | 'out', string>;
 }
 
 export async function makeWorld(): Promise<World> {
@@ -59,7 +59,7 @@ export async function makeWorld(): Promise<World> {
   };
   const files = {
     idx: join(dir, 'images.idx'), idxGz: join(dir, 'images.idx.gz'), labels: join(dir, 'labels.idx'),
-    safetensors: join(dir, 'weights.safetensors'), checkpoint: join(dir, 'checkpoint.safetensors'),
+    safetensors: join(dir, 'weights.safetensors'), checkpoint: join(dir, 'checkpoint.safetensors'), torch: join(dir, 'weights.pt'),
     garbage: join(dir, 'garbage.bin'), empty: join(dir, 'empty.bin'), fashion: join(dir, 'fashion-mnist'),
     cifar10: join(dir, 'cifar-10-batches-bin'), cifar100: join(dir, 'cifar-100-binary'), out: join(dir, 'out.safetensors'),
   };
@@ -70,6 +70,7 @@ export async function makeWorld(): Promise<World> {
   writeFileSync(files.labels, labels);
   writeFileSync(files.garbage, Buffer.from('not a file of any format this library reads\n'));
   writeFileSync(files.empty, Buffer.alloc(0));
+  copyFileSync(join(root, 'test/fixtures/torch/dtypes.pt'), files.torch);
   mkdirSync(files.fashion);
   for (const split of ['train', 't10k']) {
     writeFileSync(join(files.fashion, `${split}-images-idx3-ubyte.gz`), gzipSync(images));
