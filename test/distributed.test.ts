@@ -255,7 +255,8 @@ await d.destroy();
       const g1 = await model.parameters()[0]!.grad!.data();
       g1.forEach((v, i) => expect(v).toBeCloseTo(2 * g0[i]!, 4));
       const p = await profile(() => tidy(() => ops.softmaxCrossEntropy(ddp.forward(x), [0, 1]).backward()));
-      expect(p.ops.find((o) => o.op === 'allReduce')?.calls).toBe(2 * buckets);
+      expect(p.ops.find((o) => o.op === 'allReduce')?.calls).toBe(buckets);
+      expect(p.ops.find((o) => o.op === 'collectiveWait')?.calls).toBe(buckets);
     } finally {
       for (const [k, f] of originals) binding[k] = f;
       x.dispose();

@@ -52,6 +52,12 @@ export interface NativeProfile {
   ops: { op: string; calls: number; totalMs: number }[];
 }
 
+/** A started collective: its ticket for `collectiveWait` and its outputs (see {@link Binding.allReduce}). */
+export interface StartedCollective {
+  ticket: number;
+  outputs: NativeBuffer[];
+}
+
 export interface Binding {
   info(): NativeInfo;
   memory(): NativeMemory;
@@ -182,16 +188,22 @@ export interface Binding {
   /** Makes every collective blocked in the group, or still to run, fail at once with `reason`. */
   groupAbort(reason: string): void;
   /**
-   * Collectives: each enqueues its start and returns a ticket; `collectiveWait(ticket)` enqueues
-   * the wait and returns the outputs. Ops queued in between overlap the communication (Gloo
-   * runs it on its own thread). Every rank must start the same collectives in the same order.
-   * All-reduce and broadcast reduce float32 buffers as one flat bucket, one output per input;
-   * `'mean'` is the sum divided by the world size.
+   * Collectives: each enqueues its start and returns its ticket and its outputs, which the
+   * communication writes: only ops enqueued after `collectiveWait(ticket)` may read them. Ops
+   * queued in between overlap the communication (Gloo runs it on its own thread). Every rank
+   * must start the same collectives in the same order. All-reduce and broadcast reduce float32
+   * buffers as one flat bucket, one output per input; `'mean'` is the sum divided by the world
+   * size. A collective nobody waits for still runs, and holds nothing once it has.
    */
-  allReduce(buffers: NativeBuffer[], op: 'sum' | 'mean' | 'max'): number;
-  broadcast(buffers: NativeBuffer[], root: number): number;
+  allReduce(buffers: NativeBuffer[], op: 'sum' | 'mean' | 'max'): StartedCollective;
+  broadcast(buffers: NativeBuffer[], root: number): StartedCollective;
   /** The output is [worldSize, ...shape], rank r's values at index r. */
-  allGather(buffer: NativeBuffer): number;
-  barrier(): number;
-  collectiveWait(ticket: number): NativeBuffer[];
+  allGather(buffer: NativeBuffer): StartedCollective;
+  /** No outputs: waiting for it orders after every rank's start. */
+  barrier(): StartedCollective;
+  /**
+   * Enqueues the wait for a started collective; a failure (a peer lost, the timeout) rejects the
+   * next sync point, naming the collective. A fence: waiting twice is harmless.
+   */
+  collectiveWait(ticket: number): void;
 }

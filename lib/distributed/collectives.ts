@@ -6,7 +6,8 @@
  * call the same collectives, on tensors of the same shapes, in the same order, as in PyTorch.
  * @module
  */
-import type { NativeBuffer } from '../backend/binding.js';
+import type { StartedCollective } from '../backend/binding.js';
+import type { BackendName } from '../backend/load.js';
 import { checkFloat } from '../tensor/check-tensor.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkInt, checkOptions, show } from '../util/check.js';
@@ -15,10 +16,10 @@ import { currentGroup } from './process-group.js';
 /** How {@link allReduce} combines the ranks' values. `'mean'` is the sum divided by the world size. */
 export type ReduceOp = 'sum' | 'mean' | 'max';
 
-/** A started collective whose outputs are not available yet. @internal */
+/** A started collective: its outputs may be read once {@link finish} has queued its wait. @internal */
 export interface Pending {
   ticket: number;
-  like: readonly Tensor[];
+  outputs: Tensor[];
 }
 
 function groupFor(op: string, tensors: readonly Tensor[]) {
@@ -37,21 +38,24 @@ function checkReduceOp(op: string, value: unknown): ReduceOp {
   return value;
 }
 
+function started(started: StartedCollective, shapes: readonly (readonly number[])[], device: BackendName): Pending {
+  return { ticket: started.ticket, outputs: started.outputs.map((b, i) => Tensor._wrap(b, shapes[i]!, device)) };
+}
+
 /**
  * Starts an all-reduce of `tensors` as one bucket, without waiting: ops queued before
  * {@link finish} overlap it. DDP's reducer uses this. @internal
  */
 export function startAllReduce(tensors: readonly Tensor[], op: ReduceOp): Pending {
   const g = groupFor('allReduce', tensors);
-  const ticket = g.binding.allReduce(tensors.map((t) => t._live('allReduce', 'a tensor')), op);
-  return { ticket, like: tensors };
+  const s = g.binding.allReduce(tensors.map((t) => t._live('allReduce', 'a tensor')), op);
+  return started(s, tensors.map((t) => t.shape), g.device);
 }
 
-/** Queues the wait for a started collective and returns its outputs, shaped like its inputs. @internal */
-export function finish(op: string, pending: Pending, shapes?: readonly (readonly number[])[]): Tensor[] {
-  const g = currentGroup(op);
-  const bufs: NativeBuffer[] = g.binding.collectiveWait(pending.ticket);
-  return bufs.map((b, i) => Tensor._wrap(b, shapes?.[i] ?? pending.like[i]!.shape, g.device));
+/** Queues the wait for a started collective and returns its outputs, readable from now on. @internal */
+export function finish(op: string, pending: Pending): Tensor[] {
+  currentGroup(op).binding.collectiveWait(pending.ticket);
+  return pending.outputs;
 }
 
 /**
@@ -75,13 +79,13 @@ export function broadcast(t: Tensor, options?: { root?: number }): Tensor {
   const x = checkFloat('broadcast', 't', t);
   const g = groupFor('broadcast', [x]);
   const root = checkInt('broadcast', 'root', o.root ?? 0, 0, g.worldSize - 1);
-  return finish('broadcast', { ticket: g.binding.broadcast([x._live('broadcast', 't')], root), like: [x] })[0]!;
+  return finish('broadcast', started(g.binding.broadcast([x._live('broadcast', 't')], root), [x.shape], g.device))[0]!;
 }
 
 /** Broadcasts several tensors from `root` as one bucket, into new tensors. @internal */
 export function broadcastAll(tensors: readonly Tensor[], root: number): Tensor[] {
   const g = groupFor('broadcast', tensors);
-  return finish('broadcast', { ticket: g.binding.broadcast(tensors.map((t) => t._live('broadcast', 'a tensor')), root), like: tensors });
+  return finish('broadcast', started(g.binding.broadcast(tensors.map((t) => t._live('broadcast', 'a tensor')), root), tensors.map((t) => t.shape), g.device));
 }
 
 /** Every rank's `t` stacked: a new tensor of shape [worldSize, ...t.shape], rank r's at index r. `t` has rank 0 to 4. */
@@ -89,13 +93,12 @@ export function allGather(t: Tensor): Tensor {
   const x = checkFloat('allGather', 't', t);
   if (x.rank > 4) throw new RangeError(`allGather: expected a tensor of rank 0 to 4, got ${x.toString()}`);
   const g = groupFor('allGather', [x]);
-  const ticket = g.binding.allGather(x._live('allGather', 't'));
-  return finish('allGather', { ticket, like: [x] }, [[g.worldSize, ...x.shape]])[0]!;
+  return finish('allGather', started(g.binding.allGather(x._live('allGather', 't')), [[g.worldSize, ...x.shape]], g.device))[0]!;
 }
 
 /** Resolves once every rank has reached its `barrier()` (and the ops queued before it ran). */
 export async function barrier(): Promise<void> {
   const g = groupFor('barrier', []);
-  g.binding.collectiveWait(g.binding.barrier());
+  g.binding.collectiveWait(g.binding.barrier().ticket);
   await g.binding.sync();
 }

@@ -162,7 +162,7 @@ export async function destroy(): Promise<void> {
   group = null;
   try {
     if (!g.lost) {
-      g.binding.collectiveWait(g.binding.barrier());
+      g.binding.collectiveWait(g.binding.barrier().ticket);
       await g.binding.sync();
     }
   } catch {

@@ -46,8 +46,9 @@ class Backend {
   // succeeded. A backend that cannot start throws, and reports why from then on in Unavailable().
   virtual void Start() {}
   // Runs on the worker at every sync point, after the tasks queued before it: a backend whose
-  // tasks only launch asynchronous work (a CUDA stream) waits for that work here and throws what
-  // it failed with. CPU tasks have finished when they return, so the default does nothing.
+  // tasks only launch asynchronous work (a CUDA stream, Gloo's communication thread) waits for
+  // that work here; CUDA also throws what its stream failed with. Other CPU tasks have finished
+  // when they return.
   virtual void Drain() {}
 
   virtual BackendInfo Info() = 0;
@@ -99,14 +100,16 @@ class Backend {
   // Any thread. Makes every collective that is blocked, or will start, fail at once with `why`
   // (a peer that left, an environment torn down, the process exiting). No group: nothing.
   virtual void GroupAbort(const std::string& why) = 0;
-  // JS thread. Enqueues a collective's start and returns its ticket. The communication may run
-  // beside the queue's worker (Gloo's thread) so that ops queued after the start overlap it;
-  // nothing may read the outputs before CollectiveWait.
-  virtual uint64_t CollectiveStart(const CollectiveArgs& a) = 0;
-  // JS thread. Enqueues the wait for a started collective (a failure is reported at the next
-  // sync point, naming the collective and, where it can be known, the peer) and returns its
-  // outputs, which ops queued afterwards may read. Each ticket is waited for once.
-  virtual std::vector<StoragePtr> CollectiveWait(uint64_t ticket) = 0;
+  // JS thread. Enqueues a collective's start and returns its ticket and outputs. The
+  // communication may run beside the queue's worker (Gloo's thread) so that ops queued after the
+  // start overlap it; it writes the outputs, and releases them once it has run, whether or not
+  // anyone waits for it.
+  virtual StartedCollective CollectiveStart(const CollectiveArgs& a) = 0;
+  // JS thread. Enqueues the wait for a started collective: ops queued after it may read its
+  // outputs. A failure is reported at the next sync point, naming the collective and, where it
+  // can be known, the peer. Waiting is a fence: waiting twice is harmless, and a collective
+  // nobody waits for still runs in order (a later wait or sync point reports the group broken).
+  virtual void CollectiveWait(uint64_t ticket) = 0;
 
  protected:
   Context& ctx_;

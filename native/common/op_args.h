@@ -258,4 +258,13 @@ struct CollectiveArgs : OpArgs {
   std::vector<StoragePtr> inputs;
 };
 
+// A started collective. Its outputs are allocated at the start, like any op's, and handed to the
+// caller at once, so that a collective nobody waits for holds nothing once it has run; the
+// communication writes them, and only ops queued after a CollectiveWait of `ticket` may read
+// them.
+struct StartedCollective {
+  uint64_t ticket = 0;
+  std::vector<StoragePtr> outputs;
+};
+
 }  // namespace cr

@@ -1,7 +1,13 @@
-// Collectives on the CPU: Gloo (gloo_group.h) over TCP. The worker copies a collective's inputs
-// into one flat bucket in queue order and hands it to the group's thread; a later task waits for
-// it and copies the result into the outputs. Between the two, the worker runs the ops queued in
-// between: that is the overlap DDP relies on.
+// Collectives on the CPU: Gloo (gloo_group.h) over TCP. The start, a task of the queue, copies
+// the inputs in queue order into the buffer Gloo works on and hands the job to the group's
+// thread, which communicates and writes the outputs; a later task (the wait) blocks until the
+// job has run. Between the two, the worker runs the ops queued in between: that is the overlap
+// DDP relies on.
+//
+// Copies: a single input is copied into its output and reduced there in place (an all-gather
+// into its slot of the output); several inputs (a DDP bucket) are packed into one flat buffer,
+// so that one Gloo call moves them all, and unpacked into the outputs. The flat buffer is a
+// storage like any other, counted by memory() while the collective is in flight.
 #include <gloo/allgather.h>
 #include <gloo/allreduce.h>
 #include <gloo/barrier.h>
@@ -15,16 +21,6 @@
 
 namespace cr::cpu {
 
-struct PendingCollective {
-  std::shared_ptr<GlooGroup> group;
-  uint64_t ticket = 0;
-  std::string task;
-  std::shared_ptr<std::vector<float>> bucket;
-  std::vector<CpuStoragePtr> outputs;
-  // Applied when copying out: 1 / world size for a mean.
-  float scale = 1;
-};
-
 std::shared_ptr<GlooGroup> CpuBackend::Group() {
   std::lock_guard<std::mutex> lock(group_mu_);
   return group_;
@@ -36,7 +32,6 @@ std::vector<uint8_t> CpuBackend::GroupPrepare(const GroupArgs& a) {
   std::vector<uint8_t> published = group->Published();
   std::lock_guard<std::mutex> lock(group_mu_);
   group_ = std::move(group);
-  pending_.clear();
   return published;
 }
 
@@ -52,7 +47,6 @@ void CpuBackend::GroupDestroy() {
     std::lock_guard<std::mutex> lock(group_mu_);
     group = std::move(group_);
   }
-  pending_.clear();
   // Tasks still queued keep the group alive until they ran; the last one to drop it joins its
   // thread, off the JS thread when that is the worker.
 }
@@ -61,50 +55,55 @@ void CpuBackend::GroupAbort(const std::string& why) {
   if (std::shared_ptr<GlooGroup> group = Group()) group->Abort(why);
 }
 
-uint64_t CpuBackend::CollectiveStart(const CollectiveArgs& a) {
+void CpuBackend::Drain() {
+  if (std::shared_ptr<GlooGroup> group = Group()) group->Drain();
+}
+
+StartedCollective CpuBackend::CollectiveStart(const CollectiveArgs& a) {
   std::shared_ptr<GlooGroup> group = Group();
   CheckCollectiveArgs(a, group ? group->size : 0);
-  auto p = std::make_shared<PendingCollective>();
-  p->group = group;
-  const uint64_t ticket = group->Issue();
-  p->ticket = ticket;
-  p->task = a.task.substr(0, a.task.find(' ')) + " #" + std::to_string(ticket) +
-            (a.task.find(' ') == std::string::npos ? "" : a.task.substr(a.task.find(' ')));
   int64_t total = 0;
   for (const StoragePtr& s : a.inputs) total += s->Numel();
+  std::vector<CpuStoragePtr> outputs;
   if (a.kind == CollectiveKind::kAllGather) {
     std::vector<int64_t> dims{group->size};
     dims.insert(dims.end(), a.inputs[0]->dims.begin(), a.inputs[0]->dims.end());
-    p->outputs.push_back(Alloc(dims, DType::kFloat32, PlainDesc(dims, DType::kFloat32)));
-    p->bucket = std::make_shared<std::vector<float>>(size_t(total * group->size));
+    outputs.push_back(Alloc(dims, DType::kFloat32, PlainDesc(dims, DType::kFloat32)));
   } else {
-    for (const StoragePtr& s : a.inputs) p->outputs.push_back(Alloc(s->dims, DType::kFloat32, PlainDesc(s->dims, DType::kFloat32)));
-    p->bucket = std::make_shared<std::vector<float>>(size_t(total));
+    for (const StoragePtr& s : a.inputs) outputs.push_back(Alloc(s->dims, DType::kFloat32, PlainDesc(s->dims, DType::kFloat32)));
   }
-  if (a.kind == CollectiveKind::kAllReduce && a.op == ReduceOp::kMean) p->scale = 1.0f / float(group->size);
-
-  GlooGroup::Run run;
-  const std::shared_ptr<std::vector<float>> bucket = p->bucket;
+  // The buffer Gloo works on: the output itself, a flat one for several, none for a barrier.
+  CpuStoragePtr flat = outputs.empty() ? nullptr : outputs.size() == 1 ? outputs[0] : Alloc({total}, DType::kFloat32, PlainDesc({total}, DType::kFloat32));
+  const uint64_t ticket = group->Issue();
+  const size_t space = a.task.find(' ');
+  const std::string name = a.task.substr(0, space) + " #" + std::to_string(ticket) + (space == std::string::npos ? "" : a.task.substr(space));
   const size_t n = size_t(total);
+  float* const buf = flat ? static_cast<float*>(flat->data) : nullptr;
+
+  GlooGroup::Run communicate;
   switch (a.kind) {
     case CollectiveKind::kAllReduce: {
       const bool max = a.op == ReduceOp::kMax;
-      run = [bucket, n, max](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
+      const float scale = a.op == ReduceOp::kMean ? 1.0f / float(group->size) : 1.0f;
+      communicate = [buf, n, max, scale](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
         gloo::AllreduceOptions o(c);
-        o.setOutput(bucket->data(), n);
+        o.setOutput(buf, n);
         using Reduce = void (*)(void*, const void*, const void*, size_t);
         o.setReduceFunction(max ? static_cast<Reduce>(&gloo::max<float>) : static_cast<Reduce>(&gloo::sum<float>));
         o.setTag(tag);
         o.setTimeout(timeout);
         gloo::allreduce(o);
+        if (scale != 1.0f) {
+          for (size_t i = 0; i < n; ++i) buf[i] *= scale;
+        }
       };
       break;
     }
     case CollectiveKind::kBroadcast: {
       const int root = a.root;
-      run = [bucket, n, root](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
+      communicate = [buf, n, root](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
         gloo::BroadcastOptions o(c);
-        o.setOutput(bucket->data(), n);
+        o.setOutput(buf, n);
         o.setRoot(root);
         o.setTag(tag);
         o.setTimeout(timeout);
@@ -114,11 +113,11 @@ uint64_t CpuBackend::CollectiveStart(const CollectiveArgs& a) {
     }
     case CollectiveKind::kAllGather: {
       const int rank = group->rank;
-      run = [bucket, n, rank](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
+      communicate = [buf, n, rank](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
         // Gloo reads this rank's part from the output buffer when input and output are one.
         gloo::AllgatherOptions o(c);
-        o.setInput(bucket->data() + size_t(rank) * n, n);
-        o.setOutput(bucket->data(), n * size_t(c->size));
+        o.setInput(buf + size_t(rank) * n, n);
+        o.setOutput(buf, n * size_t(c->size));
         o.setTag(tag);
         o.setTimeout(timeout);
         gloo::allgather(o);
@@ -126,7 +125,7 @@ uint64_t CpuBackend::CollectiveStart(const CollectiveArgs& a) {
       break;
     }
     case CollectiveKind::kBarrier:
-      run = [](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
+      communicate = [](const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
         gloo::BarrierOptions o(c);
         o.setTag(tag);
         o.setTimeout(timeout);
@@ -135,50 +134,49 @@ uint64_t CpuBackend::CollectiveStart(const CollectiveArgs& a) {
       break;
   }
 
+  // The job owns the outputs and the flat buffer until it has run; then only the caller's
+  // handles keep the outputs.
+  std::vector<CpuStoragePtr> unpack = outputs.size() > 1 ? outputs : std::vector<CpuStoragePtr>{};
+  GlooGroup::Run run = [communicate = std::move(communicate), flat, unpack = std::move(unpack)](
+                           const std::shared_ptr<gloo::Context>& c, std::chrono::milliseconds timeout, uint32_t tag) {
+    communicate(c, timeout, tag);
+    const float* src = flat ? static_cast<const float*>(flat->data) : nullptr;
+    for (const CpuStoragePtr& out : unpack) {
+      std::memcpy(out->data, src, size_t(out->Numel()) * sizeof(float));
+      src += out->Numel();
+    }
+  };
+
   std::vector<CpuStoragePtr> inputs;
   for (const StoragePtr& s : a.inputs) inputs.push_back(Cpu(s));
   const size_t at = a.kind == CollectiveKind::kAllGather ? size_t(group->rank) * n : 0;
-  Push(p->task + " start", [this, group, ticket, name = p->task, bucket, at, inputs = std::move(inputs), run = std::move(run)]() mutable {
+  Push(name + " start", [this, group, ticket, name, buf, at, inputs = std::move(inputs), run = std::move(run)]() mutable {
     // Every issued ticket is submitted, also when the copy fails, so later jobs still run in order.
     std::exception_ptr copy_failed;
     try {
       size_t offset = at;
       for (const CpuStoragePtr& s : inputs) {
-        CopyPlain(*s, bucket->data() + offset);
+        CopyPlain(*s, buf + offset);
         offset += size_t(s->Numel());
       }
     } catch (...) {
       copy_failed = std::current_exception();
     }
-    if (copy_failed) run = [copy_failed](const std::shared_ptr<gloo::Context>&, std::chrono::milliseconds, uint32_t) { std::rethrow_exception(copy_failed); };
+    if (copy_failed) {
+      run = [copy_failed](const std::shared_ptr<gloo::Context>&, std::chrono::milliseconds, uint32_t) { std::rethrow_exception(copy_failed); };
+    }
     group->Submit(ticket, name, std::move(run));
   });
-  pending_[ticket] = std::move(p);
-  return ticket;
+  return StartedCollective{ticket, std::vector<StoragePtr>(outputs.begin(), outputs.end())};
 }
 
-std::vector<StoragePtr> CpuBackend::CollectiveWait(uint64_t ticket) {
-  auto it = pending_.find(ticket);
-  if (it == pending_.end()) {
-    ThrowRangeError("collectiveWait: ticket " + std::to_string(ticket) + " is not a started collective of this group (or was waited for)");
+void CpuBackend::CollectiveWait(uint64_t ticket) {
+  std::shared_ptr<GlooGroup> group = Group();
+  if (!group) Fail("ERR_DIST_NOT_INITIALIZED", "collectiveWait: no process group (it was destroyed)");
+  if (ticket >= group->Issued()) {
+    ThrowRangeError("collectiveWait: ticket " + std::to_string(ticket) + " is not a started collective of this group");
   }
-  std::shared_ptr<PendingCollective> p = std::move(it->second);
-  pending_.erase(it);
-  Push(p->task, [p] {
-    p->group->Wait(p->ticket);
-    const float* src = p->bucket->data();
-    for (const CpuStoragePtr& out : p->outputs) {
-      float* dst = static_cast<float*>(out->data);
-      const size_t n = size_t(out->Numel());
-      if (p->scale == 1) {
-        std::memcpy(dst, src, n * sizeof(float));
-      } else {
-        for (size_t i = 0; i < n; ++i) dst[i] = src[i] * p->scale;
-      }
-      src += n;
-    }
-  });
-  return std::vector<StoragePtr>(p->outputs.begin(), p->outputs.end());
+  Push("collectiveWait #" + std::to_string(ticket), [group, ticket] { group->Wait(ticket); });
 }
 
 }  // namespace cr::cpu

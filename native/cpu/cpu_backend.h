@@ -11,7 +11,6 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,7 +66,6 @@ dnnl::primitive_attr Attr();
 using compat::AppendDesc;
 
 class GlooGroup;
-struct PendingCollective;
 
 class CpuBackend final : public Backend {
  public:
@@ -111,8 +109,10 @@ class CpuBackend final : public Backend {
   void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
   void GroupDestroy() override;
   void GroupAbort(const std::string& why) override;
-  uint64_t CollectiveStart(const CollectiveArgs& a) override;
-  std::vector<StoragePtr> CollectiveWait(uint64_t ticket) override;
+  StartedCollective CollectiveStart(const CollectiveArgs& a) override;
+  void CollectiveWait(uint64_t ticket) override;
+  // Waits for the collectives in flight on Gloo's thread (collectives.cc).
+  void Drain() override;
 
  private:
   // The cached entry for `key` (JS thread only; see the top of this file).
@@ -151,8 +151,6 @@ class CpuBackend final : public Backend {
   std::shared_ptr<GlooGroup> Group();
   std::mutex group_mu_;
   std::shared_ptr<GlooGroup> group_;
-  // Started collectives not yet waited for, by ticket (JS thread only).
-  std::map<uint64_t, std::shared_ptr<PendingCollective>> pending_;
 };
 
 }  // namespace cr::cpu

@@ -9,10 +9,18 @@
 //
 // Failure: every Gloo wait is bounded by the group's timeout. A job that fails (a peer's
 // connection closed, a timeout) breaks the group: the failure is reported naming the
-// collective and, where the connection tells, the peer's rank; every later job fails at once.
-// Abort() makes a blocked job fail at once (it shuts down the sockets, which Gloo's event loop
-// reports to the waiting collective) and wakes every waiter, so that stopping the queue never
-// waits for a peer.
+// collective and the peer where Gloo's message names its address; every later job fails at
+// once, and the group shuts its connections down so that the peers fail at once too instead of
+// waiting for their own timeouts.
+//
+// Abort(): makes a blocked job fail at once and wakes every waiter, so that stopping the queue
+// never waits for a peer. Gloo has no call that interrupts a collective, but every wait of its
+// TCP transport fails when its socket reads end-of-file, so Abort() shuts the group's sockets
+// down. Gloo does not hand out its sockets (the pair's header needs gloo/common/memory.h, which
+// Debian's libgloo-dev lacks), so Connect() finds them once, by address, among the process's
+// descriptors, and keeps duplicates of its own: shutdown() acts on the connection, and a
+// duplicate cannot be closed and reused by anyone else, so Abort() can never reach another
+// socket of the process. See docs/architecture.md, "Distributed".
 #pragma once
 
 #include <chrono>
@@ -58,12 +66,16 @@ class GlooGroup {
   // The next collective's ticket. JS thread: tickets are numbered in enqueue order, and each is
   // submitted by a task of the queue, so jobs arrive in ticket order.
   uint64_t Issue() { return issued_++; }
+  // How many tickets were issued (JS thread).
+  uint64_t Issued() const { return issued_; }
   // Hands `run` to the communication thread, after every job submitted before it; every issued
   // ticket must be submitted once. `name` ("allReduce #3 (2 buffers, 4096 values)") is what a
   // failure names. Worker thread.
   void Submit(uint64_t ticket, std::string name, Run run);
   // Blocks until job `ticket` has run; throws its failure. Worker thread.
   void Wait(uint64_t ticket);
+  // Blocks until every job submitted so far has run. Worker thread.
+  void Drain();
   // See the top of this file. Any thread; the first reason is kept.
   void Abort(const std::string& why);
 
@@ -78,18 +90,29 @@ class GlooGroup {
   };
   void Loop();
   // The failure of job `name` from what Gloo threw, naming the peer where the message tells.
-  Outcome Explain(const std::string& name, const std::string& what) const;
+  Outcome Explain(const std::string& name, const std::string& what);
+  // Ends every connection of the group (mu_ held).
+  void ShutdownSockets();
 
   std::shared_ptr<GlooMesh> mesh_;
   // The mesh once connected (set under mu_).
   std::shared_ptr<gloo::Context> context_;
-  // The mesh's connected sockets (GlooMesh::Sockets), for Abort().
+  // Each peer's address as Gloo's messages write it ("[127.0.0.1]:4567"), by rank.
+  std::vector<std::string> peer_names_;
+  // Our duplicates of the mesh's connected sockets, closed by the destructor (see the top).
   std::vector<int> sockets_;
+  // Whether Abort() ends every connection, so that a job blocked in Gloo fails at once and
+  // Wait() and Drain() can wait for it even after an abort (which keeps the release of its
+  // buffers in order). Not so when a pair's socket was not found: then an abort releases the
+  // waiters at once and the job ends at Gloo's timeout.
+  bool interruptible_ = true;
 
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<Job> jobs_;
   uint64_t issued_ = 0;
+  uint64_t submitted_ = 0;  // jobs with ticket < submitted_ were handed over
+  // Failures by ticket, kept until the group goes away: a wait is a fence and may come twice.
   std::map<uint64_t, Outcome> failed_;
   uint64_t done_ = 0;  // jobs with ticket < done_ have run
   bool stopping_ = false;

@@ -1,9 +1,13 @@
 // Collectives on CUDA: NCCL, as PyTorch uses it. Rank 0 makes the ncclUniqueId, the rendezvous
 // (lib/distributed) hands it to the others, and every rank joins one communicator. Collectives
 // are launched on the backend's stream in queue order, so they order with the ops around them
-// without any host wait; a collective's wait (CollectiveWait) polls its completion event and
-// NCCL's asynchronous error, and aborts the communicator after the group's timeout, so that a
-// peer that died or hangs becomes an error instead of a stream that never finishes.
+// without any host wait (and, on one stream, do not overlap them: a stream of its own with
+// events, as PyTorch's reducer has, is the next step). A collective's wait (CollectiveWait)
+// records an event after it and polls that event and NCCL's asynchronous error, aborting the
+// communicator after the group's timeout, so that a peer that died or hangs becomes an error
+// instead of a stream that never finishes. The outputs are the caller's from the start; the
+// launch task holds them until NCCL's work is on the stream, and the stream-ordered allocator
+// keeps their memory until that work has run.
 //
 // NCCL is optional at build time (the nvidia-nccl-cu13 wheel, found like cuDNN's): without it
 // the addon builds and loads, and every collective refuses with ERR_DIST_UNSUPPORTED.
@@ -78,13 +82,6 @@ struct NcclGroup {
   }
 };
 
-struct PendingCollective {
-  std::shared_ptr<NcclGroup> group;
-  std::string task;
-  std::vector<CudaStoragePtr> outputs;
-  std::shared_ptr<cudaEvent_t> done;
-};
-
 std::vector<uint8_t> CudaBackend::GroupPrepare(const GroupArgs& a) {
   if (std::atomic_load(&group_)) ThrowRangeError("groupPrepare: this process is already in a process group; destroy it first");
   auto g = std::make_shared<NcclGroup>();
@@ -97,7 +94,6 @@ std::vector<uint8_t> CudaBackend::GroupPrepare(const GroupArgs& a) {
     published.assign(reinterpret_cast<const uint8_t*>(&g->id), reinterpret_cast<const uint8_t*>(&g->id) + sizeof(g->id));
   }
   std::atomic_store(&group_, g);
-  pending_.clear();
   return published;
 }
 
@@ -122,7 +118,6 @@ void CudaBackend::GroupConnect(const std::vector<std::vector<uint8_t>>& publishe
 
 void CudaBackend::GroupDestroy() {
   std::atomic_store(&group_, std::shared_ptr<NcclGroup>());
-  pending_.clear();
 }
 
 void CudaBackend::GroupAbort(const std::string& why) {
@@ -132,37 +127,38 @@ void CudaBackend::GroupAbort(const std::string& why) {
   if (g->aborted.empty()) g->aborted = why;
 }
 
-uint64_t CudaBackend::CollectiveStart(const CollectiveArgs& a) {
-  std::shared_ptr<NcclGroup> g = group_;
+StartedCollective CudaBackend::CollectiveStart(const CollectiveArgs& a) {
+  std::shared_ptr<NcclGroup> g = std::atomic_load(&group_);
   CheckCollectiveArgs(a, g ? g->size : 0);
-  auto p = std::make_shared<PendingCollective>();
-  p->group = g;
   const uint64_t ticket = g->issued++;
-  p->task = a.task.substr(0, a.task.find(' ')) + " #" + std::to_string(ticket);
+  const std::string task = a.task.substr(0, a.task.find(' ')) + " #" + std::to_string(ticket);
+  std::vector<CudaStoragePtr> outputs;
   if (a.kind == CollectiveKind::kAllGather) {
     std::vector<int64_t> dims{g->size};
     dims.insert(dims.end(), a.inputs[0]->dims.begin(), a.inputs[0]->dims.end());
-    p->outputs.push_back(Alloc(dims));
+    outputs.push_back(Alloc(dims));
   } else {
-    for (const StoragePtr& s : a.inputs) p->outputs.push_back(Alloc(s->dims));
+    for (const StoragePtr& s : a.inputs) outputs.push_back(Alloc(s->dims));
   }
-  p->done = std::shared_ptr<cudaEvent_t>(new cudaEvent_t(nullptr), [](cudaEvent_t* e) {
-    if (*e) cudaEventDestroy(*e);
-    delete e;
-  });
   std::vector<CudaStoragePtr> inputs;
   for (const StoragePtr& s : a.inputs) inputs.push_back(Cuda(s));
   const CollectiveKind kind = a.kind;
   const ncclRedOp_t op = a.op == ReduceOp::kMax ? ncclMax : a.op == ReduceOp::kMean ? ncclAvg : ncclSum;
   const int root = a.root;
-  Enqueue(p->task + " start", [this, g, p, inputs, kind, op, root] {
+  Enqueue(task + " start", [this, g, outputs, inputs, kind, op, root] {
     if (!g->comm) Fail("ERR_DIST_FAILED", g->broken.empty() ? "the process group is not connected" : "the process group failed earlier: " + g->broken);
     cudaStream_t s = stream();
     if (kind == CollectiveKind::kAllGather) {
-      CR_NCCL(ncclAllGather(inputs[0]->Ptr(), p->outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, g->comm, s));
+      CR_NCCL(ncclAllGather(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, g->comm, s));
     } else if (kind == CollectiveKind::kBarrier) {
       DeviceMemory one(device(), sizeof(float));
       CR_NCCL(ncclAllReduce(one.get(), one.get(), 1, ncclFloat32, ncclSum, g->comm, s));
+    } else if (outputs.size() == 1) {
+      if (kind == CollectiveKind::kAllReduce) {
+        CR_NCCL(ncclAllReduce(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, op, g->comm, s));
+      } else {
+        CR_NCCL(ncclBroadcast(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, root, g->comm, s));
+      }
     } else {
       // One flat bucket, so that many small gradients cost one NCCL call.
       int64_t total = 0;
@@ -179,30 +175,33 @@ uint64_t CudaBackend::CollectiveStart(const CollectiveArgs& a) {
         CR_NCCL(ncclBroadcast(bucket.get(), bucket.get(), size_t(total), ncclFloat32, root, g->comm, s));
       }
       b = static_cast<float*>(bucket.get());
-      for (const CudaStoragePtr& out : p->outputs) {
+      for (const CudaStoragePtr& out : outputs) {
         CR_CUDA(cudaMemcpyAsync(out->Ptr(), b, out->bytes, cudaMemcpyDeviceToDevice, s));
         b += out->Numel();
       }
     }
-    CR_CUDA(cudaEventCreateWithFlags(p->done.get(), cudaEventDisableTiming));
-    CR_CUDA(cudaEventRecord(*p->done, s));
   });
-  pending_[ticket] = p;
-  return ticket;
+  return StartedCollective{ticket, std::vector<StoragePtr>(outputs.begin(), outputs.end())};
 }
 
-std::vector<StoragePtr> CudaBackend::CollectiveWait(uint64_t ticket) {
-  auto it = pending_.find(ticket);
-  if (it == pending_.end()) {
-    ThrowRangeError("collectiveWait: ticket " + std::to_string(ticket) + " is not a started collective of this group (or was waited for)");
+void CudaBackend::CollectiveWait(uint64_t ticket) {
+  std::shared_ptr<NcclGroup> g = std::atomic_load(&group_);
+  if (!g) Fail("ERR_DIST_NOT_INITIALIZED", "collectiveWait: no process group (it was destroyed)");
+  if (ticket >= g->issued) {
+    ThrowRangeError("collectiveWait: ticket " + std::to_string(ticket) + " is not a started collective of this group");
   }
-  std::shared_ptr<PendingCollective> p = std::move(it->second);
-  pending_.erase(it);
-  Enqueue(p->task, [p] {
-    if (!p->group->comm || !*p->done) Fail("ERR_DIST_FAILED", "the process group failed earlier: " + p->group->broken);
-    p->group->Await(p->task, [&] { return cudaEventQuery(*p->done) == cudaSuccess; });
+  const std::string task = "collectiveWait #" + std::to_string(ticket);
+  Enqueue(task, [this, g, task] {
+    if (!g->comm) Fail("ERR_DIST_FAILED", "the process group failed earlier: " + g->broken);
+    // Everything launched on the stream before this task, the collective among them.
+    std::unique_ptr<cudaEvent_t, void (*)(cudaEvent_t*)> done(new cudaEvent_t(nullptr), [](cudaEvent_t* e) {
+      if (*e) cudaEventDestroy(*e);
+      delete e;
+    });
+    CR_CUDA(cudaEventCreateWithFlags(done.get(), cudaEventDisableTiming));
+    CR_CUDA(cudaEventRecord(*done, stream()));
+    g->Await(task, [&] { return cudaEventQuery(*done) == cudaSuccess; });
   });
-  return std::vector<StoragePtr>(p->outputs.begin(), p->outputs.end());
 }
 
 #else  // !CR_HAVE_NCCL
@@ -217,18 +216,17 @@ namespace {
 
 }  // namespace
 
-struct PendingCollective {};
 struct NcclGroup {};
 
 std::vector<uint8_t> CudaBackend::GroupPrepare(const GroupArgs&) { NoNccl(); }
 void CudaBackend::GroupConnect(const std::vector<std::vector<uint8_t>>&) { NoNccl(); }
 void CudaBackend::GroupDestroy() {}
 void CudaBackend::GroupAbort(const std::string&) {}
-uint64_t CudaBackend::CollectiveStart(const CollectiveArgs& a) {
+StartedCollective CudaBackend::CollectiveStart(const CollectiveArgs& a) {
   CheckCollectiveArgs(a, 0);
   NoNccl();
 }
-std::vector<StoragePtr> CudaBackend::CollectiveWait(uint64_t) { NoNccl(); }
+void CudaBackend::CollectiveWait(uint64_t) { NoNccl(); }
 
 #endif
 

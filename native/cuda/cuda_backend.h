@@ -29,7 +29,6 @@
 
 #include <atomic>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -159,7 +158,6 @@ extern const float kOne;
 extern const float kZero;
 
 struct NcclGroup;
-struct PendingCollective;
 
 class CudaBackend final : public Backend {
  public:
@@ -209,8 +207,8 @@ class CudaBackend final : public Backend {
   void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
   void GroupDestroy() override;
   void GroupAbort(const std::string& why) override;
-  uint64_t CollectiveStart(const CollectiveArgs& a) override;
-  std::vector<StoragePtr> CollectiveWait(uint64_t ticket) override;
+  StartedCollective CollectiveStart(const CollectiveArgs& a) override;
+  void CollectiveWait(uint64_t ticket) override;
 
   // Worker-only state and helpers, for the op files.
 
@@ -244,9 +242,8 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceMemory> label_error_mem_;
   int* label_error_ = nullptr;
   // The NCCL process group (collectives.cc): set on the JS thread, read by the worker when it
-  // connects (std::atomic_load/store). Started collectives not yet waited for, by ticket.
+  // connects (std::atomic_load/store).
   std::shared_ptr<NcclGroup> group_;
-  std::map<uint64_t, std::shared_ptr<PendingCollective>> pending_;
 };
 
 }  // namespace cr::cuda

@@ -35,13 +35,15 @@ export function libTargets(w: World, add: Add): void {
 }
 
 /**
- * The process group and its collectives, without a group: init gets only options that are
- * refused before any socket is opened (a group would leave later calls waiting for peers), and
- * every collective must fail at once for want of a group.
+ * The process group and its collectives. A valid init forms a group of one process (rendezvous
+ * on the world's free MASTER_PORT; so does init() with every argument dropped, from torchrun's
+ * defaults): collectives then run for real, and a group of one never waits for a peer. Without
+ * a group every collective must fail at once.
  */
 function distributedTargets(w: World, s: Common, add: Add): void {
   const d = w.lib.distributed;
-  add('distributed.init', [custom(() => arg({ rank: 3, worldSize: 2 }, '{ rank: 3, worldSize: 2 }'), [
+  add('distributed.init', [custom(() => arg({ worldSize: 1, timeoutMs: 10_000 }, '{ worldSize: 1, timeoutMs: 10000 }'), [
+    () => arg({ rank: 3, worldSize: 2 }, '{ rank: 3, worldSize: 2 }'),
     () => arg({ backend: 'mpi' }, "{ backend: 'mpi' }"), () => arg({ masterAddr: 'a b' }, "{ masterAddr: 'a b' }"),
     () => arg({ masterPort: 70000 }, '{ masterPort: 70000 }'), () => arg({ timeoutMs: 0 }, '{ timeoutMs: 0 }'), () => arg({ worldSize: 0 }, '{ worldSize: 0 }'),
     () => arg([], '[]'), () => arg({ rank: 1 }, '{ rank: 1 }'),

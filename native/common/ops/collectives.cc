@@ -51,7 +51,15 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name
   return s;
 }
 
-Napi::Value Ticket(Napi::Env env, uint64_t ticket) { return Napi::Number::New(env, double(ticket)); }
+// { ticket, outputs }: the caller owns the outputs from now on.
+Napi::Value Started(Napi::Env env, const StartedCollective& started) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ticket", Napi::Number::New(env, double(started.ticket)));
+  Napi::Array outputs = Napi::Array::New(env, started.outputs.size());
+  for (uint32_t k = 0; k < started.outputs.size(); ++k) outputs.Set(k, WrapStorage(env, started.outputs[k]));
+  o.Set("outputs", outputs);
+  return o;
+}
 
 // Inputs of an all-reduce or broadcast: at least one float32 buffer, at most kMaxNumel values in all.
 std::vector<StoragePtr> BucketArg(const Napi::CallbackInfo& info, size_t i) {
@@ -125,7 +133,7 @@ Napi::Value GroupAbort(const Napi::CallbackInfo& info) {
   });
 }
 
-// allReduce(buffers, op: 'sum' | 'mean' | 'max') -> ticket
+// allReduce(buffers, op: 'sum' | 'mean' | 'max') -> { ticket, outputs }
 Napi::Value AllReduce(const Napi::CallbackInfo& info) {
   return Entry(info, "allReduce", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
@@ -143,11 +151,11 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
       ThrowTypeError("allReduce: expected op 'sum', 'mean' or 'max'");
     }
     a.task = BucketTask("allReduce", a.inputs);
-    return Ticket(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend.CollectiveStart(a));
   });
 }
 
-// broadcast(buffers, root) -> ticket
+// broadcast(buffers, root) -> { ticket, outputs }
 Napi::Value Broadcast(const Napi::CallbackInfo& info) {
   return Entry(info, "broadcast", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
@@ -158,11 +166,11 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     if (root < 0 || root >= 65536) ThrowRangeError("broadcast: root " + std::to_string(root) + " is not a rank");
     a.root = int(root);
     a.task = BucketTask("broadcast", a.inputs);
-    return Ticket(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend.CollectiveStart(a));
   });
 }
 
-// allGather(buffer) -> ticket; the output is [worldSize, ...shape].
+// allGather(buffer) -> { ticket, outputs: [[worldSize, ...shape]] }
 Napi::Value AllGather(const Napi::CallbackInfo& info) {
   return Entry(info, "allGather", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
@@ -173,32 +181,29 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
     if (x->dims.size() > 4) ThrowRangeError("allGather: expected a buffer of rank 0 to 4, got " + x->ShapeString());
     a.inputs = {x};
     a.task = Describe("allGather", {x.get()});
-    return Ticket(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend.CollectiveStart(a));
   });
 }
 
-// barrier() -> ticket
+// barrier() -> { ticket, outputs: [] }
 Napi::Value Barrier(const Napi::CallbackInfo& info) {
   return Entry(info, "barrier", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
     CollectiveArgs a;
     a.kind = CollectiveKind::kBarrier;
     a.task = "barrier";
-    return Ticket(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend.CollectiveStart(a));
   });
 }
 
-// collectiveWait(ticket) -> outputs
+// collectiveWait(ticket): ops enqueued afterwards may read the collective's outputs.
 Napi::Value CollectiveWait(const Napi::CallbackInfo& info) {
   return Entry(info, "collectiveWait", [&]() -> Napi::Value {
-    Napi::Env env = info.Env();
-    Backend& backend = Ctx(env).backend();
+    Backend& backend = Ctx(info.Env()).backend();
     const int64_t ticket = IntArg(info, 0, "ticket");
     if (ticket < 0) ThrowRangeError("collectiveWait: unknown ticket " + std::to_string(ticket));
-    std::vector<StoragePtr> outs = backend.CollectiveWait(uint64_t(ticket));
-    Napi::Array arr = Napi::Array::New(env, outs.size());
-    for (uint32_t k = 0; k < outs.size(); ++k) arr.Set(k, WrapStorage(env, outs[k]));
-    return arr;
+    backend.CollectiveWait(uint64_t(ticket));
+    return info.Env().Undefined();
   });
 }
 
