@@ -220,6 +220,77 @@ await d.destroy();
     }
   });
 
+  test('with SyncBatchNorm, 2 ranks x batch B/2 take the steps of one process with batch B: parameters and running statistics', async () => {
+    const out = join(dir, 'syncbn-state.json');
+    const file = script('syncbn.mjs', `
+import { distributed as d, models, nn, ops, optim, randn, tidy } from 'cudnn-resnet';
+import { writeFileSync } from 'node:fs';
+await d.init({ timeoutMs: 60000 });
+const r = d.rank();
+const model = nn.convertSyncBatchNorm(models.cifarResNet({ depth: 8, seed: 1 + 10 * r, numClasses: 4 }));
+const ddp = new nn.DistributedDataParallel(model, { bucketMB: 0.02 });
+const opt = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9, weightDecay: 1e-4 });
+for (let s = 0; s < ${STEPS}; s++) {
+  const x = randn([${BATCH / 2}, 3, 8, 8], { seed: 1000 + 2 * s + r });
+  const labels = Array.from({ length: ${BATCH / 2} }, (_, i) => (s + i + r) % 4);
+  tidy(() => ops.softmaxCrossEntropy(ddp.forward(x), labels).backward());
+  opt.step();
+  opt.zeroGrad();
+  x.dispose();
+}
+const state = model.stateDict();
+const values = {};
+for (const k of Object.keys(state)) if (state[k].dtype === 'float32') values[k] = Array.from(await state[k].data());
+writeFileSync(${JSON.stringify(out)} + r, JSON.stringify(values));
+await d.destroy();
+`);
+    const [a, b] = await pair(file);
+    expect(a.code, a.out).toBe(0);
+    expect(b.code, b.out).toBe(0);
+    const ranks = [0, 1].map((r) => JSON.parse(readFileSync(`${out}${r}`, 'utf8')) as Record<string, number[]>);
+    // Every rank holds the same state: the same parameters (DDP) and running statistics (the group's).
+    expect(ranks[1]).toEqual(ranks[0]);
+
+    setNumThreads(1);
+    const model = ddpModel(1);
+    const opt = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9, weightDecay: 1e-4 });
+    try {
+      for (let s = 0; s < STEPS; s++) {
+        const halves = await Promise.all([0, 1].map(async (r) => {
+          const t = randn([BATCH / 2, 3, 8, 8], { seed: 1000 + 2 * s + r });
+          const v = await t.data();
+          t.dispose();
+          return v;
+        }));
+        const x = tensor(Float32Array.from([...halves[0]!, ...halves[1]!]), [BATCH, 3, 8, 8]);
+        const labels = [0, 1].flatMap((r) => Array.from({ length: BATCH / 2 }, (_, i) => (s + i + r) % 4));
+        tidy(() => ops.softmaxCrossEntropy(model.forward(x), labels).backward());
+        opt.step();
+        opt.zeroGrad();
+        x.dispose();
+      }
+      const state = model.stateDict();
+      let worst = 0;
+      let compared = 0;
+      for (const [k, t] of Object.entries(state)) {
+        if (t.dtype !== 'float32') continue;
+        const want = await t.data();
+        const got = ranks[0]![k]!;
+        expect(got, k).toHaveLength(want.length);
+        const scale = Math.max(...Array.from(want, Math.abs), 1e-3);
+        want.forEach((v, j) => (worst = Math.max(worst, Math.abs(got[j]! - v) / scale)));
+        compared++;
+      }
+      expect(compared).toBe(Object.keys(ranks[0]!).length);
+      console.log(`SyncBatchNorm: 2 ranks x ${BATCH / 2} vs 1 x ${BATCH}, ${STEPS} steps: worst relative difference ${worst.toExponential(2)}`);
+      expect(worst).toBeLessThanOrEqual(1e-5);
+    } finally {
+      opt.dispose();
+      model.dispose();
+      setNumThreads(2);
+    }
+  });
+
   test('a bucket\'s all-reduce is enqueued while backward is still enqueueing ops, and noSync() accumulates without one', async () => {
     const port = await freePort();
     await distributed.init({ rank: 0, worldSize: 1, masterPort: port, timeoutMs: 10_000 });

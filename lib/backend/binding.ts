@@ -176,6 +176,25 @@ export interface Binding {
     momentum: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
 
   /**
+   * Synchronized batch norm's local parts (lib/ops/sync-batch-norm.ts runs the collectives
+   * between them; float32, CPU only so far: cuda refuses with ERR_UNSUPPORTED). Statistics of x
+   * [N, C, H, W]: a plain [3, C] of the mean, M2 (the sum of squared deviations) and the count.
+   */
+  syncBatchNormStats(x: NativeBuffer): NativeBuffer;
+  /**
+   * Every rank's statistics ([W, 3, C], all-gathered) combined by Chan's formula: the group's
+   * [mean, biased variance, count], [C] each; updates the running statistics in place (when
+   * given) as `batchNormForwardTraining` does.
+   */
+  syncBatchNormGather(gathered: NativeBuffer, runningMean: NativeBuffer | null, runningVar: NativeBuffer | null,
+    momentum: number): [NativeBuffer, NativeBuffer, NativeBuffer];
+  /** This rank's [Σ dy, Σ dy·x̂] per channel, x̂ = (x − mean) / √(var + eps). */
+  syncBatchNormBackwardReduce(x: NativeBuffer, dy: NativeBuffer, mean: NativeBuffer, variance: NativeBuffer, eps: number): [NativeBuffer, NativeBuffer];
+  /** dx = weight / √(var + eps) · (dy − Σdy / count − x̂ · Σdy·x̂ / count), with the group's sums and count. */
+  syncBatchNormBackwardElemt(x: NativeBuffer, dy: NativeBuffer, mean: NativeBuffer, variance: NativeBuffer, weight: NativeBuffer,
+    sumDy: NativeBuffer, sumDyXhat: NativeBuffer, count: NativeBuffer, eps: number): NativeBuffer;
+
+  /**
    * Joins a process group (one per addon instance), step one: listens for the other ranks
    * (Gloo, on `host`) or makes the group's id (NCCL, rank 0), and returns the bytes the other
    * ranks need, which the rendezvous (lib/distributed) hands round.

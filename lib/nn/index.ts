@@ -11,3 +11,4 @@ export {
 } from './layers.js';
 export { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, PadShortcut, type BlockOptions, type ShortcutKind } from './blocks.js';
 export { DistributedDataParallel, type DistributedDataParallelOptions } from './ddp.js';
+export { convertSyncBatchNorm } from './sync-batch-norm.js';

@@ -5,6 +5,7 @@
 import type { BackendName } from '../backend/backends.js';
 import { parseBackend } from '../backend/backends.js';
 import * as ops from '../ops/index.js';
+import { syncBatchNorm2d } from '../ops/sync-batch-norm.js';
 import { tensor, zeros, ones } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -132,6 +133,7 @@ export class BatchNorm2d extends Module {
   readonly momentum: number;
   #batches = 0;
   #exported = 0;
+  #synchronized = false;
 
   constructor(numFeatures: number, options?: BatchNorm2dLayerOptions) {
     super();
@@ -173,12 +175,30 @@ export class BatchNorm2d extends Module {
     return this.#batches;
   }
 
-  /** `ops.batchNorm2d` in this module's mode, with its parameters and running statistics. */
+  /**
+   * Whether training-mode batch statistics span the process group (set by
+   * `nn.convertSyncBatchNorm`): every rank then normalizes with the mean and variance of all
+   * ranks' batches, as PyTorch's SyncBatchNorm does.
+   */
+  get synchronized(): boolean {
+    return this.#synchronized;
+  }
+
+  /** Makes this layer synchronized (see {@link synchronized}). @internal */
+  _synchronize(): void {
+    this.#synchronized = true;
+  }
+
+  /**
+   * `ops.batchNorm2d` in this module's mode, with its parameters and running statistics; in
+   * training, synchronized, with the process group's batch statistics.
+   */
   forward(x: Tensor): Tensor {
-    const y = ops.batchNorm2d(x, {
+    const options = {
       weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
       training: this.training, momentum: this.momentum, eps: this.eps,
-    });
+    };
+    const y = this.#synchronized && this.training ? syncBatchNorm2d(x, options) : ops.batchNorm2d(x, options);
     if (this.training) this.#batches++;
     return y;
   }

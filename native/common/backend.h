@@ -74,6 +74,12 @@ class Backend {
   virtual StoragePtr BatchNormForwardInference(const BatchNormForwardInferenceArgs& a) = 0;
   virtual BatchNormGrads BatchNormBackward(const BatchNormBackwardArgs& a) = 0;
 
+  // Synchronized batch norm's local parts (sync_batch_norm.cc).
+  virtual StoragePtr SyncBatchNormStats(const SyncBatchNormStatsArgs& a) = 0;
+  virtual SyncBatchNormGathered SyncBatchNormGather(const SyncBatchNormGatherArgs& a) = 0;
+  virtual SyncBatchNormSums SyncBatchNormBackwardReduce(const SyncBatchNormBackwardReduceArgs& a) = 0;
+  virtual StoragePtr SyncBatchNormBackwardElemt(const SyncBatchNormBackwardElemtArgs& a) = 0;
+
   virtual StoragePtr Elementwise(const ElementwiseArgs& a) = 0;
 
   virtual Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) = 0;

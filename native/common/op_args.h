@@ -118,6 +118,44 @@ struct BatchNormGrads {
   StoragePtr dx, dweight, dbias;
 };
 
+// --- Synchronized batch normalization (SyncBatchNorm) ---------------------------------------------
+// The local parts of a batch norm whose statistics span a process group; the collectives between
+// them run in lib/ops/sync-batch-norm.ts. Separate from batch normalization's entry points above.
+
+// This rank's per-channel statistics of x [N, C, H, W]: a plain [3, C] of the mean, M2 (the sum
+// of squared deviations from that mean) and the count N·H·W.
+struct SyncBatchNormStatsArgs : OpArgs {
+  StoragePtr x;
+};
+
+// Every rank's statistics ([W, 3, C], all-gathered) combined by Chan's parallel formula into the
+// group's mean, biased variance and count ([C] each); the running statistics, when given, are
+// updated in place as batchNormForwardTraining does, with the group's unbiased variance.
+struct SyncBatchNormGatherArgs : OpArgs {
+  StoragePtr gathered, running_mean, running_var;
+  double momentum = 0.1;
+};
+
+struct SyncBatchNormGathered {
+  StoragePtr mean, var, count;
+};
+
+// Backward, this rank's part: Σ dy and Σ dy·x̂ per channel, x̂ = (x − mean) / √(var + eps).
+struct SyncBatchNormBackwardReduceArgs : OpArgs {
+  StoragePtr x, dy, mean, var;
+  float eps = 1e-5f;
+};
+
+struct SyncBatchNormSums {
+  StoragePtr sum_dy, sum_dy_xhat;
+};
+
+// dx = weight / √(var + eps) · (dy − Σdy / count − x̂ · Σdy·x̂ / count), with the group's sums and count.
+struct SyncBatchNormBackwardElemtArgs : OpArgs {
+  StoragePtr x, dy, mean, var, weight, sum_dy, sum_dy_xhat, count;
+  float eps = 1e-5f;
+};
+
 // --- Element-wise -------------------------------------------------------------------------------
 
 enum class ElementwiseOp {

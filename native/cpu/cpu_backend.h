@@ -94,6 +94,11 @@ class CpuBackend final : public Backend {
 
   StoragePtr Elementwise(const ElementwiseArgs& a) override;
 
+  StoragePtr SyncBatchNormStats(const SyncBatchNormStatsArgs& a) override;
+  SyncBatchNormGathered SyncBatchNormGather(const SyncBatchNormGatherArgs& a) override;
+  SyncBatchNormSums SyncBatchNormBackwardReduce(const SyncBatchNormBackwardReduceArgs& a) override;
+  StoragePtr SyncBatchNormBackwardElemt(const SyncBatchNormBackwardElemtArgs& a) override;
+
   Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) override;
   StoragePtr Pool2dBackward(const Pool2dBackwardArgs& a) override;
 
@@ -137,6 +142,8 @@ class CpuBackend final : public Backend {
   void EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst, const Desc& dst_view);
   // Worker: copies `src` into `dst` in plain row-major order, reordering when `src` is blocked.
   void CopyPlain(const CpuStorage& src, void* dst);
+  // `s` in a layout that sync_batch_norm.cc's loops walk (`layout`): its own, or plain NCHW.
+  CpuStoragePtr Walkable(const StoragePtr& s, compat::ChannelBlocked& layout);
 
   dnnl::engine engine_;
   dnnl::stream stream_;

@@ -192,6 +192,11 @@ class CudaBackend final : public Backend {
 
   StoragePtr Elementwise(const ElementwiseArgs& a) override;
 
+  StoragePtr SyncBatchNormStats(const SyncBatchNormStatsArgs& a) override;
+  SyncBatchNormGathered SyncBatchNormGather(const SyncBatchNormGatherArgs& a) override;
+  SyncBatchNormSums SyncBatchNormBackwardReduce(const SyncBatchNormBackwardReduceArgs& a) override;
+  StoragePtr SyncBatchNormBackwardElemt(const SyncBatchNormBackwardElemtArgs& a) override;
+
   Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) override;
   StoragePtr Pool2dBackward(const Pool2dBackwardArgs& a) override;
 

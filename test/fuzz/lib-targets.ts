@@ -53,6 +53,7 @@ function distributedTargets(w: World, s: Common, add: Add): void {
   add('distributed.broadcast', [tensor([2, 3]), opt(obj({ root: opt(int([0, 1], [-1])) }))], d.broadcast as AnyFn);
   add('distributed.allGather', [tensor([2, 3])], d.allGather as AnyFn);
   add('nn.DistributedDataParallel', [s.moduleS, opt(obj({ bucketMB: opt(number([25, 0.5], [0, -1])) }))], (m, o) => new w.lib.nn.DistributedDataParallel(m as never, o as never));
+  add('nn.convertSyncBatchNorm', [s.moduleS], w.lib.nn.convertSyncBatchNorm as AnyFn);
 }
 
 /** Arguments that several parts of the library take: backends, paths, datasets, modules, loaders, parameters, optimizers. */

@@ -58,6 +58,11 @@ export function nativeTargets(w: World, add: Add, backend: string): void {
       const [s1, s2] = Array.isArray(s) ? s : [s, s];
       return native.batchNormBackward(x as NativeBuffer, dy as NativeBuffer, wt as NativeBuffer, s1 as NativeBuffer, s2 as NativeBuffer, eps as number);
     });
+  // Synchronized batch norm's local parts (valid handles make them run: they need no group).
+  nat('syncBatchNormStats', [x4]);
+  nat('syncBatchNormGather', [H([2, 3, 3]), nullable(c), nullable(c), number([0.1, 0, 1], [1.5, -1])]);
+  nat('syncBatchNormBackwardReduce', [x4, x4, c, c, number([1e-5], [0, 1e-50])]);
+  nat('syncBatchNormBackwardElemt', [x4, x4, c, c, c, c, c, c, number([1e-5], [0])]);
   const X = H([2, 3, 6, 6]);
   nat('maxPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);
   nat('avgPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);

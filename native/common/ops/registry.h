@@ -70,6 +70,12 @@ Napi::Value SoftmaxCrossEntropyBackward(const Napi::CallbackInfo& info);
 // sgd.cc
 Napi::Value SgdStep(const Napi::CallbackInfo& info);
 
+// sync_batch_norm.cc
+Napi::Value SyncBatchNormStats(const Napi::CallbackInfo& info);
+Napi::Value SyncBatchNormGather(const Napi::CallbackInfo& info);
+Napi::Value SyncBatchNormBackwardReduce(const Napi::CallbackInfo& info);
+Napi::Value SyncBatchNormBackwardElemt(const Napi::CallbackInfo& info);
+
 // collectives.cc
 Napi::Value GroupPrepare(const Napi::CallbackInfo& info);
 Napi::Value GroupConnect(const Napi::CallbackInfo& info);
