@@ -291,6 +291,36 @@ await d.destroy();
     }
   });
 
+  test('every training forward starts from rank 0\'s buffers (broadcastBuffers, the default); evaluation and broadcastBuffers: false keep each rank\'s', async () => {
+    const file = script('buffers.mjs', `
+import { distributed as d, nn, randn, tensor, tidy, noGrad } from 'cudnn-resnet';
+await d.init({ timeoutMs: 60000 });
+const r = d.rank();
+const seen = {};
+for (const broadcastBuffers of [true, false]) {
+  // Momentum 0: batch norm leaves its running statistics as they are, so only the broadcast changes them.
+  const bn = new nn.BatchNorm2d(3, { momentum: 0 });
+  const ddp = new nn.DistributedDataParallel(new nn.Sequential(bn), { broadcastBuffers });
+  bn.loadStateDict({ running_mean: tensor(Float32Array.of(r, r, r), [3]) }, { strict: false });
+  const x = randn([2, 3, 4, 4], { seed: 5 });
+  noGrad(() => tidy(() => ddp.eval().forward(x)));
+  const afterEval = (await bn.runningMean.data())[0];
+  tidy(() => ddp.train().forward(x));
+  seen[broadcastBuffers] = [afterEval, (await bn.runningMean.data())[0]];
+  x.dispose();
+  ddp.dispose();
+}
+console.log('SEEN', JSON.stringify(seen));
+await d.destroy();
+`);
+    const [a, b] = await pair(file);
+    expect(a.code, a.out).toBe(0);
+    expect(b.code, b.out).toBe(0);
+    const seen = (e: Exit) => JSON.parse(e.out.split('SEEN ')[1]!.split('\n')[0]!) as Record<string, [number, number]>;
+    expect(seen(a)).toEqual({ true: [0, 0], false: [0, 0] });
+    expect(seen(b)).toEqual({ true: [1, 0], false: [1, 1] });
+  });
+
   test('a bucket\'s all-reduce is enqueued while backward is still enqueueing ops, and noSync() accumulates without one', async () => {
     const port = await freePort();
     await distributed.init({ rank: 0, worldSize: 1, masterPort: port, timeoutMs: 10_000 });
@@ -360,7 +390,8 @@ await d.destroy();
     const [a, b] = await pair(file, () => ({ TIMEOUT_MS: '30000' }));
     expect(b.signal).toBe('SIGKILL');
     expect(a.code, a.out).toBe(4);
-    expect(a.out).toMatch(/FAILED ERR_DIST_(PEER_LOST|ABORTED) .*allReduce #\d+.*rank 1/);
+    // The collective that fails is the step's buffer broadcast or a gradient bucket's all-reduce.
+    expect(a.out).toMatch(/FAILED ERR_DIST_(PEER_LOST|ABORTED) .*(allReduce|broadcast) #\d+.*rank 1/);
   });
 
   test('a rank that hangs makes the other fail after timeoutMs, naming the rank and the collective; launch then stops the hung one', async () => {
@@ -368,7 +399,7 @@ await d.destroy();
     const port = String(await freePort());
     const e = await run([bin, 'launch', '--nproc', '2', '--master-port', port, file], { TIMEOUT_MS: '2000' });
     expect(e.code, e.out).toBe(1);
-    expect(e.out).toMatch(/FAILED ERR_DIST_TIMEOUT allReduce #\d+.* timed out on rank 0 after 2000 ms: rank 1 did not take part/);
+    expect(e.out).toMatch(/FAILED ERR_DIST_TIMEOUT (allReduce|broadcast) #\d+.* timed out on rank 0 after 2000 ms: rank 1 did not take part/);
     expect(e.out).toContain('rank 0 (local rank 0) exited with code 4; stopping the other ranks');
   });
 

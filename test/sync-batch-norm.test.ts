@@ -54,7 +54,7 @@ describe('synchronized batch norm, local parts (cpu)', () => {
         const c = Math.floor(i / (H * W)) % C;
         return offsets[c]! + (x - offsets[c]!) * spread[c]!;
       });
-      const plain = keep(b.upload(v, shape));
+      const plain = keep(b.upload(v, [...shape]));
       if (!fromConv) return plain;
       // A 1x1 convolution by the identity: same values, in the convolution's blocked layout.
       const eye = Float32Array.from({ length: C * C }, (_, i) => (i % (C + 1) === 0 ? 1 : 0));
@@ -105,7 +105,7 @@ describe('synchronized batch norm, local parts (cpu)', () => {
     const wb = keep(b.upload(w, [3, C, 1, 1]));
     for (const dx of dxs) {
       const conv = read(keep(b.conv2dForward(dx, wb, null, [1, 1], [0, 0], [1, 1], 1)));
-      const dims = b.shapeOf(dx) as Shape4;
+      const dims = b.shapeOf(dx) as unknown as Shape4;
       expectClose(conv, ref.conv2dForward(read(dx), dims, Float64Array.from(w), [3, C, 1, 1], null, { stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1 }).y, 'convolution of dx');
     }
     for (const h of owned) b.release(h);

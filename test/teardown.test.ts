@@ -88,6 +88,8 @@ const member = (rank, port, blocks) => new Worker(\`
   import('cudnn-resnet').then(async ({ distributed, randn }) => {
     await distributed.init({ rank: \${rank}, worldSize: 2, masterPort: \${port}, timeoutMs: 600000 });
     if (\${blocks}) distributed.allReduce(randn([1000])).data().catch(() => {});
+    // Alive until terminated, however slowly the test runs (the group's connections are unref'd).
+    setInterval(() => {}, 1000);
     parentPort.postMessage('in the group');
   });\`, { eval: true });
 let port = await freePort();

@@ -16,13 +16,19 @@ import { observeBackward } from '../autograd/hooks.js';
 import { finish, startAllReduce, broadcastAll, type Pending } from '../distributed/collectives.js';
 import { currentGroup } from '../distributed/process-group.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { checkNumber, checkOptions } from '../util/check.js';
+import { checkBool, checkNumber, checkOptions } from '../util/check.js';
 import { Module } from './module.js';
 
 /** Options of {@link DistributedDataParallel}. */
 export interface DistributedDataParallelOptions {
   /** The size of a gradient bucket in MiB (default 25, PyTorch's). */
   bucketMB?: number;
+  /**
+   * Copy rank 0's buffers (batch norm's running statistics) to every rank at each training
+   * forward, as PyTorch's `broadcast_buffers` (default true). Evaluation forwards do not, so
+   * that ranks may evaluate shards of different sizes.
+   */
+  broadcastBuffers?: boolean;
 }
 
 interface Bucket {
@@ -31,11 +37,22 @@ interface Bucket {
   pending: Pending | null;
 }
 
+/** Gives `tensors` rank 0's values, in one broadcast. */
+function fromRankZero(tensors: readonly Tensor[]): void {
+  if (tensors.length === 0) return;
+  const copies = broadcastAll(tensors, 0);
+  tensors.forEach((t, i) => {
+    t._assign(copies[i]!);
+    copies[i]!.dispose();
+  });
+}
+
 /**
  * Wraps `module` for data-parallel training in the current process group
  * (`distributed.init()` first). At construction, rank 0's parameters and buffers are copied to
- * every rank; after each `backward()` through its output, every parameter's `grad` is the mean
- * of all ranks' gradients, computed in buckets that overlap the rest of backward. Parameter
+ * every rank, and rank 0's buffers again at each training forward (`broadcastBuffers`); after
+ * each `backward()` through its output, every parameter's `grad` is the mean of all ranks'
+ * gradients, computed in buckets that overlap the rest of backward. Parameter
  * names get the prefix `module.`, as in PyTorch; save `ddp.module`'s state dict for a model that
  * loads without it.
  *
@@ -45,6 +62,8 @@ interface Bucket {
 export class DistributedDataParallel extends Module {
   /** The wrapped module. */
   readonly module: Module;
+  /** Whether each training forward starts from rank 0's buffers (see the options). */
+  readonly broadcastBuffers: boolean;
   readonly #buckets: Bucket[] = [];
   readonly #bucketOf = new Map<Tensor, Bucket>();
   readonly #unobserve: () => void;
@@ -56,8 +75,9 @@ export class DistributedDataParallel extends Module {
     super();
     const op = 'DistributedDataParallel';
     if (!(module instanceof Module)) throw new TypeError(`${op}: expected a Module to wrap`);
-    const o = checkOptions(op, options, ['bucketMB']);
+    const o = checkOptions(op, options, ['bucketMB', 'broadcastBuffers']);
     const bucketBytes = checkNumber(op, 'bucketMB', o.bucketMB ?? 25, 0, 1 << 20, { exclusiveMin: true }) * 2 ** 20;
+    this.broadcastBuffers = o.broadcastBuffers === undefined ? true : checkBool(op, 'broadcastBuffers', o.broadcastBuffers);
     const group = currentGroup(op);
     this.module = this.addModule('module', module);
     const params = module.parameters().filter((p) => p.requiresGrad);
@@ -77,20 +97,19 @@ export class DistributedDataParallel extends Module {
       this.#bucketOf.set(p, current);
     }
     // Every rank starts from rank 0's weights and statistics.
-    const state = [...module.parameters(), ...module.namedBuffers().map(([, b]) => b).filter((b) => b.dtype === 'float32')] as Tensor[];
-    if (state.length > 0 && group.worldSize > 1) {
-      const copies = broadcastAll(state, 0);
-      state.forEach((t, i) => {
-        t._assign(copies[i]!);
-        copies[i]!.dispose();
-      });
-    }
+    if (group.worldSize > 1) fromRankZero([...module.parameters(), ...this.#buffers()]);
     this.#unobserve = observeBackward({ leafReady: (leaf) => this.#leafReady(leaf), end: (failed) => this.#end(failed) });
   }
 
-  /** Runs the wrapped module. */
+  /** Runs the wrapped module; in training, from rank 0's buffers first (`broadcastBuffers`). */
   forward(x: Tensor): Tensor {
+    if (this.broadcastBuffers && this.training && currentGroup('DistributedDataParallel').worldSize > 1) fromRankZero(this.#buffers());
     return this.module.forward(x);
+  }
+
+  /** The float32 buffers of the wrapped module (running statistics; not the int32 batch counts). */
+  #buffers(): Tensor[] {
+    return this.module.namedBuffers().map(([, b]) => b as Tensor).filter((b) => b.dtype === 'float32');
   }
 
   /**

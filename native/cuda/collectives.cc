@@ -9,11 +9,17 @@
 // launch task holds them until NCCL's work is on the stream, and the stream-ordered allocator
 // keeps their memory until that work has run.
 //
-// NCCL is optional at build time (the nvidia-nccl-cu13 wheel, found like cuDNN's): without it
-// the addon builds and loads, and every collective refuses with ERR_DIST_UNSUPPORTED.
+// NCCL is optional, at build time (the nvidia-nccl-cu13 wheel, found like cuDNN's: without its
+// header the collectives refuse with ERR_DIST_UNSUPPORTED) and at run time: libnccl.so.2 is
+// opened at the first groupPrepare, not linked, so the CUDA backend loads and runs every op on a
+// machine without NCCL, where only the collectives refuse, saying why. The RUNPATH recorded at
+// build time names the wheel's folder; LD_LIBRARY_PATH may name another.
+#include <dlfcn.h>
+
 #include <chrono>
 #include <cstring>
 #include <thread>
+#include <type_traits>
 
 #include "cuda_backend.h"
 
@@ -27,15 +33,64 @@ namespace cr::cuda {
 
 namespace {
 
+// The NCCL functions used here, from libnccl.so.2; `error` says why they are not there.
+struct NcclApi {
+  decltype(&ncclGetUniqueId) GetUniqueId = nullptr;
+  decltype(&ncclCommInitRankConfig) CommInitRankConfig = nullptr;
+  decltype(&ncclCommGetAsyncError) CommGetAsyncError = nullptr;
+  decltype(&ncclCommAbort) CommAbort = nullptr;
+  decltype(&ncclAllReduce) AllReduce = nullptr;
+  decltype(&ncclBroadcast) Broadcast = nullptr;
+  decltype(&ncclAllGather) AllGather = nullptr;
+  decltype(&ncclGetErrorString) GetErrorString = nullptr;
+  decltype(&ncclGetLastError) GetLastError = nullptr;
+  decltype(&ncclGetVersion) GetVersion = nullptr;
+  std::string error;
+};
+
+const NcclApi& Nccl() {
+  static const NcclApi api = [] {
+    NcclApi a;
+    void* lib = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!lib) {
+      a.error = dlerror();
+      return a;
+    }
+    auto bind = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+      if (!fn && a.error.empty()) a.error = std::string("libnccl.so.2 has no ") + name + " (NCCL older than 2.14?)";
+    };
+    bind(a.GetUniqueId, "ncclGetUniqueId");
+    bind(a.CommInitRankConfig, "ncclCommInitRankConfig");
+    bind(a.CommGetAsyncError, "ncclCommGetAsyncError");
+    bind(a.CommAbort, "ncclCommAbort");
+    bind(a.AllReduce, "ncclAllReduce");
+    bind(a.Broadcast, "ncclBroadcast");
+    bind(a.AllGather, "ncclAllGather");
+    bind(a.GetErrorString, "ncclGetErrorString");
+    bind(a.GetLastError, "ncclGetLastError");
+    bind(a.GetVersion, "ncclGetVersion");
+    return a;
+  }();
+  return api;
+}
+
 void CheckNccl(ncclResult_t r, const char* call) {
   if (r != ncclSuccess && r != ncclInProgress) {
-    Fail("NCCL_" + std::to_string(int(r)), std::string(ncclGetErrorString(r)) + " (" + call + "): " + ncclGetLastError(nullptr));
+    Fail("NCCL_" + std::to_string(int(r)), std::string(Nccl().GetErrorString(r)) + " (" + call + "): " + Nccl().GetLastError(nullptr));
   }
 }
 
 #define CR_NCCL(expr) CheckNccl((expr), #expr)
 
 }  // namespace
+
+std::string NcclUnavailable(int& version) {
+  const NcclApi& api = Nccl();
+  version = 0;
+  if (api.error.empty()) api.GetVersion(&version);
+  return api.error;
+}
 
 struct NcclGroup {
   int rank = 0, size = 1;
@@ -48,7 +103,7 @@ struct NcclGroup {
   std::string broken;
 
   ~NcclGroup() {
-    if (comm) ncclCommAbort(comm);
+    if (comm) Nccl().CommAbort(comm);
   }
 
   // Polls until `done` or NCCL reports an error, aborting the communicator after the timeout.
@@ -59,20 +114,20 @@ struct NcclGroup {
     for (;;) {
       if (done()) return;
       ncclResult_t state = ncclSuccess;
-      ncclCommGetAsyncError(comm, &state);
+      Nccl().CommGetAsyncError(comm, &state);
       std::string why;
       {
         std::lock_guard<std::mutex> lock(mu);
         why = aborted;
       }
       if (state != ncclSuccess && state != ncclInProgress) {
-        why = std::string("NCCL reported: ") + ncclGetErrorString(state) + ": " + ncclGetLastError(comm);
+        why = std::string("NCCL reported: ") + Nccl().GetErrorString(state) + ": " + Nccl().GetLastError(comm);
       } else if (why.empty() && std::chrono::steady_clock::now() > deadline) {
         why = "timed out on rank " + std::to_string(rank) + " after " + std::to_string(timeout.count()) +
               " ms: another rank did not take part (it died or hangs, or called other collectives in another order)";
       }
       if (!why.empty()) {
-        ncclCommAbort(comm);
+        Nccl().CommAbort(comm);
         comm = nullptr;
         broken = what + ": " + why;
         Fail("ERR_DIST_FAILED", why);
@@ -84,13 +139,17 @@ struct NcclGroup {
 
 std::vector<uint8_t> CudaBackend::GroupPrepare(const GroupArgs& a) {
   if (std::atomic_load(&group_)) ThrowRangeError("groupPrepare: this process is already in a process group; destroy it first");
+  if (!Nccl().error.empty()) {
+    Fail("ERR_DIST_UNSUPPORTED", "the CUDA collectives need NCCL, which could not be loaded: " + Nccl().error +
+                                     " (install the nvidia-nccl-cu13 wheel, scripts/setup-cudnn.sh, or put libnccl.so.2 on LD_LIBRARY_PATH)");
+  }
   auto g = std::make_shared<NcclGroup>();
   g->rank = a.rank;
   g->size = a.world_size;
   g->timeout = std::chrono::milliseconds(a.timeout_ms);
   std::vector<uint8_t> published;
   if (a.rank == 0) {
-    CR_NCCL(ncclGetUniqueId(&g->id));
+    CR_NCCL(Nccl().GetUniqueId(&g->id));
     published.assign(reinterpret_cast<const uint8_t*>(&g->id), reinterpret_cast<const uint8_t*>(&g->id) + sizeof(g->id));
   }
   std::atomic_store(&group_, g);
@@ -108,10 +167,10 @@ void CudaBackend::GroupConnect(const std::vector<std::vector<uint8_t>>& publishe
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   // Non-blocking, so that a rank that never joins becomes a timeout here.
   config.blocking = 0;
-  CR_NCCL(ncclCommInitRankConfig(&g->comm, g->size, g->id, g->rank, &config));
+  CR_NCCL(Nccl().CommInitRankConfig(&g->comm, g->size, g->id, g->rank, &config));
   g->Await("groupConnect", [&] {
     ncclResult_t state = ncclInProgress;
-    ncclCommGetAsyncError(g->comm, &state);
+    Nccl().CommGetAsyncError(g->comm, &state);
     return state == ncclSuccess;
   });
 }
@@ -149,15 +208,15 @@ StartedCollective CudaBackend::CollectiveStart(const CollectiveArgs& a) {
     if (!g->comm) Fail("ERR_DIST_FAILED", g->broken.empty() ? "the process group is not connected" : "the process group failed earlier: " + g->broken);
     cudaStream_t s = stream();
     if (kind == CollectiveKind::kAllGather) {
-      CR_NCCL(ncclAllGather(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, g->comm, s));
+      CR_NCCL(Nccl().AllGather(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, g->comm, s));
     } else if (kind == CollectiveKind::kBarrier) {
       DeviceMemory one(device(), sizeof(float));
-      CR_NCCL(ncclAllReduce(one.get(), one.get(), 1, ncclFloat32, ncclSum, g->comm, s));
+      CR_NCCL(Nccl().AllReduce(one.get(), one.get(), 1, ncclFloat32, ncclSum, g->comm, s));
     } else if (outputs.size() == 1) {
       if (kind == CollectiveKind::kAllReduce) {
-        CR_NCCL(ncclAllReduce(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, op, g->comm, s));
+        CR_NCCL(Nccl().AllReduce(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, op, g->comm, s));
       } else {
-        CR_NCCL(ncclBroadcast(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, root, g->comm, s));
+        CR_NCCL(Nccl().Broadcast(inputs[0]->Ptr(), outputs[0]->Ptr(), size_t(inputs[0]->Numel()), ncclFloat32, root, g->comm, s));
       }
     } else {
       // One flat bucket, so that many small gradients cost one NCCL call.
@@ -170,9 +229,9 @@ StartedCollective CudaBackend::CollectiveStart(const CollectiveArgs& a) {
         b += x->Numel();
       }
       if (kind == CollectiveKind::kAllReduce) {
-        CR_NCCL(ncclAllReduce(bucket.get(), bucket.get(), size_t(total), ncclFloat32, op, g->comm, s));
+        CR_NCCL(Nccl().AllReduce(bucket.get(), bucket.get(), size_t(total), ncclFloat32, op, g->comm, s));
       } else {
-        CR_NCCL(ncclBroadcast(bucket.get(), bucket.get(), size_t(total), ncclFloat32, root, g->comm, s));
+        CR_NCCL(Nccl().Broadcast(bucket.get(), bucket.get(), size_t(total), ncclFloat32, root, g->comm, s));
       }
       b = static_cast<float*>(bucket.get());
       for (const CudaStoragePtr& out : outputs) {
@@ -216,7 +275,19 @@ namespace {
 
 }  // namespace
 
+std::string NcclUnavailable(int& version) {
+  const NcclApi& api = Nccl();
+  version = 0;
+  if (api.error.empty()) api.GetVersion(&version);
+  return api.error;
+}
+
 struct NcclGroup {};
+
+std::string NcclUnavailable(int& version) {
+  version = 0;
+  return "this CUDA addon was built without NCCL's header (the nvidia-nccl-cu13 wheel)";
+}
 
 std::vector<uint8_t> CudaBackend::GroupPrepare(const GroupArgs&) { NoNccl(); }
 void CudaBackend::GroupConnect(const std::vector<std::vector<uint8_t>>&) { NoNccl(); }

@@ -159,6 +159,11 @@ extern const float kZero;
 
 struct NcclGroup;
 
+// Why the collectives cannot use NCCL here ("" when they can: built with its header, and
+// libnccl.so.2 opened with every function they call), and NCCL's version code when it opened
+// (collectives.cc). Needs no GPU.
+std::string NcclUnavailable(int& version);
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(Context& ctx);

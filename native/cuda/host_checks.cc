@@ -174,9 +174,23 @@ Napi::Value Elementwise(const Napi::CallbackInfo& info) {
   });
 }
 
+// hostNccl() -> { available, reason, version }: whether the collectives can open NCCL here.
+Napi::Value NcclStatus(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostNccl", [&]() -> Napi::Value {
+    int version = 0;
+    const std::string why = NcclUnavailable(version);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("available", Napi::Boolean::New(info.Env(), why.empty()));
+    o.Set("reason", Napi::String::New(info.Env(), why));
+    o.Set("version", Napi::Number::New(info.Env(), version));
+    return o;
+  });
+}
+
 }  // namespace
 
 void RegisterHostChecks(Napi::Env env, Napi::Object exports) {
+  exports.Set("hostNccl", Napi::Function::New(env, NcclStatus, "hostNccl"));
   exports.Set("hostDescribeConv2d", Napi::Function::New(env, DescribeConv2d, "hostDescribeConv2d"));
   exports.Set("hostDescribePool2d", Napi::Function::New(env, DescribePool2d, "hostDescribePool2d"));
   exports.Set("hostSoftmaxCrossEntropy", Napi::Function::New(env, SoftmaxXent, "hostSoftmaxCrossEntropy"));

@@ -363,11 +363,16 @@ async function rankMain(rank: number, port: number, lose: boolean): Promise<void
   const own = (n: number) => tensor(Float32Array.from({ length: n }, (_, i) => (rank + 1) * (i + 1)), [n]);
   for (const n of [1, 7, 1001]) {
     const x = own(n);
-    const sum = await distributed.allReduce(x).data();
-    const mean = await distributed.allReduce(x, { op: 'mean' }).data();
-    const max = await distributed.allReduce(x, { op: 'max' }).data();
-    const root = await distributed.broadcast(x, { root: 1 }).data();
-    const gathered = await distributed.allGather(x).data();
+    const values = async (t: Tensor) => {
+      const v = await t.data();
+      t.dispose();
+      return v;
+    };
+    const sum = await values(distributed.allReduce(x));
+    const mean = await values(distributed.allReduce(x, { op: 'mean' }));
+    const max = await values(distributed.allReduce(x, { op: 'max' }));
+    const root = await values(distributed.broadcast(x, { root: 1 }));
+    const gathered = await values(distributed.allGather(x));
     assert.equal(sum[n - 1], 3 * n);
     assert.equal(mean[n - 1], 1.5 * n);
     assert.equal(max[n - 1], 2 * n);
