@@ -1,9 +1,12 @@
 /**
  * Training throughput on the CUDA backend: ResNet-20 (CIFAR shape, batch 128) and ResNet-50
  * (224x224, batch 64), float32 with TF32 convolutions on and off, in images per second.
- * Run by scripts/gpu-check.sh next to bench/gpu_torch.py.
+ * Run by scripts/gpu-check.sh next to bench/gpu_torch.py; bench/gpu-report.ts prints both.
  *
- *     node --import tsx bench/gpu.ts [--reps 10] [--warmup 3] [--json out.json]
+ *     node --import tsx bench/gpu.ts [--reps 10] [--warmup 3] [--json out.json] [--dry-run]
+ *
+ * --dry-run checks the arguments and the library's import, says whether the CUDA backend is
+ * usable and what would run, and exits 0 without touching a GPU (scripts/gpu-check.sh --dry-run).
  */
 import { writeFileSync } from 'node:fs';
 import { backends, models, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
@@ -16,14 +19,28 @@ const opt = (name: string, fallback: string) => {
 const reps = Number(opt('reps', '10'));
 const warmup = Number(opt('warmup', '3'));
 const json = opt('json', '');
+const dryRun = args.includes('--dry-run');
+if (!Number.isInteger(reps) || reps < 1 || !Number.isInteger(warmup) || warmup < 0) {
+  console.error('bench/gpu.ts: --reps must be an integer >= 1 and --warmup >= 0');
+  process.exit(64);
+}
 
+const configs = [
+  ['resnet20', 128, 32, 10],
+  ['resnet50', 64, 224, 1000],
+] as const;
 const cuda = backends().find((b) => b.name === 'cuda')!;
+if (dryRun) {
+  console.log(`bench/gpu.ts --dry-run: would time ${configs.map(([m, b]) => `${m} batch ${b}`).join(' and ')}, TF32 on and off, ` +
+    `${warmup} warm-up and ${reps} timed steps each; cuda here: ${cuda.available ? `available (${String(cuda.details.device)})` : `unavailable (${cuda.reason})`}`);
+  process.exit(0);
+}
 if (!cuda.available) {
   console.error(`bench/gpu.ts: the CUDA backend is unavailable: ${cuda.reason}`);
   process.exit(2);
 }
 
-interface Row { model: string; batch: number; tf32: boolean; imgPerSec: number }
+interface Row { model: string; batch: number; tf32: boolean; imgPerSec: number; msPerStep: number }
 const rows: Row[] = [];
 
 // The same networks as bench/gpu_torch.py: ResNet-20 with projection shortcuts, torchvision's ResNet-50.
@@ -32,10 +49,7 @@ const make = {
   resnet50: () => models.resnet50({ seed: 1, backend: 'cuda' }),
 };
 
-for (const [model, batch, size, classes] of [
-  ['resnet20', 128, 32, 10],
-  ['resnet50', 64, 224, 1000],
-] as const) {
+for (const [model, batch, size, classes] of configs) {
   for (const tf32 of [true, false]) {
     setTf32(tf32);
     const net = make[model]();
@@ -53,11 +67,13 @@ for (const [model, batch, size, classes] of [
     for (let i = 0; i < reps; i++) step();
     await sync('cuda');
     const ms = (performance.now() - t0) / reps;
-    rows.push({ model, batch, tf32, imgPerSec: (batch * 1000) / ms });
+    rows.push({ model, batch, tf32, imgPerSec: (batch * 1000) / ms, msPerStep: ms });
     console.log(`${model} batch ${batch} tf32 ${tf32 ? 'on ' : 'off'}: ${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
     sgd.dispose();
     net.dispose();
     x.dispose();
   }
 }
-if (json) writeFileSync(json, JSON.stringify({ device: cuda.details.device, versions: cuda.versions, rows }, null, 2));
+if (json) {
+  writeFileSync(json, JSON.stringify({ device: cuda.details.device, versions: cuda.versions, cudnnLibrary: cuda.details.cudnnLibrary, rows }, null, 2));
+}

@@ -4,7 +4,10 @@ shape, batch 128) and torchvision's ResNet-50 layout (224x224, batch 64), float3
 TF32 convolutions on and off (torch.backends.cudnn.allow_tf32), cudnn.benchmark off so that
 both libraries pick algorithms by heuristics.
 
-    python3 bench/gpu_torch.py [--reps 10] [--warmup 3] [--json out.json]
+    python3 bench/gpu_torch.py [--reps 10] [--warmup 3] [--json out.json] [--dry-run]
+
+--dry-run checks the arguments and the imports, says what would run, and exits 0 without touching
+a GPU (scripts/gpu-check.sh --dry-run).
 """
 
 import argparse
@@ -12,22 +15,30 @@ import json
 import sys
 import time
 
-try:
-    import torch
-    import torch.nn.functional as F
-
-    from torch_models import resnet20, resnet50
-except ImportError:
-    print("gpu_torch.py needs PyTorch with CUDA", file=sys.stderr)
-    sys.exit(3)
-
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--json", default="")
+    ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args()
+    try:
+        import torch
+    except ImportError as e:
+        if a.dry_run:
+            print(f"gpu_torch.py --dry-run: PyTorch is not importable here ({e}); the GPU machine's python3 has it")
+            return
+        print("gpu_torch.py needs PyTorch with CUDA", file=sys.stderr)
+        sys.exit(3)
+    import torch.nn.functional as F
+
+    from torch_models import resnet20, resnet50
+
+    if a.dry_run:
+        print(f"gpu_torch.py --dry-run: torch {torch.__version__}, cuDNN {torch.backends.cudnn.version()}; would time "
+              f"resnet20 batch 128 and resnet50 batch 64, TF32 on and off, {a.warmup} warm-up and {a.reps} timed steps each")
+        return
     if not torch.cuda.is_available():
         print("gpu_torch.py: torch sees no CUDA device", file=sys.stderr)
         sys.exit(2)
@@ -36,7 +47,8 @@ def main():
     for name, batch, size, classes, make in [("resnet20", 128, 32, 10, resnet20), ("resnet50", 64, 224, 1000, resnet50)]:
         for tf32 in (True, False):
             torch.backends.cudnn.allow_tf32 = tf32
-            torch.backends.cuda.matmul.allow_tf32 = tf32
+            # As in cudnn-resnet, whose linear layer is always full float32 (PyTorch's default).
+            torch.backends.cuda.matmul.allow_tf32 = False
             net = make().cuda().train()
             opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
             x = torch.randn(batch, 3, size, size, device="cuda")
@@ -55,7 +67,7 @@ def main():
                 step()
             torch.cuda.synchronize()
             ms = (time.perf_counter() - t0) * 1000 / a.reps
-            rows.append({"model": name, "batch": batch, "tf32": tf32, "imgPerSec": batch * 1000 / ms})
+            rows.append({"model": name, "batch": batch, "tf32": tf32, "imgPerSec": batch * 1000 / ms, "msPerStep": ms})
             print(f"torch {name} batch {batch} tf32 {'on ' if tf32 else 'off'}: {batch * 1000 / ms:.1f} img/s ({ms:.1f} ms/step)")
     if a.json:
         with open(a.json, "w") as f:

@@ -2,8 +2,10 @@
 # Prepares this working tree for scripts/gpu-check.sh on a lent GPU machine, which has no
 # network and no Node.js: builds the addons here (the built build/Release/*.node travel with the
 # tree) and puts into the git-ignored .node-bin/ this machine's node binary and the packages the
-# checks run on (vitest and tsx with their runtime dependencies, nothing else),
-# xz-compressed to fit the 64 MiB the tree may carry. Carry exactly these three paths:
+# checks run on (vitest and tsx) and those a rebuild of the CUDA addon there needs, should the
+# carried one not load (cmake-js, node-addon-api, node-api-headers), with their runtime
+# dependencies and nothing else, xz-compressed to fit the 64 MiB the tree may carry. Carry
+# exactly these three paths:
 #   .node-bin  build/Release  dist
 # (not all of build/: its CMake intermediates are 15 MB that the check does not need).
 set -euo pipefail
@@ -16,14 +18,14 @@ rm -rf .node-bin
 mkdir -p .node-bin
 xz -T0 -6 -c "$(command -v node)" > .node-bin/node.xz
 
-# The runtime closure of vitest and tsx (dependencies, optional and peer dependencies that are
+# The runtime closure of those packages (dependencies, optional and peer dependencies that are
 # installed), less type-only packages and vite's optional peers that a run without CSS never
 # loads. Checked by running the suite from a tree holding only these.
 node -e '
   const fs = require("fs"), path = require("path");
   const skip = (n) => n.startsWith("@types/") || ["undici-types", "yaml", "lightningcss", "typescript"].includes(n) ||
     n.startsWith("lightningcss-");
-  const seen = new Set(), todo = ["vitest", "tsx"];
+  const seen = new Set(), todo = ["vitest", "tsx", "cmake-js", "node-addon-api", "node-api-headers"];
   while (todo.length) {
     const name = todo.pop();
     if (seen.has(name) || skip(name)) continue;

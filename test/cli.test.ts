@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { backends } from '../lib/index.js';
+import { cpuCase, defaultCase } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const bin = join(root, 'bin', 'cudnn-resnet.js');
@@ -57,10 +59,13 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const trainArgs = (out: string, epochs: number) => ['train', '--data', data, '--epochs', String(epochs), '--batch', '64', '--lr', '0.05', '--out', out, '--seed', '3'];
 
 describe('cudnn-resnet CLI', () => {
-  test('info lists the backends', async () => {
+  test('info lists each backend, available with its versions or unavailable with the reason', async () => {
     const { stdout } = await run(process.execPath, [bin, 'info'], { env });
-    expect(stdout).toMatch(/^cpu: available \(onednn \d/m);
-    expect(stdout).toMatch(/^cuda: /m);
+    for (const b of backends()) {
+      expect(stdout).toMatch(new RegExp(`^${b.name}: ${b.available ? 'available' : 'unavailable'}`, 'm'));
+      if (b.reason) expect(stdout).toContain(b.reason.split('\n')[0]);
+    }
+    if (cpuCase.available) expect(stdout).toMatch(/^cpu: available \(onednn \d/m);
   });
 
   test('bad arguments exit with status 2 and the usage', async () => {
@@ -79,6 +84,9 @@ describe('cudnn-resnet CLI', () => {
     expect(err!.stderr).toMatch(/apt-get install dataset-fashion-mnist/);
   });
 
+});
+
+describe.skipIf(!defaultCase.available)('cudnn-resnet CLI training', () => {
   test('train writes checkpoint, weights, metrics and curves; eval reads the checkpoint', async () => {
     const out = join(dir, 'full');
     const { stdout } = await run(process.execPath, [bin, ...trainArgs(out, 2)], { env });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, test } from 'vitest';
 import { data, memory } from '../lib/index.js';
+import { defaultCase } from './helpers.js';
 
 const { DataLoader, Rng, loadCifar, loadFashionMnist, normalize, randomFlip, randomPadCrop, readIdx } = data;
 type Dataset = data.Dataset;
@@ -263,11 +264,11 @@ async function epochOf(loader: InstanceType<typeof DataLoader>): Promise<{ x: nu
   return out;
 }
 
-describe('DataLoader', () => {
+describe.skipIf(!defaultCase.available)('DataLoader', () => {
   test('batch shapes, the last partial batch, dropLast, and every image once per epoch', async () => {
     const before = memory().numTensors;
     const ds = synthetic(10, 2, 3, 3);
-    const loader = new DataLoader(ds, { batchSize: 4, seed: 1, backend: 'cpu' });
+    const loader = new DataLoader(ds, { batchSize: 4, seed: 1, backend: defaultCase.name });
     expect(loader.batchesPerEpoch).toBe(3);
     const e = await epochOf(loader);
     expect(e.sizes).toEqual([4, 4, 2]);
@@ -389,7 +390,7 @@ const FASHION = '/usr/share/datasets/fashion-mnist';
 const fashionReason = existsSync(join(FASHION, 't10k-images-idx3-ubyte.gz')) ? '' : `${FASHION} is absent (sudo apt-get install dataset-fashion-mnist)`;
 if (fashionReason) console.log(`[skip] real Fashion-MNIST: ${fashionReason}`);
 
-describe.skipIf(fashionReason !== '')('real Fashion-MNIST', () => {
+describe.skipIf(fashionReason !== '' || !defaultCase.available)('real Fashion-MNIST', () => {
   test('an epoch over the test split: 10,000 images, 1,000 of each label, pixels in range', async () => {
     const ds = await loadFashionMnist({ dir: FASHION, split: 'test' });
     expect([ds.n, ds.channels, ds.height, ds.width]).toEqual([10000, 1, 28, 28]);

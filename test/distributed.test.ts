@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { distributed, models, nn, ops, optim, profile, randn, setNumThreads, tensor, tidy } from '../lib/index.js';
 import { bindingOf } from '../lib/backend/load.js';
+import { StoreClient, StoreServer } from '../lib/distributed/store.js';
 
 const root = join(import.meta.dirname, '..');
 const bin = join(root, 'bin', 'cudnn-resnet.js');
@@ -150,9 +151,32 @@ try { await d.init({ timeoutMs: 20000 }); } catch (e) { console.log(e.message); 
     }
   });
 
+  test('a rank that says hello after another was refused (rank 0 too) gets the refusal, not a wait for the job that cannot form', async () => {
+    // The order the test above leaves to chance: rank 1's mismatched hello reaches the store
+    // before rank 0's own.
+    const port = await freePort();
+    const server = await StoreServer.listen('127.0.0.1', port, 2);
+    const deadline = Date.now() + 10_000;
+    const clients = [];
+    try {
+      for (const [r, world] of [[1, 3], [0, 2]] as const) {
+        const c = await StoreClient.connect('127.0.0.1', port, deadline);
+        clients.push(c);
+        await expect(c.hello(r, world, deadline)).rejects.toThrow('world size mismatch: rank 1 was started with a world size of 3, rank 0 with 2');
+      }
+    } finally {
+      for (const c of clients) await c.leave(Date.now() + 1000);
+      server.close();
+    }
+  });
+
   test('options are checked before anything starts', async () => {
     await expect(distributed.init({ rank: 2, worldSize: 2 })).rejects.toThrow(RangeError);
     await expect(distributed.init({ backend: 'mpi' as never })).rejects.toThrow(/expected backend 'gloo' or 'nccl'/);
+    await expect(distributed.init({ backend: 'gloo', device: 'cuda' })).rejects.toThrow(/expected device 'cpu' for gloo, got 'cuda'/);
+    await expect(distributed.init({ backend: 'nccl', device: 'cpu' })).rejects.toThrow(/expected device 'cuda' or 'cuda:N' for nccl, got 'cpu'/);
+    await expect(distributed.init({ backend: 'nccl', device: 'cuda:x' as never })).rejects.toThrow(TypeError);
+    expect(distributed.device()).toBeNull();
     const t = randn([2]);
     expect(() => distributed.allReduce(t)).toThrow(/no process group: call distributed.init\(\) first/);
     t.dispose();
@@ -324,7 +348,8 @@ await d.destroy();
 
   test('a bucket\'s all-reduce is enqueued while backward is still enqueueing ops, and noSync() accumulates without one', async () => {
     const port = await freePort();
-    await distributed.init({ rank: 0, worldSize: 1, masterPort: port, timeoutMs: 10_000 });
+    await distributed.init({ rank: 0, worldSize: 1, masterPort: port, timeoutMs: 10_000, backend: 'gloo' });
+    expect(distributed.device()).toBe('cpu');
     const binding = bindingOf('cpu') as unknown as Record<string, (...a: unknown[]) => unknown>;
     const log: string[] = [];
     const watched = ['allReduce', 'collectiveWait', 'conv2dBackwardData', 'conv2dBackwardWeights'];

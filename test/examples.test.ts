@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, test } from 'vitest';
+import { defaultCase } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const execFileP = promisify(execFile);
@@ -27,7 +28,7 @@ const numbers = (out: string, re: RegExp) => [...out.matchAll(re)].map((m) => Nu
 const emptyData = mkdtempSync(join(tmpdir(), 'no-datasets-'));
 afterAll(() => rmSync(emptyData, { recursive: true, force: true }));
 
-describe('examples', () => {
+describe.skipIf(!defaultCase.available)('examples', () => {
   test('train-from-code trains ResNet-20 and prints the test accuracy', async () => {
     // One step of 128 images and one evaluation batch: Fashion-MNIST where installed, else synthetic.
     const { stdout, stderr } = await runExample('train-from-code.mjs', { EXAMPLE_EPOCHS: '1', EXAMPLE_LIMIT: '128' });

@@ -9,17 +9,16 @@ import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { memory, models, ops, optim, randn, sync, tensor, tidy } from '../lib/index.js';
+import { models, ops, optim, randn, sync, tensor, tidy } from '../lib/index.js';
 import { type FitOptions, fit, loadCheckpoint } from '../lib/train/index.js';
-import { randomBatches } from './helpers.js';
+import { defaultCase, defaultMemory, randomBatches } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(tmpdir(), 'cr-faults-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const cpu = () => memory().backends.cpu!;
 const counts = () => {
-  const m = cpu();
+  const m = defaultMemory();
   return [m.tensors, m.buffers, m.bytes];
 };
 
@@ -43,7 +42,7 @@ for (let epoch = first; ; epoch++) {
 }
 `;
 
-describe('kill during save', () => {
+describe.skipIf(!defaultCase.available)('kill during save', () => {
   test('a checkpoint write SIGKILLed at a random point 20 times in a row leaves the last whole checkpoint', async () => {
     const script = join(dir, 'saver.mjs');
     writeFileSync(script, SAVER);
@@ -92,7 +91,7 @@ describe('kill during save', () => {
 
 const batches = (steps: number, throwAt?: number) => randomBatches({ batch: 8, steps, size: 10, classes: 3, ...(throwAt === undefined ? {} : { throwAt }) });
 
-describe('exceptions from user code', () => {
+describe.skipIf(!defaultCase.available)('exceptions from user code', () => {
   test('tidy disposes what fn made before it threw, also in nested scopes', async () => {
     await sync();
     const before = counts();

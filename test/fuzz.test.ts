@@ -14,12 +14,15 @@ import { describe, expect, test } from 'vitest';
 import { describeChild, runChild } from './fuzz/child.js';
 import type { Summary } from './fuzz/boundary.js';
 import type { ReadersResult } from './fuzz/readers.js';
+import { cpuCase } from './helpers.js';
 
 const seed = Number(process.env.FUZZ_SEED ?? 20261129);
 const CALLS = 30_000;
 const READER_ITERATIONS = 1500;
 
-describe('fuzzing', () => {
+// The fuzzers' world is built on the CPU backend (its handles, a second instance of its addon,
+// the readers' tensors); the CUDA addon's functions join in where a GPU is usable too.
+describe.skipIf(!cpuCase.available)('fuzzing', () => {
   test(`boundary: ${CALLS} generated calls, no crash, every failure an Error with a message`, async () => {
     const r = await runChild('test/fuzz/boundary.ts', ['--seed', String(seed), '--calls', String(CALLS)], { timeoutMs: 100_000 });
     const index = r.lastCall?.split('\t')[0] ?? '0';

@@ -3,7 +3,7 @@
  * and the float64 reference arrays, and a batch source for training-loop tests.
  */
 import { execFileSync } from 'node:child_process';
-import { type BackendName, type Tensor, backends, randn, tensor } from '../lib/index.js';
+import { type BackendMemory, type BackendName, type Tensor, backends, defaultBackend, memory, randn, tensor } from '../lib/index.js';
 import type { BatchSource } from '../lib/train/index.js';
 import { Rng, randomArray } from './reference/random.js';
 
@@ -18,6 +18,22 @@ export const backendCases: BackendCase[] = backends().map((b) => {
   if (!b.available) console.log(`[skip] ${b.name} tests: ${b.reason}`);
   return { name: b.name, available: b.available, reason: b.reason ?? '' };
 });
+
+/**
+ * The backend tests run on when they name none (`defaultBackend()`: cuda where a GPU is usable,
+ * else cpu). Where it cannot run (no backend at all here, as on a machine whose CPU addon does not
+ * load and that has no GPU), the tests that need it are skipped with its reason.
+ */
+export const defaultCase: BackendCase = backendCases.find((b) => b.name === defaultBackend())!;
+if (!defaultCase.available) console.log(`[skip] tests on the default backend (${defaultCase.name}): ${defaultCase.reason}`);
+
+/** The CPU backend's case, for the tests that are about it (oneDNN, host memory). */
+export const cpuCase: BackendCase = backendCases.find((b) => b.name === 'cpu')!;
+
+/** The default backend's entry of `memory()`. */
+export function defaultMemory(): BackendMemory {
+  return memory().backends[defaultCase.name]!;
+}
 
 /** Random float32-representable values in float64 (never zero), and the tensor holding them. */
 export function random(rng: Rng, shape: readonly number[], backend: BackendName, opts: { scale?: number; requiresGrad?: boolean } = {}): { t: Tensor; v: Float64Array } {

@@ -8,15 +8,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, test } from 'vitest';
-import { type Tensor, memory, models, ops, optim, randn, setMemoryLimit, sync, tensor, tidy, zeros } from '../lib/index.js';
+import { type Tensor, models, ops, optim, randn, setMemoryLimit, sync, tensor, tidy, zeros } from '../lib/index.js';
 import { fit, loadCheckpoint, saveCheckpoint } from '../lib/train/index.js';
-import { randomBatches } from './helpers.js';
+import { defaultCase, defaultMemory, randomBatches } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cr-memlimit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 afterEach(() => setMemoryLimit(null));
 
-const cpu = () => memory().backends.cpu!;
 
 interface LimitError extends Error { code: string; op: string }
 
@@ -29,25 +28,25 @@ function caught(fn: () => unknown): LimitError {
   throw new Error('expected a throw');
 }
 
-describe('setMemoryLimit', () => {
+describe.skipIf(!defaultCase.available)('setMemoryLimit', () => {
   test('an op past the cap throws ERR_MEMORY_LIMIT naming op, shape and bytes, and allocates nothing', async () => {
     const x = randn([8, 16, 32, 32], { seed: 1 });
     const w = randn([16, 16, 3, 3], { seed: 2 });
     await sync();
-    const before = cpu();
+    const before = defaultMemory();
     setMemoryLimit(before.bytes + 100_000);
-    expect(cpu().limitBytes).toBe(before.bytes + 100_000);
+    expect(defaultMemory().limitBytes).toBe(before.bytes + 100_000);
     const err = caught(() => ops.conv2d(x, w, { padding: 1 }));
     expect(err).toBeInstanceOf(Error);
     expect(err.code).toBe('ERR_MEMORY_LIMIT');
     expect(err.op).toBe('conv2d');
     expect(err.message).toMatch(/^conv2d: memory limit exceeded: \d+ bytes requested for a float32 \[8, 16, 32, 32\] tensor/);
     expect(err.message).toContain(`limit ${before.bytes + 100_000} bytes`);
-    const after = cpu();
+    const after = defaultMemory();
     expect([after.tensors, after.buffers, after.bytes, after.pendingOps]).toEqual([before.tensors, before.buffers, before.bytes, 0]);
     // Under the cap again, the same op works and computes what it computes without a cap.
     setMemoryLimit(null);
-    expect(cpu().limitBytes).toBeNull();
+    expect(defaultMemory().limitBytes).toBeNull();
     const y = ops.conv2d(x, w, { padding: 1 });
     const values = await y.data();
     expect(values.every(Number.isFinite)).toBe(true);
@@ -55,7 +54,7 @@ describe('setMemoryLimit', () => {
   });
 
   test('constructors and readbacks obey the cap; backward past it throws and leaves nothing behind', async () => {
-    const base = cpu().bytes;
+    const base = defaultMemory().bytes;
     setMemoryLimit(base + 4096);
     expect(caught(() => zeros([2048])).code).toBe('ERR_MEMORY_LIMIT');
     expect(caught(() => tensor(new Float32Array(2048), [2048])).code).toBe('ERR_MEMORY_LIMIT');
@@ -71,7 +70,7 @@ describe('setMemoryLimit', () => {
     const fc = randn([2, 8], { seed: 5, requiresGrad: true });
     const x = randn([4, 3, 16, 16], { seed: 4, requiresGrad: true });
     await sync();
-    const start = cpu();
+    const start = defaultMemory();
     // Caps from just above the forward's memory upwards, until backward fits: every op of the
     // walk gets to be the one that fails.
     const failedOps = new Set<string>();
@@ -84,7 +83,7 @@ describe('setMemoryLimit', () => {
         return ops.softmaxCrossEntropy(ops.linear(ops.flatten(ops.globalAvgPool(ops.addRelu(h, h))), fc), [0, 1, 0, 1]);
       });
       await sync();
-      setMemoryLimit(cpu().bytes + extra);
+      setMemoryLimit(defaultMemory().bytes + extra);
       let done = true;
       try {
         loss.backward();
@@ -98,7 +97,7 @@ describe('setMemoryLimit', () => {
       loss.dispose();
       for (const t of [w, fc, x]) t.grad = null;
       await sync();
-      const now = cpu();
+      const now = defaultMemory();
       expect([now.tensors, now.buffers, now.bytes], `cap ${extra} bytes above the forward`).toEqual([start.tensors, start.buffers, start.bytes]);
       if (done) break;
     }
@@ -117,18 +116,18 @@ describe('setMemoryLimit', () => {
     expect(() => setMemoryLimit('1GiB' as unknown as number)).toThrow(TypeError);
     expect(() => setMemoryLimit(1024, 'tpu' as 'cpu')).toThrow(/tpu/);
     setMemoryLimit(Infinity);
-    expect(cpu().limitBytes).toBeNull();
+    expect(defaultMemory().limitBytes).toBeNull();
     setMemoryLimit(0);
-    expect(cpu().limitBytes).toBeNull();
+    expect(defaultMemory().limitBytes).toBeNull();
   });
 
   test('huge shapes are refused before any allocation', () => {
-    const before = cpu();
+    const before = defaultMemory();
     expect(() => zeros([2 ** 20, 2 ** 20])).toThrow(/1099511627776 elements, more than the 17179869184 supported/);
     expect(() => randn([2 ** 10, 2 ** 10, 2 ** 10, 2 ** 10])).toThrow(RangeError);
     expect(() => zeros([2 ** 31, 2])).toThrow(/shape\[0\] to be an integer in \[1, 2147483647\]/);
     expect(() => zeros([2 ** 53, 1])).toThrow(RangeError);
-    expect(cpu().bytes).toBe(before.bytes);
+    expect(defaultMemory().bytes).toBe(before.bytes);
   });
 });
 
@@ -138,7 +137,7 @@ async function parameterValues(model: { parameters(): Tensor[] }): Promise<Float
   return Promise.all(model.parameters().map((p) => p.data()));
 }
 
-describe('training at the cap', () => {
+describe.skipIf(!defaultCase.available)('training at the cap', () => {
   test('fit stops with the memory error, leaves no tensors or gradients, and the checkpoint resumes', async () => {
     const model = models.cifarResNet({ depth: 8, numClasses: 4, inChannels: 1, seed: 1 });
     const optimizer = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
@@ -149,14 +148,14 @@ describe('training at the cap', () => {
     });
     const weights = await parameterValues(model);
     await sync();
-    const before = cpu();
+    const before = defaultMemory();
 
     // Room for the weights, momentum and one batch, not for a step's activations.
     setMemoryLimit(before.bytes + 64 * 1024);
     const err = await fit(model, { trainData: batches(), epochs: 2, startEpoch: 1, optimizer, progress: false }).then(() => null, (e: LimitError) => e);
     expect(err?.code).toBe('ERR_MEMORY_LIMIT');
     await sync();
-    const after = cpu();
+    const after = defaultMemory();
     expect([after.tensors, after.buffers, after.bytes]).toEqual([before.tensors, before.buffers, before.bytes]);
     expect(model.parameters().every((p) => p.grad === null)).toBe(true);
     // No optimizer step ran: the weights are those of the checkpoint.

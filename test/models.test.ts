@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { type DType, type Tensor, memory, models, nn, noGrad, randn, sync, tensor, tidy } from '../lib/index.js';
-import { relError, values } from './helpers.js';
+import { defaultCase, relError, values } from './helpers.js';
 
 const count = (m: nn.Module) => m.parameters().reduce((a, t) => a + t.size, 0);
 
-describe('parameter counts match the papers and torchvision', () => {
+describe.skipIf(!defaultCase.available)('parameter counts match the papers and torchvision', () => {
   test.each([
     ['resnet18', () => models.resnet18(), 11_689_512],
     ['resnet34', () => models.resnet34(), 21_797_672],
@@ -33,7 +33,7 @@ describe('parameter counts match the papers and torchvision', () => {
   });
 });
 
-describe('torchvision layout and names', () => {
+describe.skipIf(!defaultCase.available)('torchvision layout and names', () => {
   test('resnet18', () => {
     const m = models.resnet18({ numClasses: 10 });
     const sd = m.stateDict();
@@ -85,7 +85,7 @@ describe('torchvision layout and names', () => {
   });
 });
 
-describe('forward', () => {
+describe.skipIf(!defaultCase.available)('forward', () => {
   test('output shapes', () => {
     const cases: [models.ResNet, number[], number[]][] = [
       [models.resnet18({ seed: 1 }), [1, 3, 64, 64], [1, 1000]],
@@ -128,7 +128,7 @@ describe('forward', () => {
   });
 });
 
-describe('stochastic depth', () => {
+describe.skipIf(!defaultCase.available)('stochastic depth', () => {
   test('training draws are reproducible with a seed, and blocks are dropped', () => {
     const run = (seed: number) => {
       const m = models.cifarResNet({ depth: 14, dropPath: 0.8, seed });
@@ -172,7 +172,7 @@ describe('stochastic depth', () => {
   });
 });
 
-describe('memory', () => {
+describe.skipIf(!defaultCase.available)('memory', () => {
   test('a training step in tidy() leaves only the gradients; dispose() frees everything', async () => {
     await sync();
     const base = memory();
@@ -193,7 +193,7 @@ describe('memory', () => {
     await sync();
     const end = memory();
     expect(end.numTensors).toBe(base.numTensors);
-    expect(end.backends.cpu!.buffers).toBe(base.backends.cpu!.buffers);
+    expect(end.backends[defaultCase.name]!.buffers).toBe(base.backends[defaultCase.name]!.buffers);
   });
 });
 
@@ -209,7 +209,7 @@ function hasTorch(): string | null {
 const torchMissing = hasTorch();
 if (torchMissing) console.log(`[skip] PyTorch comparison: ${torchMissing}`);
 
-describe.skipIf(torchMissing !== null)('against PyTorch (float64 reference)', () => {
+describe.skipIf(torchMissing !== null || !defaultCase.available)('against PyTorch (float64 reference)', () => {
   interface Entry { name: string; shape: number[]; dtype: DType; offset: number }
   let ref: Map<string, Float32Array | Int32Array> | undefined;
   const shapes = new Map<string, number[]>();

@@ -4,7 +4,7 @@
  */
 import { describe, expect, test } from 'vitest';
 import { type DType, type Tensor, backends, memory, nn, noGrad, optim, randn, sync, tensor, tidy } from '../lib/index.js';
-import { relError, values } from './helpers.js';
+import { defaultCase, relError, values } from './helpers.js';
 
 const names = (m: nn.Module) => m.namedParameters().map(([n]) => n);
 
@@ -22,7 +22,7 @@ function stats(v: ArrayLike<number>): { mean: number; std: number; maxAbs: numbe
   return { mean, std: Math.sqrt(s2 / v.length - mean * mean), maxAbs };
 }
 
-describe('layers', () => {
+describe.skipIf(!defaultCase.available)('layers', () => {
   test('Conv2d: He normal (fan out) weights, PyTorch bias, seeded', () => {
     const a = new nn.Conv2d(32, 64, 3, { seed: 1 });
     const b = new nn.Conv2d(32, 64, 3, { seed: 1 });
@@ -77,7 +77,7 @@ describe('layers', () => {
   });
 });
 
-describe('BatchNorm2d and train/eval', () => {
+describe.skipIf(!defaultCase.available)('BatchNorm2d and train/eval', () => {
   test('training normalizes with batch statistics and updates the running ones; evaluation uses them and updates nothing', () => {
     const bn = new nn.BatchNorm2d(3, { momentum: 0.5 });
     const seq = new nn.Sequential(bn);
@@ -115,7 +115,7 @@ describe('BatchNorm2d and train/eval', () => {
   });
 });
 
-describe('shortcuts', () => {
+describe.skipIf(!defaultCase.available)('shortcuts', () => {
   test('option A equals the zero-padded strided identity, and holds no parameters or state', () => {
     const blk = new nn.BasicBlock(3, 5, { shortcut: 'A', stride: 2, seed: 1 });
     expect(names(blk)).toEqual(['conv1.weight', 'bn1.weight', 'bn1.bias', 'conv2.weight', 'bn2.weight', 'bn2.bias']);
@@ -175,7 +175,7 @@ describe('shortcuts', () => {
   });
 });
 
-describe('gradients reach every parameter of every block', () => {
+describe.skipIf(!defaultCase.available)('gradients reach every parameter of every block', () => {
   test.each([
     ['BasicBlock B', () => new nn.BasicBlock(4, 8, { stride: 2, seed: 1 })],
     ['BasicBlock A', () => new nn.BasicBlock(4, 8, { stride: 2, shortcut: 'A', seed: 1 })],
@@ -201,7 +201,7 @@ describe('gradients reach every parameter of every block', () => {
   });
 });
 
-describe('state dicts', () => {
+describe.skipIf(!defaultCase.available)('state dicts', () => {
   const build = (seed: number) => new nn.Sequential(new nn.BasicBlock(3, 8, { stride: 2, seed }), new nn.GlobalAvgPool());
 
   test('stateDict returns the module’s own tensors; a round trip into a fresh module gives identical outputs', () => {
@@ -279,15 +279,14 @@ describe('state dicts', () => {
   });
 });
 
-describe('backends and disposal', () => {
-  test("to('cpu') keeps the tensors; an unavailable backend throws its reason and moves nothing", () => {
+describe.skipIf(!defaultCase.available)('backends and disposal', () => {
+  test('to() its own backend keeps the tensors; an unavailable backend throws its reason and moves nothing', () => {
     const m = new nn.BasicBlock(4, 4, { seed: 1 });
     const params = m.parameters();
-    expect(m.to('cpu')).toBe(m);
+    expect(m.to(defaultCase.name)).toBe(m);
     expect(m.parameters()).toEqual(params);
-    const cuda = backends().find((b) => b.name === 'cuda')!;
-    if (!cuda.available) {
-      expect(() => m.to('cuda')).toThrow(`backend 'cuda' is unavailable: ${cuda.reason}`);
+    for (const b of backends().filter((e) => !e.available)) {
+      expect(() => m.to(b.name)).toThrow(`backend '${b.name}' is unavailable: ${b.reason}`);
       expect(m.parameters().every((p, i) => p === params[i] && !p.isDisposed)).toBe(true);
     }
     expect(() => m.to('tpu' as never)).toThrow(/BasicBlock.to: backend must be one of/);

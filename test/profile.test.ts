@@ -69,6 +69,6 @@ describe.each(backendCases)('profile on $name', ({ name: backend, available }) =
 
 test('profile checks its arguments', async () => {
   await expect(profile(42 as unknown as () => void)).rejects.toThrow(TypeError);
-  await expect(profile(() => {}, { backend: 'tpu' as 'cpu' })).rejects.toThrow("profile: backend must be one of 'cpu', 'cuda', got 'tpu'");
+  await expect(profile(() => {}, { backend: 'tpu' as 'cpu' })).rejects.toThrow("profile: backend must be one of 'cpu', 'cuda', 'cuda:N' (N a GPU index), got 'tpu'");
   await expect(profile(() => {}, { device: 'cpu' } as unknown as { backend: 'cpu' })).rejects.toThrow("profile: unknown option 'device'");
 });

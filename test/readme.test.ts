@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { defaultCase } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 const readme = readFileSync(join(root, 'README.md'), 'utf8');
@@ -23,7 +24,7 @@ function runModule(code: string): string {
   }
 }
 
-describe('README', () => {
+describe.skipIf(!defaultCase.available)('README', () => {
   test('has examples', () => {
     expect(blocks.length).toBeGreaterThanOrEqual(2);
   });

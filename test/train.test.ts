@@ -5,6 +5,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { type Tensor, memory, ops, optim, randn, sync, tensor, zeros, ones } from '../lib/index.js';
 import { type BatchSource, NonFiniteLossError, cosineSchedule, evaluate, fit, renderChart, saveCheckpoint, stepSchedule, writeChart } from '../lib/train/index.js';
 import { Linear } from '../lib/nn/index.js';
+import { defaultCase, defaultMemory } from './helpers.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cr-train-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -93,11 +94,11 @@ function setup(lr: number) {
   return { model, opt, params, data, dispose: () => { opt.dispose(); for (const p of params) p.dispose(); } };
 }
 
-describe('fit', () => {
+describe.skipIf(!defaultCase.available)('fit', () => {
   test('trains, evaluates, writes metrics and curves, and leaks nothing', async () => {
     const { model, opt, data, dispose } = setup(0.1);
     await sync();
-    const before = memory().backends.cpu!;
+    const before = defaultMemory();
     const metricsFile = join(dir, 'metrics.jsonl');
     const curvesFile = join(dir, 'curves.svg');
     const steps: number[] = [];
@@ -114,7 +115,7 @@ describe('fit', () => {
     expect(lines.map((l) => l.epoch)).toEqual([1, 2, 3, 4]);
     expect(readFileSync(curvesFile, 'utf8')).toContain('test error');
     await sync();
-    const after = memory().backends.cpu!;
+    const after = defaultMemory();
     // Gradients were freed by zeroGrad; momentum buffers are the only new buffers.
     expect(after.tensors).toBe(before.tensors);
     expect(after.buffers).toBe(before.buffers + 4);
@@ -132,22 +133,22 @@ describe('fit', () => {
   test('a step that fails (forward, schedule, a non-finite loss) leaves no tensor behind', async () => {
     const { model, opt, data, dispose } = setup(0.1);
     await sync();
-    const before = memory().backends.cpu!;
+    const before = defaultMemory();
     const broken = { ...model, forward: () => { throw new Error('forward failed'); } };
     await expect(fit(broken, { trainData: data(2, 0), epochs: 1, optimizer: opt, progress: false })).rejects.toThrow('forward failed');
     await expect(evaluate(broken, data(2, 0))).rejects.toThrow('forward failed');
     await expect(fit(model, { trainData: data(2, 0), epochs: 1, optimizer: opt, progress: false, schedule: () => Number.NaN })).rejects.toThrow(/SGD: expected lr/);
     await sync();
     // Each of these left the batch (x, y) of the failed step allocated.
-    expect(memory().backends.cpu!.tensors).toBe(before.tensors);
-    expect(memory().backends.cpu!.buffers).toBe(before.buffers);
+    expect(defaultMemory().tensors).toBe(before.tensors);
+    expect(defaultMemory().buffers).toBe(before.buffers);
     dispose();
     const nan = setup(1e30);
     await sync();
-    const start = memory().backends.cpu!.tensors;
+    const start = defaultMemory().tensors;
     await expect(fit(nan.model, { trainData: data(20, 0), epochs: 1, optimizer: nan.opt, progress: false })).rejects.toThrow(NonFiniteLossError);
     // The step queued after the non-finite one used to stay allocated.
-    expect(memory().backends.cpu!.tensors).toBe(start);
+    expect(defaultMemory().tensors).toBe(start);
     nan.dispose();
   });
 
@@ -158,7 +159,7 @@ describe('fit', () => {
     await expect(fit(0 as never, { trainData: data(1, 0), epochs: 1, optimizer: opt })).rejects.toThrow(/fit: expected model to be an nn.Module/);
     await expect(fit(model, { trainData: data(1, 0), epochs: 1, optimizer: opt, history: 5 as never })).rejects.toThrow(/expected history to be an array/);
     await expect(fit(model, { trainData: data(1, 0), epochs: 1, optimizer: opt, onEpoch: 5 as never })).rejects.toThrow(/expected onEpoch to be a function/);
-    const lin = new Linear(2, 2, { backend: 'cpu' });
+    const lin = new Linear(2, 2, { backend: defaultCase.name });
     const file = join(dir, 'ckpt.safetensors');
     await expect(saveCheckpoint(file, { model: lin, optimizer: { step() {} } as never, state: { epoch: 1 } })).rejects.toThrow(/saveCheckpoint: expected optimizer to be an optimizer/);
     await expect(saveCheckpoint(file, { model: lin, state: { epoch: 1, big: 1n } })).rejects.toThrow(/saveCheckpoint: expected state to be JSON-serializable/);

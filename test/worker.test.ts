@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { afterAll, expect, test } from 'vitest';
+import { defaultCase } from './helpers.js';
 
 const root = join(import.meta.dirname, '..');
 // Inside the package, so that the worker's `import 'cudnn-resnet'` resolves to this package.
@@ -46,7 +47,7 @@ function run(seed: number): Promise<{ losses: number[]; tensors: number }> {
   });
 }
 
-test('two worker threads train at once, each with its own tensors', async () => {
+test.skipIf(!defaultCase.available)('two worker threads train at once, each with its own tensors', async () => {
   const [a, b] = await Promise.all([run(1), run(2)]);
   for (const r of [a, b]) {
     expect(r.losses.length).toBe(30);
@@ -60,7 +61,7 @@ test('two worker threads train at once, each with its own tensors', async () => 
   expect(again.losses).toEqual(a.losses);
 });
 
-test('a tensor posted to another thread arrives as a copy of its fields, which ops refuse with a clear error', async () => {
+test.skipIf(!defaultCase.available)('a tensor posted to another thread arrives as a copy of its fields, which ops refuse with a clear error', async () => {
   const receiver = join(dir, 'receive.mjs');
   writeFileSync(receiver, `
 import { parentPort } from 'node:worker_threads';
@@ -90,7 +91,7 @@ parentPort.once('message', (t) => {
   t.dispose();
 });
 
-test('readbacks in flight resolve in the order they were asked for', async () => {
+test.skipIf(!defaultCase.available)('readbacks in flight resolve in the order they were asked for', async () => {
   const { ops, randn } = await import('../lib/index.js');
   const big = randn([32, 16, 64, 64], { seed: 2 });
   const w = randn([16, 16, 3, 3], { seed: 3 });

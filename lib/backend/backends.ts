@@ -3,7 +3,7 @@
  * @module
  */
 import { checkBool, checkInt, show } from '../util/check.js';
-import { BACKEND_NAMES, type BackendName, bindingOf, loadBackend } from './load.js';
+import { BACKEND_NAMES, type BackendName, backendNameOf, bindingOf, loadBackend, setCudaTf32 } from './load.js';
 
 export type { BackendName } from './load.js';
 
@@ -19,9 +19,15 @@ export interface BackendInfo {
   details: Record<string, unknown>;
 }
 
-/** Every backend this library knows, with availability, versions and, when unavailable, why. */
+/**
+ * Every backend this library knows, with availability, versions and, when unavailable, why:
+ * `cpu`, `cuda` (GPU 0), and `cuda:1`, `cuda:2`, ... for each further GPU CUDA sees.
+ */
 export function backends(): BackendInfo[] {
-  return BACKEND_NAMES.map((name) => {
+  const names = [...BACKEND_NAMES];
+  const count = loadBackend('cuda').info?.deviceCount;
+  if (typeof count === 'number') for (let i = 1; i < count; i++) names.push(`cuda:${i}`);
+  return names.map((name) => {
     const { info, reason } = loadBackend(name);
     const details: Record<string, unknown> = {};
     if (info) {
@@ -35,13 +41,14 @@ export function backends(): BackendInfo[] {
   });
 }
 
-/** Checks a user-supplied backend name. @internal */
+const NAMES = "'cpu', 'cuda', 'cuda:N' (N a GPU index)";
+
+/** Checks a user-supplied backend name; `'cuda:0'` becomes `'cuda'`. @internal */
 export function parseBackend(op: string, value: unknown): BackendName {
   if (value === undefined) return defaultBackend();
-  if (typeof value !== 'string' || !(BACKEND_NAMES as readonly string[]).includes(value)) {
-    throw new TypeError(`${op}: backend must be one of ${BACKEND_NAMES.map((b) => `'${b}'`).join(', ')}, got ${show(value)}`);
-  }
-  return value as BackendName;
+  const name = backendNameOf(value);
+  if (name === null) throw new TypeError(`${op}: backend must be one of ${NAMES}, got ${show(value)}`);
+  return name;
 }
 
 /**
@@ -51,10 +58,9 @@ export function parseBackend(op: string, value: unknown): BackendName {
 export function defaultBackend(): BackendName {
   const forced = process.env.CUDNN_RESNET_BACKEND;
   if (forced !== undefined && forced !== '') {
-    if (!(BACKEND_NAMES as readonly string[]).includes(forced)) {
-      throw new TypeError(`CUDNN_RESNET_BACKEND must be one of ${BACKEND_NAMES.join(', ')}, got '${forced}'`);
-    }
-    return forced as BackendName;
+    const name = backendNameOf(forced);
+    if (name === null) throw new TypeError(`CUDNN_RESNET_BACKEND must be one of ${NAMES}, got '${forced}'`);
+    return name;
   }
   return loadBackend('cuda').binding ? 'cuda' : 'cpu';
 }
@@ -71,10 +77,11 @@ export function setNumThreads(n: number, backend: BackendName = 'cpu'): void {
 /**
  * Lets the CUDA backend's float32 convolutions use TF32 tensor cores (10-bit mantissa inputs,
  * float32 accumulation): on by default, as in PyTorch; `CUDNN_RESNET_TF32=0` starts with it off.
- * Throws the reason when the CUDA backend is unavailable. Applies to convolutions enqueued after
- * this call.
+ * Throws the reason when the CUDA backend is unavailable. Applies, on every GPU, to convolutions
+ * enqueued after this call.
  */
 export function setTf32(enabled: boolean): void {
   checkBool('setTf32', 'enabled', enabled);
-  bindingOf('cuda').setTf32(enabled);
+  bindingOf('cuda');
+  setCudaTf32(enabled);
 }

@@ -96,6 +96,12 @@ export interface Binding {
    * CPU has no TF32 and accepts the setting without effect.
    */
   setTf32(enabled: boolean): void;
+  /**
+   * Binds this addon instance to device `index` (CUDA's numbering, after `CUDA_VISIBLE_DEVICES`)
+   * before its first op; info() then describes that device. Another GPU is served by another
+   * instance of the CUDA addon. The CPU backend has device 0 only.
+   */
+  useDevice(index: number): void;
 
   upload(values: Float32Array | Int32Array, shape: number[]): NativeBuffer;
   fill(shape: number[], value: number, dtype: NativeDType): NativeBuffer;

@@ -14,7 +14,7 @@ import { DataLoader } from '../data/loader.js';
 import { saveSafetensors } from '../io/safetensors.js';
 import { type ResNet, cifarResNet, preActResNet, resnet18, resnet34, resnet50, wideResNet } from '../models/resnet.js';
 import { SGD } from '../optim/sgd.js';
-import { destroy, init, isInitialized, rank, worldSize } from '../distributed/process-group.js';
+import { backend, destroy, device, init, isInitialized, rank, worldSize } from '../distributed/process-group.js';
 import { DistributedDataParallel } from '../nn/ddp.js';
 import { loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
 import { type EpochMetrics, fit } from '../train/fit.js';
@@ -125,10 +125,12 @@ export interface RunResult {
  */
 export async function runTraining(o: RunOptions, options: { resume: boolean; progress: boolean; log: (line: string) => void }): Promise<RunResult | null> {
   if (process.env.WORLD_SIZE === undefined) return train(o, options);
-  await init();
+  // Gloo for --backend cpu, NCCL for cuda; each NCCL rank trains on its GPU, cuda:LOCAL_RANK.
+  await init(o.backend === undefined ? {} : { backend: o.backend === 'cpu' ? 'gloo' : 'nccl' });
   try {
     const leader = rank() === 0;
-    const result = await train(o, leader ? options : { ...options, log: () => {} });
+    const own = backend() === 'nccl' ? { ...o, backend: device()! } : o;
+    const result = await train(own, leader ? options : { ...options, log: () => {} });
     return leader ? result : null;
   } finally {
     await destroy();

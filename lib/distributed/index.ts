@@ -4,5 +4,5 @@
  * `nn.DistributedDataParallel` builds on it; `cudnn-resnet launch` starts the processes.
  * @module
  */
-export { init, destroy, isInitialized, rank, worldSize, backend, type InitOptions, type DistBackend } from './process-group.js';
+export { init, destroy, isInitialized, rank, worldSize, backend, device, type InitOptions, type DistBackend } from './process-group.js';
 export { allReduce, broadcast, allGather, barrier, type ReduceOp } from './collectives.js';

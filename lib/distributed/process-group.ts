@@ -5,7 +5,7 @@
  * @module
  */
 import type { Binding } from '../backend/binding.js';
-import { bindingOf, type BackendName } from '../backend/load.js';
+import { backendNameOf, bindingOf, type BackendName } from '../backend/load.js';
 import { defaultBackend } from '../backend/backends.js';
 import { checkInt, checkOptions, show } from '../util/check.js';
 import { StoreClient, StoreServer } from './store.js';
@@ -33,6 +33,12 @@ export interface InitOptions {
    * or hangs makes the others fail after at most this long. Default: 30 minutes (PyTorch's).
    */
   timeoutMs?: number;
+  /**
+   * The backend whose tensors the group reduces: `'cpu'` for Gloo; for NCCL the GPU of this
+   * process, `'cuda:N'`. Default: `'cpu'`, or for NCCL `'cuda:<LOCAL_RANK>'` (one process per
+   * GPU, as torchrun starts them), `'cuda'` without `LOCAL_RANK`.
+   */
+  device?: BackendName;
 }
 
 interface Group {
@@ -61,9 +67,17 @@ function envInt(name: string): number | undefined {
 
 function resolveOptions(options: unknown): Required<InitOptions> {
   const op = 'distributed.init';
-  const o = checkOptions(op, options, ['backend', 'rank', 'worldSize', 'masterAddr', 'masterPort', 'timeoutMs']);
-  const backend = o.backend ?? (defaultBackend() === 'cuda' ? 'nccl' : 'gloo');
+  const o = checkOptions(op, options, ['backend', 'rank', 'worldSize', 'masterAddr', 'masterPort', 'timeoutMs', 'device']);
+  const backend = o.backend ?? (defaultBackend() === 'cpu' ? 'gloo' : 'nccl');
   if (backend !== 'gloo' && backend !== 'nccl') throw new TypeError(`${op}: expected backend 'gloo' or 'nccl', got ${show(backend)}`);
+  const localRank = envInt('LOCAL_RANK');
+  const device = o.device === undefined
+    ? (backend === 'gloo' ? 'cpu' : backendNameOf(`cuda:${localRank ?? 0}`))
+    : backendNameOf(o.device);
+  if (device === null || (device === 'cpu') !== (backend === 'gloo')) {
+    const given = o.device === undefined ? `LOCAL_RANK ${localRank} (no such GPU index)` : show(o.device);
+    throw new TypeError(`${op}: expected device ${backend === 'gloo' ? "'cpu' for gloo" : "'cuda' or 'cuda:N' for nccl"}, got ${given}`);
+  }
   const worldSize = checkInt(op, 'worldSize (or WORLD_SIZE)', o.worldSize ?? envInt('WORLD_SIZE') ?? 1, 1, 65535);
   const rank = checkInt(op, 'rank (or RANK)', o.rank ?? envInt('RANK') ?? 0, 0, worldSize - 1);
   const masterAddr = o.masterAddr ?? process.env.MASTER_ADDR ?? '127.0.0.1';
@@ -72,7 +86,7 @@ function resolveOptions(options: unknown): Required<InitOptions> {
   }
   const masterPort = checkInt(op, 'masterPort (or MASTER_PORT)', o.masterPort ?? envInt('MASTER_PORT') ?? 29500, 1, 65535);
   const timeoutMs = checkInt(op, 'timeoutMs', o.timeoutMs ?? 30 * 60_000, 1, 2 ** 31);
-  return { backend, rank, worldSize, masterAddr, masterPort, timeoutMs };
+  return { backend, rank, worldSize, masterAddr, masterPort, timeoutMs, device };
 }
 
 /**
@@ -86,7 +100,7 @@ function resolveOptions(options: unknown): Required<InitOptions> {
 export async function init(options?: InitOptions): Promise<void> {
   const o = resolveOptions(options);
   if (group || joining) throw new Error('distributed.init: this process is already in a process group (call destroy() first)');
-  const device: BackendName = o.backend === 'nccl' ? 'cuda' : 'cpu';
+  const { device } = o;
   const binding = bindingOf(device);
   joining = true;
   const deadline = Date.now() + o.timeoutMs;
@@ -105,7 +119,7 @@ export async function init(options?: InitOptions): Promise<void> {
       all.push(await store.get(`group/${r}`, deadline, `rank ${r} of ${o.worldSize} to join (started? same MASTER_ADDR/MASTER_PORT?)`));
     }
     await binding.groupConnect(all);
-    const g: Group = { ...o, device, binding, store, server, lost: null };
+    const g: Group = { ...o, binding, store, server, lost: null };
     store.onLost = (reason) => {
       g.lost = reason;
       binding.groupAbort(reason);
@@ -148,6 +162,14 @@ export function worldSize(): number {
 /** The group's engine, or null without a group. */
 export function backend(): DistBackend | null {
   return group?.backend ?? null;
+}
+
+/**
+ * The backend whose tensors the group reduces (`'cpu'`, or this process's GPU, `'cuda:N'`), or
+ * null without a group: build the model and the data on it.
+ */
+export function device(): BackendName | null {
+  return group?.device ?? null;
 }
 
 /**

@@ -55,6 +55,9 @@ export class StoreServer {
   readonly #ranks = new Map<Socket, number>();
   readonly #left = new Set<number>();
   #closing = false;
+  // Why the job cannot form, once a rank was refused: the ranks that said hello before were told
+  // (`abort`); those that say it later, rank 0 among them, get it as their answer.
+  #aborted: string | null = null;
 
   private constructor(server: Server, worldSize: number) {
     this.#server = server;
@@ -115,8 +118,13 @@ export class StoreServer {
     switch (req.op) {
       case 'hello': {
         const { rank, worldSize } = req;
+        if (this.#aborted !== null) {
+          reply({ error: this.#aborted });
+          return;
+        }
         if (worldSize !== this.#worldSize) {
           const reason = `world size mismatch: rank ${rank} was started with a world size of ${worldSize}, rank 0 with ${this.#worldSize}`;
+          this.#aborted = reason;
           reply({ error: reason });
           this.#broadcast({ event: 'abort', reason });
           return;
@@ -127,6 +135,7 @@ export class StoreServer {
         }
         if ([...this.#ranks.values()].includes(rank)) {
           const reason = `two processes claim rank ${rank} (RANK set twice, or a previous job still running on MASTER_PORT?)`;
+          this.#aborted = reason;
           reply({ error: reason });
           this.#broadcast({ event: 'abort', reason });
           return;

@@ -4,7 +4,7 @@
  */
 import { type BackendName, parseBackend } from '../backend/backends.js';
 import { bindingOf } from '../backend/load.js';
-import { BACKEND_NAMES, loadBackend } from '../backend/load.js';
+import { loadBackend, loadedBackendNames } from '../backend/load.js';
 import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../util/check.js';
 import { rngFor } from './random.js';
 import { type DType, Tensor, liveTensorCount } from './tensor.js';
@@ -158,7 +158,7 @@ export interface MemoryInfo {
 /** Live tensors and bytes per backend (backends not yet used are absent). */
 export function memory(): MemoryInfo {
   const out: MemoryInfo = { numTensors: 0, numBytes: 0, backends: {} };
-  for (const name of BACKEND_NAMES) {
+  for (const name of loadedBackendNames()) {
     const { binding } = loadBackend(name);
     if (!binding) continue;
     const m = binding.memory();

@@ -183,12 +183,15 @@ interface Pending {
   logits: Tensor;
   labels: Tensor<'int32'>;
   step: number;
+  // Read back as soon as the step is queued, before the next one: on a GPU the copy then waits for
+  // this step only, and JavaScript settles it while the next step runs.
+  values: Promise<[number, Float32Array, Int32Array]>;
 }
 
 /**
  * Trains `model` with softmax cross-entropy: for each batch, forward, backward and an
- * optimizer step inside one `tidy` scope. The loss of step k is read while step k + 1 is
- * queued, so the backend never waits for JavaScript. A non-finite loss stops training with a
+ * optimizer step inside one `tidy` scope. The loss of step k is read back as soon as the step
+ * is queued and awaited once step k + 1 is queued, so the backend never waits for JavaScript. A non-finite loss stops training with a
  * `NonFiniteLossError` naming the step. Returns every epoch's metrics.
  *
  * In a process group (`distributed.init()`, a model wrapped in `nn.DistributedDataParallel`,
@@ -241,7 +244,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     const settle = async (p: Pending) => {
       let values: [number, Float32Array, Int32Array];
       try {
-        values = await Promise.all([p.loss.item(), p.logits.data(), p.labels.data()]);
+        values = await p.values;
       } finally {
         for (const t of [p.loss, p.logits, p.labels]) t.dispose();
       }
@@ -266,7 +269,10 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
             l.backward();
             return [l, out.detach()] as const;
           });
-          current = { loss, logits, labels: y, step };
+          const values = Promise.all([loss.item(), logits.data(), y.data()]);
+          // Awaited in settle(); a failure before that is not an unhandled rejection.
+          values.catch(() => undefined);
+          current = { loss, logits, labels: y, step, values };
           optimizer.step();
           optimizer.zeroGrad();
         } catch (err) {

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <variant>
@@ -23,6 +24,11 @@
 namespace cr {
 
 class Context;
+
+// The part of a sync point that waits for asynchronous work: returned by the worker's part (which
+// launched that work) and run off the worker, on the context's completion thread
+// (completions.h); it throws what the work failed with. Null when nothing is left to wait for.
+using Completion = std::function<void()>;
 
 struct BackendInfo {
   using Value = std::variant<std::string, double, bool>;
@@ -46,10 +52,16 @@ class Backend {
   // succeeded. A backend that cannot start throws, and reports why from then on in Unavailable().
   virtual void Start() {}
   // Runs on the worker at every sync point, after the tasks queued before it: a backend whose
-  // tasks only launch asynchronous work (a CUDA stream, Gloo's communication thread) waits for
-  // that work here; CUDA also throws what its stream failed with. Other CPU tasks have finished
-  // when they return.
-  virtual void Drain() {}
+  // tasks only launch asynchronous work (a CUDA stream, Gloo's communication thread) marks the
+  // end of that work and returns the Completion that waits for it. Other CPU tasks have finished
+  // when they return: nothing to wait for.
+  virtual Completion Drain() { return nullptr; }
+  // Binds the backend to device `index` of its kind (useDevice); called before any op. A backend
+  // with one device accepts only 0.
+  virtual void UseDevice(int64_t index);
+  // Which set of memory counters (Storage::Stats) this backend's buffers count in: one per device,
+  // shared by every addon instance of the process that uses that device.
+  virtual int MemoryDomain() const { return 0; }
 
   virtual BackendInfo Info() = 0;
   virtual void SetNumThreads(int threads) = 0;
@@ -62,8 +74,8 @@ class Backend {
   virtual StoragePtr Fill(const FillArgs& a) = 0;
   virtual StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) = 0;
   // Runs on the worker (inside a readback task): copies s's values in plain row-major order to
-  // host memory `dst` and returns once they are there.
-  virtual void ReadPlain(const StoragePtr& s, void* dst) = 0;
+  // host memory `dst`, or launches that copy and returns the Completion that finishes it.
+  virtual Completion ReadPlain(const StoragePtr& s, void* dst) = 0;
   virtual StoragePtr Reshape(const ReshapeArgs& a) = 0;
 
   virtual StoragePtr Conv2dForward(const Conv2dForwardArgs& a) = 0;

@@ -74,13 +74,29 @@ using ReadbackTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, ReadbackJob, 
 
 void StopQueueHook(void* ctx) { static_cast<Context*>(ctx)->Stop("the JavaScript environment was torn down"); }
 
+// What `f` throws, as a failure to report at a sync point.
+std::optional<Failure> Capture(const char* backend, const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const NativeError& e) {
+    return Failure{e.backend, e.op, e.code, e.what()};
+  } catch (const std::bad_alloc&) {
+    return Failure{backend, OpScope::CurrentOp(), "ERR_OUT_OF_MEMORY", OpScope::CurrentOp() + ": out of host memory"};
+  } catch (const std::exception& e) {
+    return Failure{backend, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 Context::Context(const char* name, size_t max_pending, const BackendFactory& make_backend)
     : name(name), queue(name, max_pending) {
   backend_ = make_backend(*this);
   // While profiling, each task's time includes the wait for the asynchronous work it launched.
-  queue.SetProfileSettle([this] { backend_->Drain(); });
+  queue.SetProfileSettle([this] {
+    if (Completion wait = backend_->Drain()) wait();
+  });
 }
 
 Context::~Context() {
@@ -92,6 +108,7 @@ Context::~Context() {
 void Context::Stop(const std::string& why) {
   backend_->GroupAbort(why);
   queue.Stop();
+  completions.Stop();
 }
 
 Backend& Context::backend() {
@@ -109,17 +126,10 @@ Backend& Context::backend() {
   Fail("ERR_" + upper + "_UNAVAILABLE", "the " + upper + " backend is unavailable: " + why);
 }
 
-std::optional<Failure> Context::RunAfterEarlierTasks(const std::function<void()>& fill) {
+std::optional<Failure> Context::RunAfterEarlierTasks(const std::function<Completion()>& launch, Completion* finish) {
   std::optional<Failure> failure = queue.TakeFailure();
   if (failure) return failure;
-  try {
-    fill();
-  } catch (const NativeError& e) {
-    return Failure{e.backend, e.op, e.code, e.what()};
-  } catch (const std::exception& e) {
-    return Failure{name, OpScope::CurrentOp(), "ERR_NATIVE", e.what()};
-  }
-  return std::nullopt;
+  return Capture(name, [&] { *finish = launch(); });
 }
 
 void Context::KeepUntilTeardown(std::shared_ptr<void> p) {
@@ -171,7 +181,7 @@ void InitAddon(Napi::Env env, Napi::Object exports, const char* name, const Cont
 }
 
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
-                              std::function<void()> fill) {
+                              std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
   // The job belongs to the queued task until the task hands it to the JS thread. A task that never
   // runs (dropped when the environment goes away with work queued) frees it with the queue, on
@@ -184,14 +194,24 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
   // readback is pending, and is released by the worker once it has delivered the job.
   ReadbackTsfn tsfn = ReadbackTsfn::New(env, "cudnn-resnet readback", 0, 1);
   ctx.KeepStopHookLast(env);
-  auto task = [&ctx, slot, tsfn, fill = std::move(fill)]() mutable {
+  auto task = [&ctx, slot, tsfn, op, fill = std::move(fill)] {
     ReadbackJob* job = std::exchange(slot->job, nullptr);
-    job->failure = ctx.RunAfterEarlierTasks(fill);
-    // If the environment is shutting down the call is refused: the promise can no longer be
-    // observed, and the job's JS references must not be touched on this thread, so the context
-    // keeps the job until it is destroyed on the JS thread.
-    if (tsfn.BlockingCall(job) != napi_ok) ctx.KeepUntilTeardown(std::shared_ptr<ReadbackJob>(job));
-    tsfn.Release();
+    Completion finish;
+    job->failure = ctx.RunAfterEarlierTasks(fill, &finish);
+    const bool waits = finish != nullptr;
+    ctx.completions.Run(
+        [&ctx, job, tsfn, op, finish]() mutable {
+          if (finish && !job->failure) {
+            OpScope scope(ctx.name, op);
+            job->failure = Capture(ctx.name, finish);
+          }
+          // If the environment is shutting down the call is refused: the promise can no longer be
+          // observed, and the job's JS references must not be touched on this thread, so the
+          // context keeps the job until it is destroyed on the JS thread.
+          if (tsfn.BlockingCall(job) != napi_ok) ctx.KeepUntilTeardown(std::shared_ptr<ReadbackJob>(job));
+          tsfn.Release();
+        },
+        waits);
   };
   try {
     ctx.queue.Push(op, std::move(task));
@@ -203,11 +223,25 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
   return promise;
 }
 
-void RunSync(Napi::Env env, const std::string& op, std::function<void()> fill) {
+void RunSync(Napi::Env env, const std::string& op, std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
   std::promise<std::optional<Failure>> done;
   std::future<std::optional<Failure>> result = done.get_future();
-  ctx.queue.Push(op, [&ctx, &done, fill = std::move(fill)] { done.set_value(ctx.RunAfterEarlierTasks(fill)); });
+  ctx.queue.Push(op, [&ctx, &done, op, fill = std::move(fill)] {
+    Completion finish;
+    std::optional<Failure> failure = ctx.RunAfterEarlierTasks(fill, &finish);
+    const bool waits = finish != nullptr;
+    ctx.completions.Run(
+        [&ctx, &done, op, failure, finish] {
+          std::optional<Failure> f = failure;
+          if (finish && !f) {
+            OpScope scope(ctx.name, op);
+            f = Capture(ctx.name, finish);
+          }
+          done.set_value(std::move(f));
+        },
+        waits);
+  });
   std::optional<Failure> failure = result.get();
   if (failure) throw ToJsError(env, failure->backend, failure->op, failure->code, failure->message);
 }

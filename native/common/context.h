@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "completions.h"
 #include "errors.h"
 #include "keyed_cache.h"
 #include "queue.h"
@@ -29,19 +30,21 @@ class Context {
   Context(const Context&) = delete;
   Context& operator=(const Context&) = delete;
 
-  // Stops the queue's worker after the task it is running, first making any collective it is
-  // blocked in (waiting for other processes) fail with `why`, so that stopping never waits for
-  // a peer. Idempotent.
-  void Stop(const std::string& why);
-
   // The backend, able to run ops: throws its reason (ERR_<NAME>_UNAVAILABLE) otherwise.
   Backend& backend();
   // The backend whether or not it can run ops (info, settings that only record a value).
   Backend& backend_unchecked() { return *backend_; }
 
   // Runs on the worker in a sync task: the first failure of the tasks queued before it, or else
-  // what `fill` throws; nothing when both went well.
-  std::optional<Failure> RunAfterEarlierTasks(const std::function<void()>& fill);
+  // what `launch` throws; nothing when both went well. `launch` may set `*finish` to what waits
+  // for the work it launched (see Completions).
+  std::optional<Failure> RunAfterEarlierTasks(const std::function<Completion()>& launch, Completion* finish);
+
+  // Stops the queue's worker (after the task it is running; the rest is dropped), then finishes
+  // the sync points it handed to the completion thread; first makes any collective the worker
+  // or a sync point waits in (waiting for other processes) fail with `why`, so that stopping
+  // never waits for a peer. Idempotent.
+  void Stop(const std::string& why);
 
   // Holds what a worker could not hand back to the JS thread because the environment was going
   // away (a readback whose promise can no longer be settled), until the context is destroyed on
@@ -59,6 +62,8 @@ class Context {
   const char* const name;
   Napi::FunctionReference buffer_ctor;
   Queue queue;
+  // Where the sync points of an asynchronous backend wait (completions.h).
+  Completions completions;
   // Emptied after the queue stops and before the backend goes (see ~Context).
   KeyedCache cache;
 
@@ -96,13 +101,14 @@ StoragePtr UnwrapStorage(Napi::Env env, Napi::Value value, const char* what);
 // the whole native surface (ops/registry.cc): every addon exports the same functions.
 void InitAddon(Napi::Env env, Napi::Object exports, const char* name, const Context::BackendFactory& make_backend);
 
-// Enqueues `fill` (run on the worker; it writes into memory that `result` owns) and returns a
-// Promise that resolves with `result` once it ran, or rejects with the first failure of any task
-// queued before it. The event loop is never blocked.
+// Enqueues `fill` (run on the worker; it writes into memory that `result` owns, or launches that
+// and returns the Completion that finishes it) and returns a Promise that resolves with `result`
+// once it is done, or rejects with the first failure of any task queued before it or of the
+// work it launched. The event loop is never blocked.
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
-                              std::function<void()> fill);
+                              std::function<Completion()> fill);
 
 // Like EnqueueReadback, but blocks the calling (JS) thread until done and throws on failure.
-void RunSync(Napi::Env env, const std::string& op, std::function<void()> fill);
+void RunSync(Napi::Env env, const std::string& op, std::function<Completion()> fill);
 
 }  // namespace cr

@@ -7,10 +7,13 @@
 namespace cr {
 
 namespace {
-std::atomic<int64_t> live_buffers{0};
-std::atomic<int64_t> live_bytes{0};
-std::atomic<int64_t> peak_bytes{0};
-std::atomic<int64_t> limit_bytes{0};
+struct Counters {
+  std::atomic<int64_t> live_buffers{0};
+  std::atomic<int64_t> live_bytes{0};
+  std::atomic<int64_t> peak_bytes{0};
+  std::atomic<int64_t> limit_bytes{0};
+};
+Counters counters[kMemoryDomains];
 
 std::string MiB(int64_t bytes) {
   char buf[32];
@@ -23,32 +26,34 @@ const char* DTypeName(DType dtype) { return dtype == DType::kFloat32 ? "float32"
 
 size_t DTypeSize(DType) { return 4; }
 
-Storage::Storage(std::vector<int64_t> dims_, DType dtype_, size_t bytes_)
-    : dims(std::move(dims_)), dtype(dtype_), bytes(bytes_) {
+Storage::Storage(std::vector<int64_t> dims_, DType dtype_, size_t bytes_, int domain_)
+    : dims(std::move(dims_)), dtype(dtype_), bytes(bytes_), domain(domain_) {
   int64_t n = 1;
   for (int64_t d : dims) {
     if (d < 1 || n > kMaxNumel / d) Fail("ERR_INVALID_ARG", "cannot allocate a buffer of shape " + cr::ShapeString(dims));
     n *= d;
   }
+  Counters& c = counters[domain];
   const int64_t size = static_cast<int64_t>(bytes);
-  int64_t now = live_bytes.fetch_add(size) + size;
-  const int64_t limit = limit_bytes.load();
+  int64_t now = c.live_bytes.fetch_add(size) + size;
+  const int64_t limit = c.limit_bytes.load();
   if (limit > 0 && now > limit) {
-    live_bytes.fetch_sub(size);
+    c.live_bytes.fetch_sub(size);
     Fail("ERR_MEMORY_LIMIT", "memory limit exceeded: " + std::to_string(size) + " bytes requested for a " +
                                  DTypeName(dtype) + " " + cr::ShapeString(dims) + " tensor, " + MiB(now - size) +
                                  " in use, limit " + std::to_string(limit) + " bytes (" + MiB(limit) +
                                  "; see setMemoryLimit)");
   }
-  live_buffers.fetch_add(1);
-  int64_t peak = peak_bytes.load();
-  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {
+  c.live_buffers.fetch_add(1);
+  int64_t peak = c.peak_bytes.load();
+  while (now > peak && !c.peak_bytes.compare_exchange_weak(peak, now)) {
   }
 }
 
 Storage::~Storage() {
-  live_buffers.fetch_sub(1);
-  live_bytes.fetch_sub(static_cast<int64_t>(bytes));
+  Counters& c = counters[domain];
+  c.live_buffers.fetch_sub(1);
+  c.live_bytes.fetch_sub(static_cast<int64_t>(bytes));
 }
 
 int64_t Storage::Numel() const {
@@ -59,11 +64,12 @@ int64_t Storage::Numel() const {
 
 std::string Storage::ShapeString() const { return cr::ShapeString(dims); }
 
-MemoryStats Storage::Stats() {
-  return {live_buffers.load(), live_bytes.load(), peak_bytes.load(), limit_bytes.load()};
+MemoryStats Storage::Stats(int domain) {
+  const Counters& c = counters[domain];
+  return {c.live_buffers.load(), c.live_bytes.load(), c.peak_bytes.load(), c.limit_bytes.load()};
 }
 
-void Storage::SetLimit(int64_t bytes) { limit_bytes.store(bytes); }
+void Storage::SetLimit(int64_t bytes, int domain) { counters[domain].limit_bytes.store(bytes); }
 
 std::string ShapeString(const std::vector<int64_t>& dims) {
   std::string s = "[";

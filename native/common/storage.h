@@ -23,6 +23,10 @@ constexpr int64_t kMaxNumel = int64_t(1) << 34;
 const char* DTypeName(DType dtype);
 size_t DTypeSize(DType dtype);
 
+// Buffers are counted, and capped, per memory domain: one per device (Backend::MemoryDomain),
+// shared by every addon instance of the process that uses that device, as worker threads share it.
+constexpr int kMemoryDomains = 64;
+
 struct MemoryStats {
   int64_t live_buffers;
   int64_t live_bytes;
@@ -34,8 +38,9 @@ struct MemoryStats {
 class Storage {
  public:
   // Throws a NativeError (ERR_INVALID_ARG) for dims with a non-positive entry or more than
-  // kMaxNumel elements: the backstop behind every entry point's own argument checks.
-  Storage(std::vector<int64_t> dims, DType dtype, size_t bytes);
+  // kMaxNumel elements: the backstop behind every entry point's own argument checks. `domain` is
+  // in [0, kMemoryDomains).
+  Storage(std::vector<int64_t> dims, DType dtype, size_t bytes, int domain = 0);
   virtual ~Storage();
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;
@@ -45,16 +50,17 @@ class Storage {
   const DType dtype;
   // Bytes actually allocated (a blocked layout may pad).
   const size_t bytes;
+  const int domain;
 
   int64_t Numel() const;
   std::string ShapeString() const;
 
-  static MemoryStats Stats();
-  // Caps the bytes that live storages of this addon may hold together (0 removes the cap). A
+  static MemoryStats Stats(int domain);
+  // Caps the bytes that live storages of a domain may hold together (0 removes the cap). A
   // storage that would exceed it is refused in its constructor, before any memory is taken,
   // with a NativeError ERR_MEMORY_LIMIT naming the current op: a cap the user sets must fail
   // as an error they can catch, where the device or host running out might not.
-  static void SetLimit(int64_t bytes);
+  static void SetLimit(int64_t bytes, int domain);
 };
 
 using StoragePtr = std::shared_ptr<Storage>;

@@ -47,7 +47,10 @@ void CpuBackend::CopyPlain(const CpuStorage& src, void* dst) {
   CR_DNNL(dnnl::reorder(from, to).execute(stream_, from, to));
 }
 
-void CpuBackend::ReadPlain(const StoragePtr& s, void* dst) { CopyPlain(*Cpu(s), dst); }
+Completion CpuBackend::ReadPlain(const StoragePtr& s, void* dst) {
+  CopyPlain(*Cpu(s), dst);
+  return nullptr;
+}
 
 StoragePtr CpuBackend::Reshape(const ReshapeArgs& a) {
   CpuStoragePtr x = Cpu(a.x);

@@ -55,8 +55,13 @@ void CpuBackend::GroupAbort(const std::string& why) {
   if (std::shared_ptr<GlooGroup> group = Group()) group->Abort(why);
 }
 
-void CpuBackend::Drain() {
-  if (std::shared_ptr<GlooGroup> group = Group()) group->Drain();
+Completion CpuBackend::Drain() {
+  std::shared_ptr<GlooGroup> group = Group();
+  if (!group) return nullptr;
+  // The jobs handed over so far (every start queued before this sync point), waited for off the
+  // worker, which goes on with the next tasks.
+  const uint64_t upto = group->Submitted();
+  return [group, upto] { group->WaitDone(upto); };
 }
 
 StartedCollective CpuBackend::CollectiveStart(const CollectiveArgs& a) {

@@ -81,7 +81,7 @@ class CpuBackend final : public Backend {
   StoragePtr Upload(const UploadArgs& a) override;
   StoragePtr Fill(const FillArgs& a) override;
   StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) override;
-  void ReadPlain(const StoragePtr& s, void* dst) override;
+  Completion ReadPlain(const StoragePtr& s, void* dst) override;
   StoragePtr Reshape(const ReshapeArgs& a) override;
 
   StoragePtr Conv2dForward(const Conv2dForwardArgs& a) override;
@@ -117,7 +117,7 @@ class CpuBackend final : public Backend {
   StartedCollective CollectiveStart(const CollectiveArgs& a) override;
   void CollectiveWait(uint64_t ticket) override;
   // Waits for the collectives in flight on Gloo's thread (collectives.cc).
-  void Drain() override;
+  Completion Drain() override;
 
  private:
   // The cached entry for `key` (JS thread only; see the top of this file).

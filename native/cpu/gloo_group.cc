@@ -204,9 +204,14 @@ void GlooGroup::Wait(uint64_t ticket) {
   if (done_ <= ticket) throw NativeError("cpu", OpScope::CurrentOp(), "ERR_DIST_ABORTED", OpScope::CurrentOp() + ": " + aborted_);
 }
 
-void GlooGroup::Drain() {
+uint64_t GlooGroup::Submitted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return submitted_;
+}
+
+void GlooGroup::WaitDone(uint64_t upto) {
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return done_ >= submitted_ || (!aborted_.empty() && !interruptible_); });
+  cv_.wait(lock, [&] { return done_ >= upto || (!aborted_.empty() && !interruptible_); });
 }
 
 void GlooGroup::Abort(const std::string& why) {

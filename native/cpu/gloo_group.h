@@ -74,8 +74,10 @@ class GlooGroup {
   void Submit(uint64_t ticket, std::string name, Run run);
   // Blocks until job `ticket` has run; throws its failure. Worker thread.
   void Wait(uint64_t ticket);
-  // Blocks until every job submitted so far has run. Worker thread.
-  void Drain();
+  // How many jobs were handed over (tickets below it). Worker thread.
+  uint64_t Submitted();
+  // Blocks until the jobs with tickets below `upto` have run. Any thread.
+  void WaitDone(uint64_t upto);
   // See the top of this file. Any thread; the first reason is kept.
   void Abort(const std::string& why);
 
@@ -102,7 +104,7 @@ class GlooGroup {
   // Our duplicates of the mesh's connected sockets, closed by the destructor (see the top).
   std::vector<int> sockets_;
   // Whether Abort() ends every connection, so that a job blocked in Gloo fails at once and
-  // Wait() and Drain() can wait for it even after an abort (which keeps the release of its
+  // Wait() and WaitDone() can wait for it even after an abort (which keeps the release of its
   // buffers in order). Not so when a pair's socket was not found: then an abort releases the
   // waiters at once and the job ends at Gloo's timeout.
   bool interruptible_ = true;

@@ -7,26 +7,25 @@
 // exponentialAverageFactor = momentum, PyTorch's rule, the running variance from the unbiased
 // batch variance (PyTorch's cuDNN path relies on this; the header does not spell it out, and
 // the conformance test checks it against the reference on a GPU).
+#include "batch_norm.h"
+
 #include "../common/checks.h"
-#include "cuda_backend.h"
 
 namespace cr::cuda {
 
+std::shared_ptr<BatchNormPlan> BuildBatchNormPlan(const std::vector<int64_t>& dims, DType dtype) {
+  auto p = std::make_shared<BatchNormPlan>();
+  SetTensor4d(p->x, dims, dtype);
+  CR_CUDNN(cudnnDeriveBNTensorDescriptor(p->stats.get(), p->x.get(), CUDNN_BATCHNORM_SPATIAL));
+  return p;
+}
+
 namespace {
 
-struct Plan {
-  TensorDesc x, stats;
-};
-
-std::shared_ptr<Plan> GetPlan(CudaBackend& b, const std::vector<int64_t>& dims, DType dtype) {
+std::shared_ptr<BatchNormPlan> GetPlan(CudaBackend& b, const std::vector<int64_t>& dims, DType dtype) {
   std::string key = "bn;" + std::to_string(int(dtype)) + ';';
   AppendInts(key, dims);
-  return b.Cached<Plan>(key, [&] {
-    auto p = std::make_shared<Plan>();
-    SetTensor4d(p->x, dims, dtype);
-    CR_CUDNN(cudnnDeriveBNTensorDescriptor(p->stats.get(), p->x.get(), CUDNN_BATCHNORM_SPATIAL));
-    return p;
-  });
+  return b.Cached<BatchNormPlan>(key, [&] { return BuildBatchNormPlan(dims, dtype); });
 }
 
 // cuDNN's limits. The epsilon arrives rounded through float like the CPU backend's, so both

@@ -5,16 +5,47 @@
 
 namespace cr::cuda {
 
+namespace {
+
+// A CUDA host function: returns an upload's staging buffer to its pool once the copy has read it.
+void ReleaseStaging(void* holder) { delete static_cast<std::shared_ptr<PinnedBuffer>*>(holder); }
+
+// A readback's state between the worker, which launches its copy, and the completion thread.
+struct Readback {
+  Readback(int device, size_t bytes) : data(device, bytes) {}
+  PinnedBuffer data;
+  std::unique_ptr<SyncPoint> end;
+};
+
+}  // namespace
+
 StoragePtr CudaBackend::Upload(const UploadArgs& a) {
   CudaStoragePtr s = Alloc(a.dims, a.dtype);
-  // JS may change the array once upload() returns, so its values are copied now.
-  auto staging = std::make_shared<std::vector<uint8_t>>(s->bytes);
-  std::memcpy(staging->data(), a.values, staging->size());
-  Enqueue(a.task, [this, s, staging] {
-    // From pageable memory the copy returns once the source is staged, so `staging` may go.
-    CR_CUDA(cudaMemcpyAsync(s->Ptr(), staging->data(), staging->size(), cudaMemcpyHostToDevice, stream()));
-  });
+  // JS may change the array once upload() returns, so its values are copied now, into the
+  // pinned buffer the copy engine reads from (no zero-filling: every byte is written).
+  auto staging = std::make_shared<PinnedBuffer>(device_->index, s->bytes);
+  std::memcpy(staging->get(), a.values, s->bytes);
+  Enqueue(a.task, [this, s, staging] { CopyIn(*s, staging); });
   return s;
+}
+
+void CudaBackend::CopyIn(CudaStorage& s, const std::shared_ptr<PinnedBuffer>& staging) {
+  const Device& d = *device_;
+  void* dst = s.AllocateOn(d.copy_stream);
+  try {
+    CR_CUDA(cudaMemcpyAsync(dst, staging->get(), s.bytes, cudaMemcpyHostToDevice, d.copy_stream));
+    // Every later use of the buffer, and its free, are on the compute stream.
+    CR_CUDA(cudaEventRecord(d.upload_done, d.copy_stream));
+    CR_CUDA(cudaStreamWaitEvent(d.stream, d.upload_done, 0));
+    auto holder = std::make_unique<std::shared_ptr<PinnedBuffer>>(staging);
+    CR_CUDA(cudaLaunchHostFunc(d.copy_stream, ReleaseStaging, holder.get()));
+    holder.release();
+  } catch (...) {
+    // The compute stream may not wait for the copy stream, and the staging buffer goes back to
+    // its pool when this task ends: both are safe only once the copy stream has drained.
+    if (cudaStreamSynchronize(d.copy_stream) != cudaSuccess) cudaGetLastError();
+    throw;
+  }
 }
 
 StoragePtr CudaBackend::Fill(const FillArgs& a) {
@@ -37,13 +68,24 @@ StoragePtr CudaBackend::ZerosLike(const OpArgs& a, const StoragePtr& like) {
   return s;
 }
 
-// Copies to host memory and waits, on the worker, for it and for everything queued before
-// (Drain also reports a kernel fault or a bad label).
-void CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
+// On the worker: queues the copy into pinned memory and a SyncPoint behind it, and returns; the
+// completion thread waits for them and copies into `dst`, the JS array the readback resolves with.
+Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
   CudaStoragePtr src = Cuda(s);
   CR_CUDA(cudaSetDevice(device_->index));
-  CR_CUDA(cudaMemcpyAsync(dst, src->Ptr(), src->bytes, cudaMemcpyDeviceToHost, stream()));
-  Drain();
+  auto r = std::make_shared<Readback>(device_->index, src->bytes);
+  CR_CUDA(cudaMemcpyAsync(r->data.get(), src->Ptr(), src->bytes, cudaMemcpyDeviceToHost, stream()));
+  try {
+    r->end = std::make_unique<SyncPoint>(device_, label_error_);
+  } catch (...) {
+    // The pinned block goes back to its pool with `r`: not while the copy may still write it.
+    if (cudaStreamSynchronize(stream()) != cudaSuccess) cudaGetLastError();
+    throw;
+  }
+  return [r, dst] {
+    r->end->Wait();
+    std::memcpy(dst, r->data.get(), r->data.bytes());
+  };
 }
 
 StoragePtr CudaBackend::Reshape(const ReshapeArgs& a) {

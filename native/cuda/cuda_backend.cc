@@ -1,6 +1,9 @@
 #include "cuda_backend.h"
 
+#include <dlfcn.h>
+
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -57,6 +60,19 @@ std::string ProbeFailure(cudaError_t st) {
 
 }  // namespace
 
+void Warn(const char* call, cudaError_t status) {
+  cudaGetLastError();
+  // The runtime is being torn down with the process (its exit handlers ran first): what was to
+  // be released goes with it, and there is nothing to report.
+  if (status == cudaErrorCudartUnloading) return;
+  std::fprintf(stderr, "cudnn-resnet: warning: cuda: %s failed: %s (%s)\n", call, cudaGetErrorName(status),
+               cudaGetErrorString(status));
+}
+
+void Warn(const char* call, cudnnStatus_t status) {
+  std::fprintf(stderr, "cudnn-resnet: warning: cuda: %s failed: %s\n", call, cudnnGetErrorString(status));
+}
+
 void ThrowCuda(cudaError_t status, const char* call, const char* file, int line) {
   // Clears a non-sticky error so that the next call does not report it again.
   cudaGetLastError();
@@ -91,12 +107,20 @@ Device::Device(int index_, const cudaDeviceProp& props_) : index(index_), props(
   try {
     CR_CUDA(cudaSetDevice(index));
     CR_CUDA(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    CR_CUDA(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
+    CR_CUDA(cudaEventCreateWithFlags(&upload_done, cudaEventDisableTiming));
     CR_CUDA(cudaDeviceGetDefaultMemPool(&pool, index));
     // Keep freed blocks for reuse instead of returning them to the driver at every
     // synchronization: a training step frees and allocates the same activations each iteration.
     // emptyCache() trims the pool.
     uint64_t keep = UINT64_MAX;
     CR_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+    // An upload allocates on the copy stream, often a block the compute stream freed. Reuse stays
+    // safe without this (a block whose free has completed, or one ordered by events), but with it
+    // the driver may make the copy stream wait for the compute stream, which would serialize the
+    // upload behind the step it should overlap.
+    int internal = 0;
+    CR_CUDA(cudaMemPoolSetAttribute(pool, cudaMemPoolReuseAllowInternalDependencies, &internal));
     CR_CUDNN(cudnnCreate(&cudnn));
     CR_CUDNN(cudnnSetStream(cudnn, stream));
   } catch (...) {
@@ -106,23 +130,41 @@ Device::Device(int index_, const cudaDeviceProp& props_) : index(index_), props(
   }
 }
 
-Device::~Device() { Release(); }
+Device::~Device() {
+  Release();
+  if (auto deferred = TakeDeferred()) {
+    std::fprintf(stderr, "cudnn-resnet: warning: cuda: %s: %s (after the last sync point)\n", deferred->first.c_str(),
+                 deferred->second.c_str());
+  }
+}
 
-// Teardown: nothing can be reported any more, so the statuses only must not linger in CUDA's
+// Teardown: nothing can be reported any more but on stderr, and no status may linger in CUDA's
 // last-error slot for whatever runs next on this thread.
 void Device::Release() {
-  if (cudnn) cudnnDestroy(cudnn);
-  cudnn = nullptr;
-  if (stream) {
-    cudaStreamSynchronize(stream);
-    cudaStreamDestroy(stream);
+  if (!stream && !copy_stream && !upload_done && !cudnn) return;
+  const auto check = [](cudaError_t st, const char* call) {
+    if (st != cudaSuccess) Warn(call, st);
+  };
+  check(cudaSetDevice(index), "cudaSetDevice (teardown)");
+  for (cudaStream_t s : {copy_stream, stream}) {
+    if (s) check(cudaStreamSynchronize(s), "cudaStreamSynchronize (teardown)");
   }
-  stream = nullptr;
-  cudaGetLastError();
+  if (cudnn) {
+    const cudnnStatus_t st = cudnnDestroy(cudnn);
+    if (st != CUDNN_STATUS_SUCCESS) Warn("cudnnDestroy", st);
+    cudnn = nullptr;
+  }
+  for (cudaStream_t* s : {&copy_stream, &stream}) {
+    if (*s) check(cudaStreamDestroy(*s), "cudaStreamDestroy");
+    *s = nullptr;
+  }
+  if (upload_done) check(cudaEventDestroy(upload_done), "cudaEventDestroy");
+  upload_done = nullptr;
 }
 
 void Device::RecordDeferred(cudaError_t status, const char* call) {
   cudaGetLastError();
+  if (status == cudaErrorCudartUnloading) return;
   int expected = int(cudaSuccess);
   if (deferred_.compare_exchange_strong(expected, int(status))) deferred_call_.store(call);
 }
@@ -141,30 +183,40 @@ DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : devic
   CR_CUDA(cudaMallocAsync(&ptr_, bytes_ ? bytes_ : 1, device_->stream));
 }
 
+namespace {
+
+// Frees in stream order from whichever thread drops the last reference. That thread may serve
+// another device (the JS thread), or none yet: the device is set first.
+void FreeAsync(Device& device, void* ptr) {
+  cudaError_t st = cudaSetDevice(device.index);
+  if (st == cudaSuccess) st = cudaFreeAsync(ptr, device.stream);
+  if (st != cudaSuccess) device.RecordDeferred(st, "cudaFreeAsync");
+}
+
+}  // namespace
+
 DeviceMemory::~DeviceMemory() {
-  if (!ptr_) return;
-  const cudaError_t st = cudaFreeAsync(ptr_, device_->stream);
-  if (st != cudaSuccess) device_->RecordDeferred(st, "cudaFreeAsync");
+  if (ptr_) FreeAsync(*device_, ptr_);
 }
 
 CudaStorage::CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype)
-    : Storage(dims, dtype, DTypeSize(dtype) * [&] {
-        size_t n = 1;
-        for (int64_t d : dims) n *= size_t(d);
-        return n;
-      }()),
+    : Storage(dims, dtype,
+              DTypeSize(dtype) * [&] {
+                size_t n = 1;
+                for (int64_t d : dims) n *= size_t(d);
+                return n;
+              }(),
+              device->index),
       device_(std::move(device)) {}
 
 CudaStorage::CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype, size_t bytes)
-    : Storage(std::move(dims), dtype, bytes), device_(std::move(device)) {}
+    : Storage(std::move(dims), dtype, bytes, device->index), device_(std::move(device)) {}
 
 CudaStorage::~CudaStorage() {
   // The last reference goes either on the worker (after the last task that used the buffer)
   // or on the JS thread when no queued task holds it, that is, after every use was launched:
   // freeing in stream order is then correct from either thread.
-  if (!ptr_) return;
-  const cudaError_t st = cudaFreeAsync(ptr_, device_->stream);
-  if (st != cudaSuccess) device_->RecordDeferred(st, "cudaFreeAsync");
+  if (ptr_) FreeAsync(*device_, ptr_);
 }
 
 void* CudaStorage::Ptr() {
@@ -179,6 +231,55 @@ void* CudaStorage::Ptr() {
   return ptr_;
 }
 
+void* CudaStorage::AllocateOn(cudaStream_t stream) {
+  if (ptr_ || bytes == 0) Fail("ERR_NATIVE", "a buffer of shape " + ShapeString() + " was allocated twice");
+  CR_CUDA(cudaMallocAsync(&ptr_, bytes, stream));
+  return ptr_;
+}
+
+SyncPoint::SyncPoint(std::shared_ptr<Device> device, int* label_error)
+    : device_(std::move(device)), label_(device_->index, sizeof(kernels::LabelError)) {
+  CR_CUDA(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming | cudaEventBlockingSync));
+  try {
+    CR_CUDA(cudaMemcpyAsync(label_.get(), label_error, sizeof(kernels::LabelError), cudaMemcpyDeviceToHost,
+                            device_->stream));
+    CR_CUDA(cudaMemsetAsync(label_error, 0, sizeof(kernels::LabelError), device_->stream));
+    CR_CUDA(cudaEventRecord(event_, device_->stream));
+  } catch (...) {
+    // A throwing constructor runs no destructor, and the pinned block goes back to its pool now:
+    // not while the copy may still write it.
+    if (cudaStreamSynchronize(device_->stream) != cudaSuccess) cudaGetLastError();
+    cudaEventDestroy(event_);
+    cudaGetLastError();
+    throw;
+  }
+}
+
+SyncPoint::~SyncPoint() {
+  if (!event_) return;
+  cudaError_t st = cudaSetDevice(device_->index);
+  if (st == cudaSuccess) st = cudaEventDestroy(event_);
+  if (st != cudaSuccess) device_->RecordDeferred(st, "cudaEventDestroy");
+}
+
+void SyncPoint::Wait() {
+  CR_CUDA(cudaSetDevice(device_->index));
+  // Blocking-sync event: the waiting thread sleeps instead of spinning on a core that JavaScript
+  // (preparing the next batch) or the worker may need.
+  CR_CUDA(cudaEventSynchronize(event_));
+  if (auto deferred = device_->TakeDeferred()) Fail(deferred->first, deferred->second);
+  kernels::LabelError e;
+  std::memcpy(&e, label_.get(), sizeof e);
+  if (!e.set) return;
+  // Named as the op was when enqueued (the op and its input shapes), as on the CPU.
+  const std::string n = std::to_string(e.rows), k = std::to_string(e.classes);
+  const std::string op = std::string(e.op == 0 ? "softmaxCrossEntropy" : "softmaxCrossEntropyBackward") + " [" + n + ", " +
+                         k + "] [" + n + "]";
+  throw NativeError("cuda", op, "ERR_LABEL_OUT_OF_RANGE",
+                    op + ": label " + std::to_string(e.label) + " at row " + std::to_string(e.row) + " is outside [0, " + k +
+                        ")");
+}
+
 CudaBackend::CudaBackend(Context& ctx) : Backend(ctx) {
   const char* tf = std::getenv("CUDNN_RESNET_TF32");
   if (tf && std::strcmp(tf, "0") == 0) tf32_ = false;
@@ -187,6 +288,17 @@ CudaBackend::CudaBackend(Context& ctx) : Backend(ctx) {
 CudaBackend::~CudaBackend() {
   workspace_.reset();
   label_error_mem_.reset();
+}
+
+void CudaBackend::UseDevice(int64_t index) {
+  if (index == index_) return;
+  if (device_) {
+    Fail("ERR_DEVICE_IN_USE", "this addon instance already runs on GPU " + std::to_string(index_) +
+                                  "; another GPU is served by another instance (backend 'cuda:" + std::to_string(index) + "')");
+  }
+  index_ = int(index);
+  probed_ = false;
+  reason_.clear();
 }
 
 std::string CudaBackend::Unavailable() {
@@ -205,11 +317,19 @@ std::string CudaBackend::Unavailable() {
     reason_ = ProbeFailure(st);
     return reason_;
   }
+  device_count_ = count;
   if (count == 0) {
     reason_ = "no CUDA device (cudaGetDeviceCount returned 0)";
     return reason_;
   }
-  st = cudaGetDeviceProperties(&props_, 0);
+  if (index_ >= count) {
+    const char* visible = std::getenv("CUDA_VISIBLE_DEVICES");
+    reason_ = "no CUDA device " + std::to_string(index_) + ": the driver sees " + std::to_string(count) + " GPU" +
+              (count == 1 ? "" : "s") + (visible ? std::string(" (CUDA_VISIBLE_DEVICES=") + visible + ")" : std::string());
+    return reason_;
+  }
+  const std::string gpu = "GPU " + std::to_string(index_);
+  st = cudaGetDeviceProperties(&props_, index_);
   if (st != cudaSuccess) {
     cudaGetLastError();
     reason_ = ProbeFailure(st);
@@ -217,16 +337,16 @@ std::string CudaBackend::Unavailable() {
   }
   // The build carries sm_80 and sm_90 code and sm_90 PTX: any 8.x or newer GPU can run it.
   if (props_.major < 8) {
-    reason_ = std::string("GPU 0 (") + props_.name + ") has compute capability " + std::to_string(props_.major) + "." +
+    reason_ = gpu + " (" + props_.name + ") has compute capability " + std::to_string(props_.major) + "." +
               std::to_string(props_.minor) + "; this build has code for 8.0 and newer (CMAKE_CUDA_ARCHITECTURES)";
     return reason_;
   }
   // Every buffer comes from cudaMallocAsync; a driver or virtualised GPU without memory pools
   // would fail at the first allocation, so say so here.
   int pools = 0;
-  if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, 0) != cudaSuccess || !pools) {
+  if (cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, index_) != cudaSuccess || !pools) {
     cudaGetLastError();
-    reason_ = std::string("GPU 0 (") + props_.name + ") does not support stream-ordered memory pools (cudaMallocAsync), "
+    reason_ = gpu + " (" + props_.name + ") does not support stream-ordered memory pools (cudaMallocAsync), "
               "which this backend allocates from";
   }
   return reason_;
@@ -235,12 +355,12 @@ std::string CudaBackend::Unavailable() {
 void CudaBackend::Start() {
   if (device_) return;
   try {
-    device_ = std::make_shared<Device>(0, props_);
+    device_ = std::make_shared<Device>(index_, props_);
     label_error_mem_ = std::make_unique<DeviceMemory>(device_, sizeof(kernels::LabelError));
     label_error_ = static_cast<int*>(label_error_mem_->get());
     CR_CUDA(cudaMemsetAsync(label_error_, 0, sizeof(kernels::LabelError), device_->stream));
   } catch (const NativeError& e) {
-    reason_ = std::string("GPU 0 (") + props_.name + ") could not be set up: " + e.what();
+    reason_ = "GPU " + std::to_string(index_) + " (" + props_.name + ") could not be set up: " + e.what();
     label_error_mem_.reset();
     label_error_ = nullptr;
     device_.reset();
@@ -248,23 +368,11 @@ void CudaBackend::Start() {
   }
 }
 
-void CudaBackend::Drain() {
-  if (!device_) return;
+Completion CudaBackend::Drain() {
+  if (!device_) return nullptr;
   CR_CUDA(cudaSetDevice(device_->index));
-  CR_CUDA(cudaStreamSynchronize(device_->stream));
-  if (auto deferred = device_->TakeDeferred()) Fail(deferred->first, deferred->second);
-  kernels::LabelError e;
-  CR_CUDA(cudaMemcpy(&e, label_error_, sizeof e, cudaMemcpyDeviceToHost));
-  if (e.set) {
-    CR_CUDA(cudaMemsetAsync(label_error_, 0, sizeof e, device_->stream));
-    // Named as the op was when enqueued (the op and its input shapes), as on the CPU.
-    const std::string n = std::to_string(e.rows), k = std::to_string(e.classes);
-    const std::string op = std::string(e.op == 0 ? "softmaxCrossEntropy" : "softmaxCrossEntropyBackward") + " [" + n +
-                           ", " + k + "] [" + n + "]";
-    throw NativeError("cuda", op, "ERR_LABEL_OUT_OF_RANGE",
-                      op + ": label " + std::to_string(e.label) + " at row " + std::to_string(e.row) + " is outside [0, " +
-                          k + ")");
-  }
+  auto point = std::make_shared<SyncPoint>(device_, label_error_);
+  return [point] { point->Wait(); };
 }
 
 size_t CudaBackend::WorkspaceCap() {
@@ -303,6 +411,18 @@ void CudaBackend::Enqueue(std::string task, std::function<void()> work) {
   });
 }
 
+namespace {
+
+// The file libcudnn.so.9 was loaded from (the RUNPATH's, LD_LIBRARY_PATH's, or the one
+// lib/backend/load.ts preloaded from python3's nvidia-cudnn wheel), or "" where unknown.
+std::string CudnnLibraryPath() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&cudnnGetVersion), &info) == 0 || !info.dli_fname) return "";
+  return info.dli_fname;
+}
+
+}  // namespace
+
 BackendInfo CudaBackend::Info() {
   const std::string why = Unavailable();
   BackendInfo info;
@@ -314,7 +434,11 @@ BackendInfo CudaBackend::Info() {
                    {"cudaDriver", CudaVersion(driver)},
                    {"cudnn", CudnnVersion(cudnnGetVersion())},
                    {"cudnnBuild", CudnnVersion(CUDNN_VERSION)}};
-  info.details = {{"tf32", tf32_.load()}, {"layout", std::string("NCHW")}};
+  info.details = {{"tf32", tf32_.load()},
+                  {"layout", std::string("NCHW")},
+                  {"cudnnLibrary", CudnnLibraryPath()},
+                  {"deviceIndex", double(index_)}};
+  if (device_count_ >= 0) info.details.emplace_back("deviceCount", double(device_count_));
   if (why.empty()) {
     info.details.emplace_back("device", std::string(props_.name));
     info.details.emplace_back("computeCapability", std::to_string(props_.major) + "." + std::to_string(props_.minor));
@@ -333,15 +457,21 @@ void CudaBackend::SetNumThreads(int) {}
 // value comes from CUDNN_RESNET_TF32). Applies to convolutions enqueued after the call.
 void CudaBackend::SetTf32(bool enabled) { tf32_ = enabled; }
 
-// Returns the pool's unused blocks to the driver. Blocks freed by work still in flight stay
-// until a later call.
+// Returns the pool's unused blocks to the driver, and the idle pinned staging buffers to the
+// system. Blocks freed by work still in flight stay until a later call.
 void CudaBackend::EmptyCache() {
-  if (device_) CR_CUDA(cudaMemPoolTrimTo(device_->pool, 0));
+  PinnedPool::For(index_).Trim();
+  if (!device_) return;
+  CR_CUDA(cudaSetDevice(device_->index));
+  CR_CUDA(cudaMemPoolTrimTo(device_->pool, 0));
 }
 
+// The device pool's reserved bytes not in use (pinned staging buffers are host memory and not
+// counted).
 int64_t CudaBackend::CachedBytes() {
   uint64_t reserved = 0, used = 0;
   if (device_) {
+    CR_CUDA(cudaSetDevice(device_->index));
     CR_CUDA(cudaMemPoolGetAttribute(device_->pool, cudaMemPoolAttrReservedMemCurrent, &reserved));
     CR_CUDA(cudaMemPoolGetAttribute(device_->pool, cudaMemPoolAttrUsedMemCurrent, &used));
   }

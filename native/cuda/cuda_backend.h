@@ -3,19 +3,30 @@
 //
 // Start-up: nothing touches the GPU when the addon loads. info() only probes (driver, device
 // count and properties, the cuDNN library's version), which creates no CUDA context; the device
-// (stream, memory pool, cuDNN handle: a CUDA context of ~500 MB and cuDNN's kernels, ~1 GB) is
+// (streams, memory pool, cuDNN handle: a CUDA context of ~500 MB and cuDNN's kernels, ~1 GB) is
 // set up by the first op. A process that imports the library for the CPU, or for `info`, never
 // pays for it.
 //
+// Devices: one addon instance serves one GPU (useDevice(index) before its first op; 'cuda' is
+// device 0, 'cuda:1' is another instance of the addon, loaded by lib/backend/load.ts). Each
+// instance has its own queue, streams and caches, so nothing here is shared between devices but
+// the process-wide per-device pools (memory counters, pinned staging). CUDA's current device is
+// per thread, and the JS thread serves every instance: each call made off the worker sets its
+// device first (a call made with none set would create a context on device 0).
+//
 // Execution: the context's worker thread (native/common's Queue) runs tasks in the order JS
-// enqueued them; a task launches work on the backend's one CUDA stream and returns without
-// waiting. Only sync points (readback, sync()) wait for the stream, on the worker.
+// enqueued them; a task launches work on the backend's CUDA stream and returns without waiting.
+// Uploads are copied on a second stream from pinned memory, so that they overlap the compute
+// stream's work, which waits for them with an event. A sync point (readback, sync()) only copies
+// into pinned memory and records an event on the worker; the wait, and the copy to JS memory, run
+// on the context's completion thread (native/common/completions.h), so the worker goes on
+// launching the ops queued behind it and the GPU does not run dry at every readback.
 //
 // Memory: device buffers come from CUDA's stream-ordered allocator (cudaMallocAsync on the
 // device's default pool, whose release threshold keeps freed blocks cached until emptyCache()).
 // A buffer's memory is allocated by the first task that uses it, on the worker, not when JS
 // enqueues the op: stream-ordered allocation is only correct in stream order, and the worker is
-// the one thread that submits to the stream in queue order, so an allocation can reuse a block
+// the one thread that submits to the streams in queue order, so an allocation can reuse a block
 // freed by an earlier task without any synchronization. It also means that an out-of-memory is
 // an execution failure reported at the next sync point with the op's name, like a cuDNN status.
 //
@@ -40,6 +51,7 @@
 #include "../common/keyed_cache.h"
 #include "../common/storage.h"
 #include "kernels/launch.h"
+#include "pinned_pool.h"
 
 namespace cr::cuda {
 
@@ -58,13 +70,22 @@ inline void CheckCudnn(cudnnStatus_t status, const char* call, const char* file,
   if (status != CUDNN_STATUS_SUCCESS) ThrowCudnn(status, call, file, line);
 }
 
+// A status that cannot be thrown (a destructor, teardown, trimming a cache): one line on stderr,
+// and the error cleared from CUDA's last-error slot so that the next launch does not report it
+// under another op's name.
+void Warn(const char* call, cudaError_t status);
+void Warn(const char* call, cudnnStatus_t status);
+
 // RAII for cuDNN descriptors. Creating one needs no GPU (only libcudnn), which the host-side
 // tests rely on.
 template <typename T, cudnnStatus_t (*Create)(T*), cudnnStatus_t (*Destroy)(T)>
 class CudnnDesc {
  public:
   CudnnDesc() { CR_CUDNN(Create(&d_)); }
-  ~CudnnDesc() { Destroy(d_); }
+  ~CudnnDesc() {
+    const cudnnStatus_t st = Destroy(d_);
+    if (st != CUDNN_STATUS_SUCCESS) Warn("cudnnDestroy*Descriptor", st);
+  }
   CudnnDesc(const CudnnDesc&) = delete;
   CudnnDesc& operator=(const CudnnDesc&) = delete;
   T get() const { return d_; }
@@ -86,12 +107,14 @@ void SetTensor4d(const TensorDesc& d, const std::vector<int64_t>& nchw, DType dt
 // elements. `what` names the tensors for the message.
 void RequireCudnnSize(const std::vector<int64_t>& dims, const std::string& what);
 
-// The GPU of one backend: stream, cuDNN handle, memory pool. Shared by the backend and by every
+// The GPU of one backend: streams, cuDNN handle, memory pool. Shared by the backend and by every
 // storage, so that a buffer freed after the backend (at environment teardown) still has its
 // stream.
 class Device {
  public:
   Device(int index, const cudaDeviceProp& props);
+  // Waits for both streams (the host functions that return staging buffers run by then), and
+  // warns about what fails or was never reported: nothing can be thrown any more.
   ~Device();
   Device(const Device&) = delete;
   Device& operator=(const Device&) = delete;
@@ -105,7 +128,11 @@ class Device {
 
   const int index;
   const cudaDeviceProp props;
+  // Every op, and every free.
   cudaStream_t stream = nullptr;
+  // Uploads from pinned memory; `stream` waits for each through `upload_done` (worker only).
+  cudaStream_t copy_stream = nullptr;
+  cudaEvent_t upload_done = nullptr;
   cudaMemPool_t pool = nullptr;
   cudnnHandle_t cudnn = nullptr;
 
@@ -138,10 +165,15 @@ class CudaStorage : public Storage {
   CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype, size_t bytes);
   ~CudaStorage() override;
 
-  // The device memory, allocated on first use. Worker thread only (see the top of this file).
+  // The device memory, allocated on first use on the compute stream. Worker thread only (see the
+  // top of this file).
   void* Ptr();
   float* F() { return static_cast<float*>(Ptr()); }
   int32_t* I() { return static_cast<int32_t*>(Ptr()); }
+  // Allocates the memory in the order of `stream` instead, for a first use there (an upload on the
+  // copy stream; the compute stream must then wait for `stream` before any other use or the
+  // free). Not poisoned: the caller writes every byte. Worker thread only, before any Ptr().
+  void* AllocateOn(cudaStream_t stream);
 
  private:
   std::shared_ptr<Device> device_;
@@ -152,6 +184,26 @@ using CudaStoragePtr = std::shared_ptr<CudaStorage>;
 
 // A storage handed in by the front end: made by this backend (see backend.h).
 inline CudaStoragePtr Cuda(const StoragePtr& s) { return std::static_pointer_cast<CudaStorage>(s); }
+
+// The end of the work queued so far on a device's compute stream, and the label error recorded by
+// then: made on the worker at a sync point, waited for off it (the Completion of Drain and
+// ReadPlain).
+class SyncPoint {
+ public:
+  // Copies the label error to pinned memory and clears it, then records the event.
+  SyncPoint(std::shared_ptr<Device> device, int* label_error);
+  ~SyncPoint();
+  SyncPoint(const SyncPoint&) = delete;
+  SyncPoint& operator=(const SyncPoint&) = delete;
+  // Waits for that work; throws what it failed with: a CUDA error of an earlier launch, a
+  // deferred error of a free, a label out of range.
+  void Wait();
+
+ private:
+  std::shared_ptr<Device> device_;
+  PinnedBuffer label_;
+  cudaEvent_t event_ = nullptr;
+};
 
 // cuDNN's scaling factors for float tensors.
 extern const float kOne;
@@ -172,8 +224,12 @@ class CudaBackend final : public Backend {
   // Probes once (no CUDA context is created); after a failed start, the start's failure.
   std::string Unavailable() override;
   void Start() override;
-  // Waits for the stream and reports what its work failed with (kernel faults, bad labels).
-  void Drain() override;
+  // A SyncPoint, and its Wait as the Completion.
+  Completion Drain() override;
+  // Before the first op only: another index afterwards throws (a second device is a second
+  // addon instance).
+  void UseDevice(int64_t index) override;
+  int MemoryDomain() const override { return index_; }
 
   BackendInfo Info() override;
   void SetNumThreads(int threads) override;
@@ -184,7 +240,7 @@ class CudaBackend final : public Backend {
   StoragePtr Upload(const UploadArgs& a) override;
   StoragePtr Fill(const FillArgs& a) override;
   StoragePtr ZerosLike(const OpArgs& a, const StoragePtr& like) override;
-  void ReadPlain(const StoragePtr& s, void* dst) override;
+  Completion ReadPlain(const StoragePtr& s, void* dst) override;
   StoragePtr Reshape(const ReshapeArgs& a) override;
 
   StoragePtr Conv2dForward(const Conv2dForwardArgs& a) override;
@@ -243,7 +299,12 @@ class CudaBackend final : public Backend {
   // Pushes a task that runs with this backend's device current on the worker.
   void Enqueue(std::string task, std::function<void()> work);
 
+  // The upload task: from pinned `staging` on the copy stream (see the top of this file).
+  void CopyIn(CudaStorage& s, const std::shared_ptr<PinnedBuffer>& staging);
+
   std::atomic<bool> tf32_{true};
+  int index_ = 0;
+  int device_count_ = -1;
   bool probed_ = false;
   std::string reason_;
   cudaDeviceProp props_{};

@@ -1,23 +1,39 @@
-// Test-only functions that need no GPU: what cuDNN's descriptors compute on the host (output
-// shapes of convolutions and pooling), and the kernels' arithmetic (kernels/math.cuh) run on the
-// CPU. They let a machine without a GPU check the parts of the backend it can, against the
-// TypeScript layer's shapes and the CPU backend's values. Not part of the Binding surface.
+// Test-only functions that need no GPU, so that a machine without one tests what it can of the
+// backend with the backend's own code:
+// - the plans the ops build (conv2d.cc, pool2d.cc, batch_norm.cc) from the geometry the front end
+//   reads, with every descriptor field read back from cuDNN, which runs these calls on the host;
+// - the convolution's choice of algorithm (candidates from a ranking, the walk to the first one
+//   that runs) against a simulated cuDNN;
+// - the kernels (kernels/), by running their per-thread code on the CPU over the grid their launch
+//   would have, so that indexing, launch sizes, the SGD chunks and the softmax block reduction
+//   are tested too, not only the arithmetic; an index visited twice or never is an error.
+// Not part of the Binding surface.
 #include <cstring>
+#include <stdexcept>
 
 #include "../common/args.h"
+#include "../common/ops/geometry.h"
+#include "batch_norm.h"
+#include "conv2d.h"
 #include "cuda_backend.h"
 #include "host_checks.h"
-#include "kernels/math.cuh"
+#include "kernels/common.cuh"
 #include "pool2d.h"
 
 namespace cr::cuda {
 
 namespace {
 
-Napi::Array Dims(Napi::Env env, std::initializer_list<int> dims) {
-  Napi::Array a = Napi::Array::New(env, dims.size());
+Napi::Array Ints(Napi::Env env, std::initializer_list<int64_t> values) {
+  Napi::Array a = Napi::Array::New(env, values.size());
   uint32_t i = 0;
-  for (int d : dims) a.Set(i++, Napi::Number::New(env, d));
+  for (int64_t v : values) a.Set(i++, Napi::Number::New(env, double(v)));
+  return a;
+}
+
+Napi::Array Ints(Napi::Env env, const std::vector<int64_t>& values) {
+  Napi::Array a = Napi::Array::New(env, values.size());
+  for (uint32_t i = 0; i < values.size(); ++i) a.Set(i, Napi::Number::New(env, double(values[i])));
   return a;
 }
 
@@ -26,80 +42,287 @@ T* Data(Napi::TypedArray a) {
   return reinterpret_cast<T*>(static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset());
 }
 
-Napi::Float32Array Floats(const Napi::CallbackInfo& info, size_t i, const char* what, size_t n) {
-  if (i >= info.Length() || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
-      info[i].As<Napi::TypedArray>().ElementLength() != n) {
-    throw Napi::TypeError::New(info.Env(), OpScope::CurrentOp() + ": expected " + what + " to be a Float32Array of " +
-                                               std::to_string(n) + " values");
+Napi::Float32Array Floats(Napi::Value v, const std::string& what, size_t n) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array ||
+      v.As<Napi::TypedArray>().ElementLength() != n) {
+    ThrowTypeError(OpScope::CurrentOp() + ": expected " + what + " to be a Float32Array of " + std::to_string(n) + " values");
   }
-  return info[i].As<Napi::Float32Array>();
+  return v.As<Napi::Float32Array>();
 }
 
-Napi::Float32Array Copy(Napi::Env env, Napi::Float32Array a) {
+const int32_t* Labels(Napi::Value v, size_t n) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      v.As<Napi::TypedArray>().ElementLength() != n) {
+    ThrowTypeError(OpScope::CurrentOp() + ": expected labels to be an Int32Array of n values");
+  }
+  return Data<int32_t>(v.As<Napi::TypedArray>());
+}
+
+Napi::Float32Array CopyOf(Napi::Env env, Napi::Float32Array a) {
   Napi::Float32Array out = Napi::Float32Array::New(env, a.ElementLength());
   std::memcpy(Data<float>(out), Data<float>(a), a.ElementLength() * sizeof(float));
   return out;
 }
 
-// hostDescribeConv2d(xShape, wShape, stride, padding, dilation, groups) -> cuDNN's output dims
-Napi::Value DescribeConv2d(const Napi::CallbackInfo& info) {
-  return Guard(info, "cuda", "hostDescribeConv2d", [&]() -> Napi::Value {
-    std::vector<int64_t> x = IntsArg(info, 0, "input shape", 4), w = IntsArg(info, 1, "weight shape", 4);
-    std::vector<int64_t> s = IntsArg(info, 2, "stride", 2), p = IntsArg(info, 3, "padding", 2),
-                         d = IntsArg(info, 4, "dilation", 2);
-    int64_t groups = IntArg(info, 5, "groups");
-    if (groups < 1 || groups > INT32_MAX) throw Napi::RangeError::New(info.Env(), "hostDescribeConv2d: groups must be positive");
-    TensorDesc xd;
-    FilterDesc wd;
-    ConvDesc cd;
-    SetTensor4d(xd, x);
-    CR_CUDNN(cudnnSetFilter4dDescriptor(wd.get(), CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, int(w[0]), int(w[1]), int(w[2]), int(w[3])));
-    CR_CUDNN(cudnnSetConvolution2dDescriptor(cd.get(), int(p[0]), int(p[1]), int(s[0]), int(s[1]), int(d[0]), int(d[1]),
-                                             CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    CR_CUDNN(cudnnSetConvolutionGroupCount(cd.get(), int(groups)));
+// A new array of n NaNs: an element the emulated kernel leaves unwritten stays NaN.
+Napi::Float32Array Poisoned(Napi::Env env, size_t n) {
+  Napi::Float32Array out = Napi::Float32Array::New(env, n);
+  for (size_t i = 0; i < n; ++i) Data<float>(out)[i] = NAN;
+  return out;
+}
+
+// Runs f(i) over [0, n) as kernels::Map's launch would: Blocks(n) blocks of kThreads threads,
+// each visiting the indices GridStride gives it.
+template <typename F>
+void EmulateMap(int64_t n, F f) {
+  std::vector<uint8_t> visits(size_t(n), 0);
+  const int64_t blocks = kernels::Blocks(n);
+  for (int64_t b = 0; b < blocks; ++b) {
+    for (int64_t t = 0; t < kernels::kThreads; ++t) {
+      kernels::GridStride(n, b, blocks, t, [&](int64_t i) {
+        if (i < 0 || i >= n || visits[size_t(i)]++) {
+          throw std::logic_error("index " + std::to_string(i) + " visited twice or out of range");
+        }
+        f(i);
+      });
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    if (!visits[size_t(i)]) throw std::logic_error("index " + std::to_string(i) + " of " + std::to_string(n) + " never visited");
+  }
+}
+
+std::string DescString(const TensorDesc& d) {
+  cudnnDataType_t type;
+  int n, c, h, w, ns, cs, hs, ws;
+  CR_CUDNN(cudnnGetTensor4dDescriptor(d.get(), &type, &n, &c, &h, &w, &ns, &cs, &hs, &ws));
+  return ShapeString({n, c, h, w}) + " strides " + ShapeString({ns, cs, hs, ws}) + (type == CUDNN_DATA_FLOAT ? " float" : " ?");
+}
+
+cudnnMathType_t MathTypeOf(const std::string& name) {
+  for (cudnnMathType_t m : {CUDNN_DEFAULT_MATH, CUDNN_TENSOR_OP_MATH, CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION, CUDNN_FMA_MATH}) {
+    if (name == ConvMathName(m)) return m;
+  }
+  ThrowTypeError(OpScope::CurrentOp() + ": unknown math type '" + name + "'");
+}
+
+std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsString()) ThrowTypeError(OpScope::CurrentOp() + ": expected " + what + " to be a string");
+  return info[i].As<Napi::String>().Utf8Value();
+}
+
+Napi::Array ArrayArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsArray()) ThrowTypeError(OpScope::CurrentOp() + ": expected " + what + " to be an array");
+  return info[i].As<Napi::Array>();
+}
+
+// hostConvPlan(x, w, stride, padding, dilation, groups, tf32) -> what conv2d.cc's plan holds.
+Napi::Value ConvPlanOf(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostConvPlan", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Dims x = IntsArg(info, 0, "input shape", 4), w = IntsArg(info, 1, "weight shape", 4);
+    const ConvPlanKey k{ops::ReadConv2dGeometry(info, 2, x, w), DType::kFloat32, BoolArg(info, 6, "tf32")};
+    auto p = BuildConvPlan(k);
     int n, c, h, wo;
-    CR_CUDNN(cudnnGetConvolution2dForwardOutputDim(cd.get(), xd.get(), wd.get(), &n, &c, &h, &wo));
-    return Dims(info.Env(), {n, c, h, wo});
+    CR_CUDNN(cudnnGetConvolution2dForwardOutputDim(p->conv.get(), p->x.get(), p->w.get(), &n, &c, &h, &wo));
+    int pad_h, pad_w, u, v, dil_h, dil_w, groups;
+    cudnnConvolutionMode_t mode;
+    cudnnDataType_t compute;
+    CR_CUDNN(cudnnGetConvolution2dDescriptor(p->conv.get(), &pad_h, &pad_w, &u, &v, &dil_h, &dil_w, &mode, &compute));
+    CR_CUDNN(cudnnGetConvolutionGroupCount(p->conv.get(), &groups));
+    cudnnMathType_t math;
+    CR_CUDNN(cudnnGetConvolutionMathType(p->conv.get(), &math));
+    cudnnDataType_t wtype;
+    cudnnTensorFormat_t format;
+    int k0, k1, k2, k3;
+    CR_CUDNN(cudnnGetFilter4dDescriptor(p->w.get(), &wtype, &format, &k0, &k1, &k2, &k3));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("y", Ints(env, k.g.y));
+    o.Set("cudnnY", Ints(env, {n, c, h, wo}));
+    o.Set("x", DescString(p->x));
+    o.Set("yDesc", DescString(p->y));
+    o.Set("bias", DescString(p->bias));
+    o.Set("w", ShapeString({k0, k1, k2, k3}) + (format == CUDNN_TENSOR_NCHW && wtype == CUDNN_DATA_FLOAT ? " NCHW float" : " ?"));
+    o.Set("padding", Ints(env, {pad_h, pad_w}));
+    o.Set("stride", Ints(env, {u, v}));
+    o.Set("dilation", Ints(env, {dil_h, dil_w}));
+    o.Set("crossCorrelation", mode == CUDNN_CROSS_CORRELATION);
+    o.Set("computeFloat", compute == CUDNN_DATA_FLOAT);
+    o.Set("groups", double(groups));
+    o.Set("math", ConvMathName(math));
+    return o;
   });
 }
 
-// hostDescribePool2d(xShape, kernel, stride, padding, 'max' | 'avg') -> cuDNN's output dims
-Napi::Value DescribePool2d(const Napi::CallbackInfo& info) {
-  return Guard(info, "cuda", "hostDescribePool2d", [&]() -> Napi::Value {
-    std::vector<int64_t> x = IntsArg(info, 0, "input shape", 4);
-    std::vector<int64_t> k = IntsArg(info, 1, "kernel", 2), s = IntsArg(info, 2, "stride", 2), p = IntsArg(info, 3, "padding", 2);
-    std::string mode = info.Length() > 4 && info[4].IsString() ? info[4].As<Napi::String>().Utf8Value() : "";
-    if (mode != "max" && mode != "avg") throw Napi::TypeError::New(info.Env(), "hostDescribePool2d: mode must be 'max' or 'avg'");
-    TensorDesc xd;
-    PoolDesc pd;
-    SetTensor4d(xd, x);
-    SetPool(pd, mode == "max" ? PoolMode::kMax : PoolMode::kAvg, k, s, p);
+// hostPoolPlan(x, kernel, stride, padding, 'max' | 'avg') -> what pool2d.cc's plan holds.
+Napi::Value PoolPlanOf(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostPoolPlan", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::string mode_name = StringArg(info, 4, "mode");
+    if (mode_name != "max" && mode_name != "avg") ThrowTypeError("hostPoolPlan: mode must be 'max' or 'avg'");
+    const PoolPlanKey k{mode_name == "max" ? PoolMode::kMax : PoolMode::kAvg,
+                        ops::ReadPoolGeometry(info, 1, IntsArg(info, 0, "input shape", 4)), DType::kFloat32};
+    auto p = BuildPoolPlan(k);
     int n, c, h, w;
-    CR_CUDNN(cudnnGetPooling2dForwardOutputDim(pd.get(), xd.get(), &n, &c, &h, &w));
-    return Dims(info.Env(), {n, c, h, w});
+    CR_CUDNN(cudnnGetPooling2dForwardOutputDim(p->pool.get(), p->x.get(), &n, &c, &h, &w));
+    cudnnPoolingMode_t mode;
+    cudnnNanPropagation_t nan;
+    int wh, ww, ph, pw, sh, sw;
+    CR_CUDNN(cudnnGetPooling2dDescriptor(p->pool.get(), &mode, &nan, &wh, &ww, &ph, &pw, &sh, &sw));
+    const char* mode_str = mode == CUDNN_POOLING_MAX_DETERMINISTIC                ? "max-deterministic"
+                           : mode == CUDNN_POOLING_MAX                            ? "max"
+                           : mode == CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING ? "average-count-include-padding"
+                                                                                   : "average-count-exclude-padding";
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("y", Ints(env, k.g.y));
+    o.Set("cudnnY", Ints(env, {n, c, h, w}));
+    o.Set("yDesc", DescString(p->y));
+    o.Set("mode", mode_str);
+    o.Set("propagateNan", nan == CUDNN_PROPAGATE_NAN);
+    o.Set("kernel", Ints(env, {wh, ww}));
+    o.Set("padding", Ints(env, {ph, pw}));
+    o.Set("stride", Ints(env, {sh, sw}));
+    return o;
   });
 }
 
-// hostSoftmaxCrossEntropy(logits, labels, n, k, smoothing) -> [loss, probs]
+// hostBatchNormPlan(x) -> the statistics descriptor batch_norm.cc derives.
+Napi::Value BatchNormPlanOf(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostBatchNormPlan", [&]() -> Napi::Value {
+    const Dims x = IntsArg(info, 0, "input shape", 4);
+    CheckedNumel(x);
+    auto p = BuildBatchNormPlan(x, DType::kFloat32);
+    return Napi::String::New(info.Env(), DescString(p->stats));
+  });
+}
+
+// hostConvCandidates([[algo, ok, memory, math], ...], tf32, fallback) -> [[algo, math], ...]
+Napi::Value ConvCandidatesOf(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostConvCandidates", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    Napi::Array in = ArrayArg(info, 0, "ranking");
+    std::vector<ConvRanked> ranked;
+    for (uint32_t i = 0; i < in.Length(); ++i) {
+      Napi::Value e = in.Get(i);
+      if (!e.IsArray() || e.As<Napi::Array>().Length() != 4) {
+        ThrowTypeError("hostConvCandidates: expected [algo, ok, memory, math] entries");
+      }
+      Napi::Array a = e.As<Napi::Array>();
+      ranked.push_back({a.Get(0u).ToNumber().Int32Value(),
+                        a.Get(1u).ToBoolean().Value() ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_NOT_SUPPORTED,
+                        size_t(a.Get(2u).ToNumber().DoubleValue()), MathTypeOf(a.Get(3u).ToString().Utf8Value())});
+    }
+    const std::vector<ConvCandidate> out = ConvCandidates(ranked, BoolArg(info, 1, "tf32"), int(IntArg(info, 2, "fallback")));
+    Napi::Array result = Napi::Array::New(env, out.size());
+    for (uint32_t i = 0; i < out.size(); ++i) {
+      result.Set(i, Tuple(env, {Napi::Number::New(env, out[i].algo), Napi::String::New(env, ConvMathName(out[i].math))}));
+    }
+    return result;
+  });
+}
+
+// hostConvWalk(candidates, calls): `calls` lists, per call of one plan direction, the candidate
+// indices whose attempt fails (CUDNN_STATUS_NOT_SUPPORTED). Returns per call { tried, chosen,
+// logged } or { code, message } when none ran.
+Napi::Value ConvWalk(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostConvWalk", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const int64_t count = IntArg(info, 0, "candidates");
+    if (count < 1 || count > 16) ThrowRangeError("hostConvWalk: 1 to 16 candidates");
+    Napi::Array calls = ArrayArg(info, 1, "calls");
+    ConvChoice c;
+    for (int64_t i = 0; i < count; ++i) {
+      c.candidates.push_back(ConvCandidate{int(i % CUDNN_CONVOLUTION_FWD_ALGO_COUNT), CUDNN_FMA_MATH, 0});
+    }
+    Napi::Array results = Napi::Array::New(env, calls.Length());
+    for (uint32_t call = 0; call < calls.Length(); ++call) {
+      std::vector<bool> fails(size_t(count), false);
+      Napi::Value f = calls.Get(call);
+      if (!f.IsArray()) ThrowTypeError("hostConvWalk: each call is an array of failing indices");
+      for (uint32_t j = 0; j < f.As<Napi::Array>().Length(); ++j) {
+        const int64_t idx = f.As<Napi::Array>().Get(j).ToNumber().Int64Value();
+        if (idx < 0 || idx >= count) ThrowRangeError("hostConvWalk: failing index out of range");
+        fails[size_t(idx)] = true;
+      }
+      std::vector<int64_t> tried;
+      int64_t logged = -1;
+      Napi::Object r = Napi::Object::New(env);
+      try {
+        RunFirstWorking(
+            c,
+            [&](ConvCandidate& cand) -> ConvAttempt {
+              const int64_t idx = &cand - c.candidates.data();
+              tried.push_back(idx);
+              if (!fails[size_t(idx)]) return {true, "", ""};
+              return {false, "CUDNN_STATUS_NOT_SUPPORTED", "candidate " + std::to_string(idx) + ": not supported"};
+            },
+            [&](const ConvCandidate&, size_t index) { logged = int64_t(index); });
+        r.Set("chosen", double(c.chosen));
+        r.Set("logged", logged < 0 ? env.Null() : Napi::Number::New(env, double(logged)));
+      } catch (const NativeError& e) {
+        r.Set("code", e.code);
+        r.Set("message", e.what());
+      }
+      r.Set("tried", Ints(env, tried));
+      results.Set(call, r);
+    }
+    return results;
+  });
+}
+
+// hostElementwise('relu' | 'reluBackward' | 'add' | 'addRelu', a, b | null) -> result
+Napi::Value Elementwise(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostElementwise", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::string op = StringArg(info, 0, "op");
+    if (info.Length() < 2 || !info[1].IsTypedArray()) ThrowTypeError("hostElementwise: expected a Float32Array");
+    const size_t n = info[1].As<Napi::TypedArray>().ElementLength();
+    const float* a = Data<float>(Floats(info[1], "a", n));
+    const float* b = op == "relu" ? nullptr : Data<float>(Floats(info.Length() > 2 ? info[2] : env.Undefined(), "b", n));
+    Napi::Float32Array out = Poisoned(env, n);
+    float* y = Data<float>(out);
+    if (op == "relu") {
+      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::Relu(a[i]); });
+    } else if (op == "reluBackward") {
+      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::ReluGrad(a[i], b[i]); });
+    } else if (op == "add") {
+      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = a[i] + b[i]; });
+    } else if (op == "addRelu") {
+      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::AddRelu(a[i], b[i]); });
+    } else {
+      ThrowTypeError("hostElementwise: unknown op '" + op + "'");
+    }
+    return out;
+  });
+}
+
+void CheckRowsAndClasses(int64_t n, int64_t k) {
+  if (n < 1 || k < 1 || n * k > (int64_t(1) << 28)) ThrowRangeError(OpScope::CurrentOp() + ": bad n or k");
+}
+
+[[noreturn]] void BadLabel(int64_t row, int32_t label) {
+  ThrowRangeError(OpScope::CurrentOp() + ": label " + std::to_string(label) + " at row " + std::to_string(row) + " out of range");
+}
+
+// hostSoftmaxCrossEntropy(logits, labels, n, k, smoothing) -> [loss, probs]: the forward's one
+// block, each thread's rows, then the tree sum, as the kernel runs them.
 Napi::Value SoftmaxXent(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostSoftmaxCrossEntropy", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const int64_t n = IntArg(info, 2, "n"), k = IntArg(info, 3, "k");
+    CheckRowsAndClasses(n, k);
     const double smoothing = NumberArg(info, 4, "smoothing");
-    if (n < 1 || k < 1 || n * k > (int64_t(1) << 28)) throw Napi::RangeError::New(env, "hostSoftmaxCrossEntropy: bad n or k");
-    Napi::Float32Array logits = Floats(info, 0, "logits", size_t(n * k));
-    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-        info[1].As<Napi::TypedArray>().ElementLength() != size_t(n)) {
-      throw Napi::TypeError::New(env, "hostSoftmaxCrossEntropy: expected labels to be an Int32Array of n values");
+    const float* logits = Data<float>(Floats(info[0], "logits", size_t(n * k)));
+    const int32_t* labels = Labels(info[1], size_t(n));
+    Napi::Float32Array probs = Poisoned(env, size_t(n * k));
+    double partial[kernels::kThreads];
+    for (int64_t t = 0; t < kernels::kThreads; ++t) {
+      partial[t] = math::SoftmaxXentRows(logits, labels, n, k, smoothing, Data<float>(probs), t, kernels::kThreads, BadLabel);
     }
-    const int32_t* labels = Data<int32_t>(info[1].As<Napi::TypedArray>());
-    Napi::Float32Array probs = Napi::Float32Array::New(env, size_t(n * k));
-    double total = 0;
-    for (int64_t i = 0; i < n; ++i) {
-      if (labels[i] < 0 || labels[i] >= k) throw Napi::RangeError::New(env, "hostSoftmaxCrossEntropy: label out of range");
-      total += math::SoftmaxXentRow(Data<float>(logits) + i * k, k, labels[i], smoothing, Data<float>(probs) + i * k);
+    for (int s = kernels::kThreads / 2; s > 0; s /= 2) {
+      for (int t = 0; t < s; ++t) partial[t] += partial[t + s];
     }
-    return Tuple(env, {Napi::Number::New(env, double(float(total / double(n)))), probs});
+    return Tuple(env, {Napi::Number::New(env, double(float(partial[0] / double(n)))), probs});
   });
 }
 
@@ -108,69 +331,81 @@ Napi::Value SoftmaxXentBackward(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostSoftmaxCrossEntropyBackward", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const int64_t n = IntArg(info, 2, "n"), k = IntArg(info, 3, "k");
+    CheckRowsAndClasses(n, k);
     const double smoothing = NumberArg(info, 4, "smoothing");
-    const double dloss = NumberArg(info, 5, "dloss");
-    if (n < 1 || k < 1 || n * k > (int64_t(1) << 28)) throw Napi::RangeError::New(env, "hostSoftmaxCrossEntropyBackward: bad n or k");
-    Napi::Float32Array probs = Floats(info, 0, "probs", size_t(n * k));
-    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-        info[1].As<Napi::TypedArray>().ElementLength() != size_t(n)) {
-      throw Napi::TypeError::New(env, "hostSoftmaxCrossEntropyBackward: expected labels to be an Int32Array of n values");
-    }
-    const int32_t* labels = Data<int32_t>(info[1].As<Napi::TypedArray>());
-    Napi::Float32Array dx = Napi::Float32Array::New(env, size_t(n * k));
-    // As the kernel does: dloss read as float32, divided by N in double.
-    const double scale = double(float(dloss)) / double(n);
-    for (int64_t i = 0; i < n * k; ++i) {
-      Data<float>(dx)[i] = math::SoftmaxXentGrad(Data<float>(probs)[i], i % k == labels[i / k], k, smoothing, scale);
-    }
+    const float* probs = Data<float>(Floats(info[0], "probs", size_t(n * k)));
+    const int32_t* labels = Labels(info[1], size_t(n));
+    // As the kernel reads it: dloss is a float32 on the device.
+    const double scale = double(float(NumberArg(info, 5, "dloss"))) / double(n);
+    Napi::Float32Array dx = Poisoned(env, size_t(n * k));
+    EmulateMap(n * k, [&](int64_t i) { math::SoftmaxXentGradAt(probs, labels, k, smoothing, scale, Data<float>(dx), i, BadLabel); });
     return dx;
   });
 }
 
-// hostSgdStep(param, grad, buf | null, lr, momentum, weightDecay, nesterov, first) -> [param', buf' | null]
+// hostSgdStep(params[], grads[], bufs[] | null, lr, momentum, weightDecay, nesterov, first)
+//   -> { params, bufs, launches: [[tensors, blocks], ...] }, the tensors updated in place of
+//   copies by every launch of PlanSgd, every block and thread.
 Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostSgdStep", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsTypedArray()) throw Napi::TypeError::New(env, "hostSgdStep: expected a Float32Array param");
-    const size_t n = info[0].As<Napi::TypedArray>().ElementLength();
-    Napi::Float32Array p = Copy(env, Floats(info, 0, "param", n));
-    Napi::Float32Array g = Floats(info, 1, "grad", n);
-    const bool has_buf = info.Length() > 2 && !info[2].IsNull();
-    Napi::Float32Array b = has_buf ? Copy(env, Floats(info, 2, "buf", n)) : Napi::Float32Array();
-    math::SgdHyper h{float(NumberArg(info, 3, "lr")), float(NumberArg(info, 4, "momentum")),
-                     float(NumberArg(info, 5, "weightDecay")), BoolArg(info, 6, "nesterov"), BoolArg(info, 7, "first")};
-    for (size_t i = 0; i < n; ++i) {
-      math::SgdElement(Data<float>(p) + i, Data<float>(g)[i], has_buf ? Data<float>(b) + i : nullptr, h);
+    Napi::Array ps = ArrayArg(info, 0, "params"), gs = ArrayArg(info, 1, "grads");
+    const bool momentum_buffers = info.Length() > 2 && !info[2].IsNull();
+    Napi::Array bs = momentum_buffers ? ArrayArg(info, 2, "bufs") : Napi::Array::New(env, 0);
+    if (gs.Length() != ps.Length() || (momentum_buffers && bs.Length() != ps.Length())) {
+      ThrowRangeError("hostSgdStep: params, grads and bufs differ in length");
     }
-    return Tuple(env, {p, has_buf ? Napi::Value(b) : env.Null()});
+    const math::SgdHyper h{float(NumberArg(info, 3, "lr")), float(NumberArg(info, 4, "momentum")),
+                           float(NumberArg(info, 5, "weightDecay")), BoolArg(info, 6, "nesterov"), BoolArg(info, 7, "first")};
+    Napi::Array out_p = Napi::Array::New(env, ps.Length()), out_b = Napi::Array::New(env, bs.Length());
+    std::vector<math::SgdTensor> tensors;
+    for (uint32_t i = 0; i < ps.Length(); ++i) {
+      if (!ps.Get(i).IsTypedArray()) ThrowTypeError("hostSgdStep: expected Float32Array params");
+      const size_t n = ps.Get(i).As<Napi::TypedArray>().ElementLength();
+      Napi::Float32Array p = CopyOf(env, Floats(ps.Get(i), "param", n));
+      Napi::Float32Array b = momentum_buffers ? CopyOf(env, Floats(bs.Get(i), "buf", n)) : Napi::Float32Array();
+      out_p.Set(i, p);
+      if (momentum_buffers) out_b.Set(i, b);
+      tensors.push_back({Data<float>(p), Data<float>(Floats(gs.Get(i), "grad", n)), momentum_buffers ? Data<float>(b) : nullptr,
+                         int64_t(n)});
+    }
+    const std::vector<kernels::SgdLaunch> launches = kernels::PlanSgd(tensors.data(), tensors.size());
+    Napi::Array plan = Napi::Array::New(env, launches.size());
+    for (uint32_t l = 0; l < launches.size(); ++l) {
+      const kernels::SgdLaunch& launch = launches[l];
+      for (unsigned y = 0; y < launch.tensors; ++y) {
+        for (int64_t b = 0; b < launch.blocks; ++b) {
+          for (int64_t t = 0; t < kernels::kThreads; ++t) kernels::SgdThread(launch.chunk, y, b, launch.blocks, t, h);
+        }
+      }
+      plan.Set(l, Ints(env, {int64_t(launch.tensors), int64_t(launch.blocks)}));
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("params", out_p);
+    o.Set("bufs", momentum_buffers ? Napi::Value(out_b) : env.Null());
+    o.Set("launches", plan);
+    return o;
   });
 }
 
-// hostElementwise('relu' | 'reluBackward' | 'add' | 'addRelu', a, b | null) -> result
-Napi::Value Elementwise(const Napi::CallbackInfo& info) {
-  return Guard(info, "cuda", "hostElementwise", [&]() -> Napi::Value {
+// hostPoolBackward('max' | 'avg', x | null, dy, xShape, kernel, stride, padding) -> dx
+Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostPoolBackward", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
-    std::string op = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-    if (info.Length() < 2 || !info[1].IsTypedArray()) throw Napi::TypeError::New(env, "hostElementwise: expected a Float32Array");
-    const size_t n = info[1].As<Napi::TypedArray>().ElementLength();
-    const float* a = Data<float>(Floats(info, 1, "a", n));
-    Napi::Float32Array out = Napi::Float32Array::New(env, n);
-    float* y = Data<float>(out);
-    if (op == "relu") {
-      for (size_t i = 0; i < n; ++i) y[i] = math::Relu(a[i]);
-      return out;
-    }
-    const float* b = Data<float>(Floats(info, 2, "b", n));
-    if (op == "reluBackward") {
-      for (size_t i = 0; i < n; ++i) y[i] = math::ReluGrad(a[i], b[i]);
-    } else if (op == "add") {
-      for (size_t i = 0; i < n; ++i) y[i] = a[i] + b[i];
-    } else if (op == "addRelu") {
-      for (size_t i = 0; i < n; ++i) y[i] = math::AddRelu(a[i], b[i]);
+    const std::string mode = StringArg(info, 0, "mode");
+    if (mode != "max" && mode != "avg") ThrowTypeError("hostPoolBackward: mode must be 'max' or 'avg'");
+    const PoolGeometry g = ops::ReadPoolGeometry(info, 4, IntsArg(info, 3, "input shape", 4));
+    const int64_t planes = g.x[0] * g.x[1], n = planes * g.x[2] * g.x[3];
+    const float* dy = Data<float>(Floats(info[2], "dy", size_t(planes * g.y[2] * g.y[3])));
+    const math::PoolPlane plane = PoolPlaneOf(g);
+    Napi::Float32Array dx = Poisoned(env, size_t(n));
+    if (mode == "max") {
+      const float* x = Data<float>(Floats(info[1], "x", size_t(n)));
+      EmulateMap(n, [&](int64_t i) { math::MaxPoolBackwardAt(x, dy, Data<float>(dx), plane, i); });
     } else {
-      throw Napi::TypeError::New(env, "hostElementwise: unknown op '" + op + "'");
+      EmulateMap(n, [&](int64_t i) { math::AvgPoolBackwardAt(dy, Data<float>(dx), plane, i); });
     }
-    return out;
+    return dx;
   });
 }
 
@@ -190,13 +425,23 @@ Napi::Value NcclStatus(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterHostChecks(Napi::Env env, Napi::Object exports) {
-  exports.Set("hostNccl", Napi::Function::New(env, NcclStatus, "hostNccl"));
-  exports.Set("hostDescribeConv2d", Napi::Function::New(env, DescribeConv2d, "hostDescribeConv2d"));
-  exports.Set("hostDescribePool2d", Napi::Function::New(env, DescribePool2d, "hostDescribePool2d"));
-  exports.Set("hostSoftmaxCrossEntropy", Napi::Function::New(env, SoftmaxXent, "hostSoftmaxCrossEntropy"));
-  exports.Set("hostSoftmaxCrossEntropyBackward", Napi::Function::New(env, SoftmaxXentBackward, "hostSoftmaxCrossEntropyBackward"));
-  exports.Set("hostSgdStep", Napi::Function::New(env, SgdStep, "hostSgdStep"));
-  exports.Set("hostElementwise", Napi::Function::New(env, Elementwise, "hostElementwise"));
+  static const struct {
+    const char* name;
+    Napi::Value (*fn)(const Napi::CallbackInfo&);
+  } kChecks[] = {
+      {"hostConvPlan", ConvPlanOf},
+      {"hostPoolPlan", PoolPlanOf},
+      {"hostBatchNormPlan", BatchNormPlanOf},
+      {"hostConvCandidates", ConvCandidatesOf},
+      {"hostConvWalk", ConvWalk},
+      {"hostElementwise", Elementwise},
+      {"hostSoftmaxCrossEntropy", SoftmaxXent},
+      {"hostSoftmaxCrossEntropyBackward", SoftmaxXentBackward},
+      {"hostSgdStep", SgdStep},
+      {"hostPoolBackward", PoolBackward},
+      {"hostNccl", NcclStatus},
+  };
+  for (const auto& c : kChecks) exports.Set(c.name, Napi::Function::New(env, c.fn, c.name));
 }
 
 }  // namespace cr::cuda

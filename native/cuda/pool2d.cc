@@ -1,94 +1,87 @@
-// 2-D max and average pooling on cuDNN, forward and backward (PyTorch's floor-mode geometry).
+// 2-D max and average pooling (PyTorch's floor-mode geometry): the forward on cuDNN, the
+// backwards as CUDA kernels (kernels/pool2d.cu). cuDNN's pooling backward documents neither which
+// of several tied maxima receives the gradient (PyTorch: the first; post-ReLU activations tie
+// often) nor whether its x argument may alias dx, which an average-pooling backward without the
+// forward's input would need; the kernels gather each input's gradient from the windows that
+// cover it, deterministically, with PyTorch's rule, and their index arithmetic runs on the CPU in
+// the host-side tests.
 //
-// cuDNN's max-pooling backward needs the forward's input and output rather than an argmax
-// workspace, so the opaque "workspace" of maxPool2dForward holds references to both: they stay
-// alive until the backward ran (the price: the input is kept, where the CPU backend keeps only
-// argmax offsets). The workspace also remembers the geometry, so a workspace of another
-// pooling is refused.
+// The opaque "workspace" of maxPool2dForward keeps the forward's input, which the backward reads
+// to find each window's maximum again (the price: the input is kept, where the CPU backend keeps
+// argmax offsets). It also remembers the geometry, so a workspace of another pooling is refused.
 #include "pool2d.h"
 
 namespace cr::cuda {
 
-void SetPool(const PoolDesc& d, PoolMode mode, const std::vector<int64_t>& kernel, const std::vector<int64_t>& stride,
-             const std::vector<int64_t>& padding) {
+std::string PoolPlanKey::Key() const {
+  std::string k = mode == PoolMode::kMax ? "pool;max;" : "pool;avg;";
+  k += std::to_string(int(dtype)) + ';';
+  for (const auto* v : {&g.x, &g.kernel, &g.stride, &g.padding}) AppendInts(k, *v);
+  return k;
+}
+
+std::shared_ptr<PoolPlan> BuildPoolPlan(const PoolPlanKey& k) {
+  auto plan = std::make_shared<PoolPlan>();
+  SetTensor4d(plan->x, k.g.x, k.dtype);
+  SetTensor4d(plan->y, k.g.y, k.dtype);
   CR_CUDNN(cudnnSetPooling2dDescriptor(
-      d.get(), mode == PoolMode::kMax ? CUDNN_POOLING_MAX : CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING,
-      CUDNN_PROPAGATE_NAN, int(kernel[0]), int(kernel[1]), int(padding[0]), int(padding[1]), int(stride[0]), int(stride[1])));
+      plan->pool.get(),
+      k.mode == PoolMode::kMax ? CUDNN_POOLING_MAX_DETERMINISTIC : CUDNN_POOLING_AVERAGE_COUNT_INCLUDE_PADDING,
+      CUDNN_PROPAGATE_NAN, int(k.g.kernel[0]), int(k.g.kernel[1]), int(k.g.padding[0]), int(k.g.padding[1]),
+      int(k.g.stride[0]), int(k.g.stride[1])));
+  return plan;
+}
+
+math::PoolPlane PoolPlaneOf(const PoolGeometry& g) {
+  return {g.x[2], g.x[3], g.y[2], g.y[3], g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.padding[0], g.padding[1]};
 }
 
 namespace {
 
-struct PoolPlanKey {
-  PoolMode mode;
-  PoolGeometry g;
-  DType dtype;
-
-  std::string Key() const {
-    std::string k = mode == PoolMode::kMax ? "pool;max;" : "pool;avg;";
-    k += std::to_string(int(dtype)) + ';';
-    for (const auto* v : {&g.x, &g.kernel, &g.stride, &g.padding}) AppendInts(k, *v);
-    return k;
-  }
-};
-
-struct Plan {
-  TensorDesc x, y;
-  PoolDesc pool;
-};
-
-std::shared_ptr<Plan> GetPlan(CudaBackend& b, const PoolPlanKey& k) {
-  return b.Cached<Plan>(k.Key(), [&] {
-    auto plan = std::make_shared<Plan>();
-    SetTensor4d(plan->x, k.g.x, k.dtype);
-    SetTensor4d(plan->y, k.g.y, k.dtype);
-    SetPool(plan->pool, k.mode, k.g.kernel, k.g.stride, k.g.padding);
-    return plan;
-  });
-}
-
 struct PoolWorkspace : CudaStorage {
-  PoolWorkspace(std::shared_ptr<Device> device, const std::vector<int64_t>& dims, std::string key, CudaStoragePtr x,
-            CudaStoragePtr y)
-      : CudaStorage(std::move(device), dims, DType::kFloat32, 0), key(std::move(key)), x(std::move(x)), y(std::move(y)) {}
+  PoolWorkspace(std::shared_ptr<Device> device, const std::vector<int64_t>& dims, std::string key, CudaStoragePtr x)
+      : CudaStorage(std::move(device), dims, DType::kFloat32, 0), key(std::move(key)), x(std::move(x)) {}
   const std::string key;
-  const CudaStoragePtr x, y;
+  const CudaStoragePtr x;
 };
+
+void RequireCudnnSizes(const PoolGeometry& g) {
+  if (g.x[0] * g.x[1] * g.x[2] * g.x[3] > INT32_MAX) {
+    RefusePool(g, "tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
+  }
+}
 
 }  // namespace
 
 Pool2dOutputs CudaBackend::Pool2dForward(const Pool2dForwardArgs& a) {
-  if (a.g.x[0] * a.g.x[1] * a.g.x[2] * a.g.x[3] > INT32_MAX) {
-    RefusePool(a.g, "tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
-  }
+  RequireCudnnSizes(a.g);
   const PoolPlanKey k{a.mode, a.g, a.dtype};
   CudaStoragePtr x = Cuda(a.x), y = Alloc(a.g.y, a.dtype);
   Enqueue(a.task, [this, k, x, y] {
-    auto plan = GetPlan(*this, k);
+    auto plan = Cached<PoolPlan>(k.Key(), [&] { return BuildPoolPlan(k); });
     CR_CUDNN(cudnnPoolingForward(cudnn(), plan->pool.get(), &kOne, plan->x.get(), x->Ptr(), &kZero, plan->y.get(), y->Ptr()));
   });
   if (a.mode == PoolMode::kAvg) return {y, nullptr};
-  return {y, std::make_shared<PoolWorkspace>(device(), a.g.y, k.Key(), x, y)};
+  return {y, std::make_shared<PoolWorkspace>(device(), a.g.y, k.Key(), x)};
 }
 
 StoragePtr CudaBackend::Pool2dBackward(const Pool2dBackwardArgs& a) {
-  if (a.g.x[0] * a.g.x[1] * a.g.x[2] * a.g.x[3] > INT32_MAX) {
-    RefusePool(a.g, "tensors above 2^31 elements are not supported by cuDNN's 4-D descriptors");
-  }
+  RequireCudnnSizes(a.g);
   const PoolPlanKey k{a.mode, a.g, a.dtype};
-  CudaStoragePtr dy = Cuda(a.dy), dx = Alloc(a.g.x, a.dtype);
-  // Max pooling reads the forward's output and input; average pooling reads neither, and is
-  // handed dy and dx in their place.
-  CudaStoragePtr y = dy, x = dx;
+  CudaStoragePtr dy = Cuda(a.dy), dx = Alloc(a.g.x, a.dtype), x;
   if (a.mode == PoolMode::kMax) {
     auto ws = std::dynamic_pointer_cast<PoolWorkspace>(a.workspace);
     if (!ws || ws->key != k.Key()) RefuseWorkspace(a.g);
-    y = ws->y;
     x = ws->x;
   }
-  Enqueue(a.task, [this, k, dy, y, x, dx] {
-    auto plan = GetPlan(*this, k);
-    CR_CUDNN(cudnnPoolingBackward(cudnn(), plan->pool.get(), &kOne, plan->y.get(), y->Ptr(), plan->y.get(), dy->Ptr(),
-                                  plan->x.get(), x->Ptr(), &kZero, plan->x.get(), dx->Ptr()));
+  const math::PoolPlane plane = PoolPlaneOf(a.g);
+  const int64_t planes = a.g.x[0] * a.g.x[1];
+  Enqueue(a.task, [this, dy, dx, x, plane, planes] {
+    if (x) {
+      CR_CUDA(kernels::MaxPoolBackward(x->F(), dy->F(), dx->F(), planes, plane, stream()));
+    } else {
+      CR_CUDA(kernels::AvgPoolBackward(dy->F(), dx->F(), planes, plane, stream()));
+    }
   });
   return dx;
 }

@@ -1,6 +1,6 @@
 // SGD with momentum, Nesterov and weight decay over all parameters in one queued task and a
-// few kernel launches (kernels/sgd.cu), for the same reason as on the CPU: hundreds of small
-// parameters.
+// few kernel launches (kernels/sgd.cu; the launch plan in kernels/common.cuh), for the same
+// reason as on the CPU: hundreds of small parameters.
 #include "cuda_backend.h"
 
 namespace cr::cuda {
@@ -14,7 +14,7 @@ void CudaBackend::SgdStep(const SgdArgs& a) {
   }
   const math::SgdHyper h{a.h.lr, a.h.momentum, a.h.weight_decay, a.h.nesterov, a.h.first};
   Enqueue(a.task, [this, params = std::move(params), grads = std::move(grads), bufs = std::move(bufs), h] {
-    std::vector<kernels::SgdTensor> tensors(params.size());
+    std::vector<math::SgdTensor> tensors(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       tensors[i] = {params[i]->F(), grads[i]->F(), bufs[i] ? bufs[i]->F() : nullptr, params[i]->Numel()};
     }

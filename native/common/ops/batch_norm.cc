@@ -32,6 +32,12 @@ class Checker {
     if (dy.dtype != x_.dtype) Bad("expected a " + std::string(DTypeName(x_.dtype)) + " gradient, got " + DTypeName(dy.dtype));
   }
 
+  // Training normalizes with the batch variance and updates the running one with the unbiased
+  // variance, which divides by N·H·W - 1: one value per channel has neither (PyTorch refuses too).
+  void ManyValues() const {
+    if (x_.dims[0] * x_.dims[2] * x_.dims[3] < 2) Bad("training needs more than one value per channel");
+  }
+
   void Momentum(double momentum) const {
     if (!(momentum >= 0 && momentum <= 1)) Bad("momentum must be in [0, 1], got " + FormatNumber(momentum));
   }
@@ -73,6 +79,7 @@ Napi::Value BatchNormForwardTraining(const Napi::CallbackInfo& info) {
     if (a.running_mean) check.Vector(*a.running_mean, "running mean");
     if (a.running_var) check.Vector(*a.running_var, "running variance");
     check.Momentum(a.momentum);
+    check.ManyValues();
     a.eps = check.Eps(NumberArg(info, 6, "eps"));
     a.dtype = a.x->dtype;
     a.task = Describe("batchNormForwardTraining", {a.x.get(), a.weight.get()});

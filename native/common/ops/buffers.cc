@@ -79,7 +79,7 @@ Napi::Value Download(const Napi::CallbackInfo& info) {
     Napi::TypedArray out = NewTypedArray(env, s->dtype, size_t(s->Numel()));
     void* dst = TypedArrayData(out);
     // The typed array is held by the pending promise, so its memory outlives the task.
-    return EnqueueReadback(env, Describe("download", {s.get()}), out, [&backend, s, dst] { backend.ReadPlain(s, dst); });
+    return EnqueueReadback(env, Describe("download", {s.get()}), out, [&backend, s, dst] { return backend.ReadPlain(s, dst); });
   });
 }
 
@@ -91,7 +91,7 @@ Napi::Value DownloadSync(const Napi::CallbackInfo& info) {
     StoragePtr s = TensorArg(info, 0, "buffer");
     Napi::TypedArray out = NewTypedArray(env, s->dtype, size_t(s->Numel()));
     void* dst = TypedArrayData(out);
-    RunSync(env, Describe("dataSync", {s.get()}), [&backend, s, dst] { backend.ReadPlain(s, dst); });
+    RunSync(env, Describe("dataSync", {s.get()}), [&backend, s, dst] { return backend.ReadPlain(s, dst); });
     return out;
   });
 }

@@ -114,7 +114,10 @@ Napi::Value GroupConnect(const Napi::CallbackInfo& info) {
     std::vector<std::vector<uint8_t>> published;
     for (uint32_t k = 0; k < arr.Length(); ++k) published.push_back(BytesArg(arr.Get(k), "published[" + std::to_string(k) + "]"));
     return EnqueueReadback(info.Env(), "groupConnect", info.Env().Undefined(),
-                           [&backend, published = std::move(published)] { backend.GroupConnect(published); });
+                           [&backend, published = std::move(published)]() -> Completion {
+                             backend.GroupConnect(published);
+                             return nullptr;
+                           });
   });
 }
 

@@ -2,17 +2,15 @@
 #include "../args.h"
 #include "../checks.h"
 #include "../context.h"
+#include "geometry.h"
 #include "registry.h"
 
 namespace cr::ops {
 
-namespace {
-
-// Reads stride, padding, dilation and groups from argument `i` on, and checks them with the
-// input and weight dims. Every dim is bounded here, before a library computes byte counts from
-// it: the backward ops take the input or weight shape as an argument, and a huge padding makes a
-// huge output (an overflowed count allocates a small buffer that the convolution writes past).
-Conv2dGeometry ReadGeometry(const Napi::CallbackInfo& info, size_t i, const Dims& x, const Dims& w) {
+// Every dim is bounded here, before a library computes byte counts from it: the backward ops take
+// the input or weight shape as an argument, and a huge padding makes a huge output (an overflowed
+// count allocates a small buffer that the convolution writes past).
+Conv2dGeometry ReadConv2dGeometry(const Napi::CallbackInfo& info, size_t i, const Dims& x, const Dims& w) {
   Conv2dGeometry g;
   g.x = x;
   g.w = w;
@@ -51,6 +49,8 @@ Conv2dGeometry ReadGeometry(const Napi::CallbackInfo& info, size_t i, const Dims
   return g;
 }
 
+namespace {
+
 void RequireOutputGradient(const char* op, const Storage& dy, const Dims& y) {
   RequireFloat(dy, "gradient");
   if (dy.dims != y) {
@@ -70,7 +70,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
     a.bias = OptionalTensorArg(info, 2, "bias");
     RequireFloat(*a.x, "input");
     RequireDType(*a.w, a.x->dtype, "weight");
-    a.g = ReadGeometry(info, 3, a.x->dims, a.w->dims);
+    a.g = ReadConv2dGeometry(info, 3, a.x->dims, a.w->dims);
     if (a.bias) {
       RequireDType(*a.bias, a.x->dtype, "bias");
       if (a.bias->dims != Dims{a.g.w[0]}) {
@@ -91,7 +91,7 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
     a.dy = TensorArg(info, 0, "gradient");
     a.w = TensorArg(info, 1, "weight");
     RequireFloat(*a.w, "weight");
-    a.g = ReadGeometry(info, 3, IntsArg(info, 2, "input shape", 4), a.w->dims);
+    a.g = ReadConv2dGeometry(info, 3, IntsArg(info, 2, "input shape", 4), a.w->dims);
     RequireOutputGradient("conv2dBackwardData", *a.dy, a.g.y);
     a.dtype = a.w->dtype;
     a.task = Describe("conv2dBackwardData", {a.dy.get(), a.w.get()});
@@ -110,7 +110,7 @@ Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
     RequireFloat(*a.x, "input");
     const Dims wdims = IntsArg(info, 2, "weight shape", 4);
     a.with_bias = BoolArg(info, 3, "withBias");
-    a.g = ReadGeometry(info, 4, a.x->dims, wdims);
+    a.g = ReadConv2dGeometry(info, 4, a.x->dims, wdims);
     RequireOutputGradient("conv2dBackwardWeights", *a.dy, a.g.y);
     a.dtype = a.x->dtype;
     a.task = Describe("conv2dBackwardWeights", {a.x.get(), a.dy.get()});

@@ -3,16 +3,14 @@
 #include "../args.h"
 #include "../checks.h"
 #include "../context.h"
+#include "geometry.h"
 #include "registry.h"
 
 namespace cr::ops {
 
-namespace {
-
-// Reads kernel, stride and padding from argument `i` on, and checks them with the input dims
-// `x`, which a backward op takes as an argument: they are bounded before anything is allocated
-// from them.
-PoolGeometry ReadGeometry(const Napi::CallbackInfo& info, size_t i, const Dims& x) {
+// The input dims come from an argument in a backward op: they are bounded before anything is
+// allocated from them.
+PoolGeometry ReadPoolGeometry(const Napi::CallbackInfo& info, size_t i, const Dims& x) {
   PoolGeometry g;
   g.x = x;
   g.kernel = IntsArg(info, i, "kernel", 2);
@@ -40,6 +38,8 @@ PoolGeometry ReadGeometry(const Napi::CallbackInfo& info, size_t i, const Dims& 
   return g;
 }
 
+namespace {
+
 void RequireFloatPool(const Storage& s, const char* what) {
   if (s.dtype != DType::kFloat32) {
     ThrowRangeError(OpScope::CurrentOp() + ": expected a float32 " + what + ", got " + DTypeName(s.dtype));
@@ -54,7 +54,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info, const char* op, PoolMode mod
     a.mode = mode;
     a.x = TensorArg(info, 0, "input");
     RequireFloatPool(*a.x, "input");
-    a.g = ReadGeometry(info, 1, a.x->dims);
+    a.g = ReadPoolGeometry(info, 1, a.x->dims);
     a.dtype = a.x->dtype;
     a.task = Describe(op, {a.x.get()});
     Pool2dOutputs out = backend.Pool2dForward(a);
@@ -70,7 +70,7 @@ Pool2dBackwardArgs ReadBackward(const Napi::CallbackInfo& info, const char* op, 
   a.mode = mode;
   a.dy = TensorArg(info, 0, "gradient");
   if (mode == PoolMode::kMax) a.workspace = TensorArg(info, 1, "workspace");
-  a.g = ReadGeometry(info, shape_at + 1, IntsArg(info, shape_at, "input shape", 4));
+  a.g = ReadPoolGeometry(info, shape_at + 1, IntsArg(info, shape_at, "input shape", 4));
   if (a.dy->dims != a.g.y) {
     ThrowRangeError(std::string(op) + ": gradient of shape " + a.dy->ShapeString() + " does not match the output " +
                     ShapeString(a.g.y));

@@ -18,6 +18,7 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
       {"stopProfile", StopProfile},
       {"setNumThreads", SetNumThreads},
       {"setTf32", SetTf32},
+      {"useDevice", UseDevice},
       {"emptyCache", EmptyCache},
       {"cachedBytes", CachedBytes},
       {"upload", Upload},

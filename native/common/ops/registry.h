@@ -22,6 +22,7 @@ Napi::Value StartProfile(const Napi::CallbackInfo& info);
 Napi::Value StopProfile(const Napi::CallbackInfo& info);
 Napi::Value SetNumThreads(const Napi::CallbackInfo& info);
 Napi::Value SetTf32(const Napi::CallbackInfo& info);
+Napi::Value UseDevice(const Napi::CallbackInfo& info);
 Napi::Value EmptyCache(const Napi::CallbackInfo& info);
 Napi::Value CachedBytes(const Napi::CallbackInfo& info);
 

@@ -43,7 +43,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value Memory(const Napi::CallbackInfo& info) {
-  MemoryStats st = Storage::Stats();
+  MemoryStats st = Storage::Stats(Ctx(info.Env()).backend_unchecked().MemoryDomain());
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("buffers", Napi::Number::New(info.Env(), double(st.live_buffers)));
   o.Set("bytes", Napi::Number::New(info.Env(), double(st.live_bytes)));
@@ -69,7 +69,7 @@ Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
   return Entry(info, "setMemoryLimit", [&]() -> Napi::Value {
     const int64_t bytes = IntArg(info, 0, "bytes");
     if (bytes < 0) ThrowRangeError("setMemoryLimit: expected a byte count >= 0 (0 for no limit)");
-    Storage::SetLimit(bytes);
+    Storage::SetLimit(bytes, Ctx(info.Env()).backend_unchecked().MemoryDomain());
     return info.Env().Undefined();
   });
 }
@@ -77,14 +77,14 @@ Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
 Napi::Value Sync(const Napi::CallbackInfo& info) {
   return Entry(info, "sync", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
-    return EnqueueReadback(info.Env(), "sync", info.Env().Undefined(), [&backend] { backend.Drain(); });
+    return EnqueueReadback(info.Env(), "sync", info.Env().Undefined(), [&backend] { return backend.Drain(); });
   });
 }
 
 Napi::Value SyncBlocking(const Napi::CallbackInfo& info) {
   return Entry(info, "syncBlocking", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
-    RunSync(info.Env(), "syncBlocking", [&backend] { backend.Drain(); });
+    RunSync(info.Env(), "syncBlocking", [&backend] { return backend.Drain(); });
     return info.Env().Undefined();
   });
 }
@@ -144,6 +144,20 @@ Napi::Value SetTf32(const Napi::CallbackInfo& info) {
   });
 }
 
+// useDevice(index): binds this addon instance to a device before its first op (a second GPU is
+// served by a second instance of the CUDA addon, each with its own queue and stream).
+Napi::Value UseDevice(const Napi::CallbackInfo& info) {
+  return Entry(info, "useDevice", [&]() -> Napi::Value {
+    const int64_t index = IntArg(info, 0, "index");
+    if (index < 0 || index >= kMemoryDomains) {
+      ThrowRangeError("useDevice: expected a device index in [0, " + std::to_string(kMemoryDomains) + "), got " +
+                      std::to_string(index));
+    }
+    Ctx(info.Env()).backend_unchecked().UseDevice(index);
+    return info.Env().Undefined();
+  });
+}
+
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return Entry(info, "emptyCache", [&]() -> Napi::Value {
     Ctx(info.Env()).backend_unchecked().EmptyCache();
@@ -158,3 +172,13 @@ Napi::Value CachedBytes(const Napi::CallbackInfo& info) {
 }
 
 }  // namespace cr::ops
+
+namespace cr {
+
+void Backend::UseDevice(int64_t index) {
+  if (index != 0) {
+    ThrowRangeError("useDevice: the " + std::string(ctx_.name) + " backend has one device, 0; got " + std::to_string(index));
+  }
+}
+
+}  // namespace cr

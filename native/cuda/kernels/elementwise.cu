@@ -5,41 +5,26 @@
 
 namespace cr::cuda::kernels {
 
-namespace {
-
-template <typename F>
-__global__ void Map(int64_t n, F f) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) f(i);
-}
-
-template <typename F>
-cudaError_t Launch(int64_t n, cudaStream_t stream, F f) {
-  Map<<<Blocks(n), kThreads, 0, stream>>>(n, f);
-  return cudaGetLastError();
-}
-
-}  // namespace
-
 cudaError_t Relu(const float* x, float* y, int64_t n, cudaStream_t stream) {
-  return Launch(n, stream, [=] __device__(int64_t i) { y[i] = math::Relu(x[i]); });
+  return Map(n, stream, [=] __device__(int64_t i) { y[i] = math::Relu(x[i]); });
 }
 
 cudaError_t ReluBackward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream) {
-  return Launch(n, stream, [=] __device__(int64_t i) { dx[i] = math::ReluGrad(y[i], dy[i]); });
+  return Map(n, stream, [=] __device__(int64_t i) { dx[i] = math::ReluGrad(y[i], dy[i]); });
 }
 
 cudaError_t Scale(const float* x, float alpha, float* y, int64_t n, cudaStream_t stream) {
-  return Launch(n, stream, [=] __device__(int64_t i) { y[i] = alpha * x[i]; });
+  return Map(n, stream, [=] __device__(int64_t i) { y[i] = alpha * x[i]; });
 }
 
 cudaError_t Add(const float* a, const float* b, float* y, int64_t n, bool relu, cudaStream_t stream) {
-  if (relu) return Launch(n, stream, [=] __device__(int64_t i) { y[i] = math::AddRelu(a[i], b[i]); });
-  return Launch(n, stream, [=] __device__(int64_t i) { y[i] = a[i] + b[i]; });
+  if (relu) return Map(n, stream, [=] __device__(int64_t i) { y[i] = math::AddRelu(a[i], b[i]); });
+  return Map(n, stream, [=] __device__(int64_t i) { y[i] = a[i] + b[i]; });
 }
 
 cudaError_t Fill(void* p, uint32_t bits, int64_t n, cudaStream_t stream) {
   uint32_t* words = static_cast<uint32_t*>(p);
-  return Launch(n, stream, [=] __device__(int64_t i) { words[i] = bits; });
+  return Map(n, stream, [=] __device__(int64_t i) { words[i] = bits; });
 }
 
 }  // namespace cr::cuda::kernels

@@ -31,13 +31,13 @@ cudaError_t SoftmaxXentForward(const float* logits, const int32_t* labels, int64
 cudaError_t SoftmaxXentBackward(const float* probs, const int32_t* labels, int64_t n, int64_t k, double smoothing,
                                 const float* dloss, float* dx, int* error, cudaStream_t stream);
 
-struct SgdTensor {
-  float* param;
-  const float* grad;
-  float* buf;  // null without momentum
-  int64_t n;
-};
 // Updates every tensor in a few launches (one per chunk of tensors, not one per tensor).
-cudaError_t SgdStep(const SgdTensor* tensors, size_t count, const math::SgdHyper& h, cudaStream_t stream);
+cudaError_t SgdStep(const math::SgdTensor* tensors, size_t count, const math::SgdHyper& h, cudaStream_t stream);
+
+// Pooling backwards over `planes` planes (N·C) of geometry g: dx of planes·h·w elements, every one
+// written. Max pooling reads the forward's input x.
+cudaError_t MaxPoolBackward(const float* x, const float* dy, float* dx, int64_t planes, const math::PoolPlane& g,
+                            cudaStream_t stream);
+cudaError_t AvgPoolBackward(const float* dy, float* dx, int64_t planes, const math::PoolPlane& g, cudaStream_t stream);
 
 }  // namespace cr::cuda::kernels

@@ -25,6 +25,14 @@ struct SgdHyper {
   bool nesterov, first;
 };
 
+// One parameter of an SGD step.
+struct SgdTensor {
+  float* param;
+  const float* grad;
+  float* buf;  // null without momentum
+  int64_t n;
+};
+
 CR_HD void SgdElement(float* p, float g, float* buf, const SgdHyper& h) {
   float d = h.weight_decay != 0.f ? g + h.weight_decay * *p : g;
   if (buf) {
@@ -58,6 +66,116 @@ CR_HD float SoftmaxXentGrad(float p, bool is_label, int64_t k, double smoothing,
   const double off = smoothing / double(k);
   const double q = is_label ? 1.0 - smoothing + off : off;
   return float((double(p) - q) * scale);
+}
+
+// The rows t, t + threads, ... of the forward's one block, as thread t computes them: writes their
+// probabilities and returns their summed loss. A label outside [0, k) is handed to `bad(row,
+// label)` and its row skipped.
+template <typename Bad>
+CR_HD double SoftmaxXentRows(const float* logits, const int32_t* labels, int64_t n, int64_t k, double smoothing,
+                             float* probs, int64_t t, int64_t threads, Bad&& bad) {
+  double total = 0;
+  for (int64_t i = t; i < n; i += threads) {
+    const int32_t label = labels[i];
+    if (label < 0 || label >= k) {
+      bad(i, label);
+      continue;
+    }
+    total += SoftmaxXentRow(logits + i * k, k, label, smoothing, probs + i * k);
+  }
+  return total;
+}
+
+// Element i of the backward's [N, K] output. A bad label is reported once per row (by its first
+// element), and the row is left unwritten: the op fails at the next sync point.
+template <typename Bad>
+CR_HD void SoftmaxXentGradAt(const float* probs, const int32_t* labels, int64_t k, double smoothing, double scale,
+                             float* dx, int64_t i, Bad&& bad) {
+  const int64_t row = i / k;
+  const int32_t label = labels[row];
+  if (label < 0 || label >= k) {
+    if (i % k == 0) bad(row, label);
+    return;
+  }
+  dx[i] = SoftmaxXentGrad(probs[i], i % k == label, k, smoothing, scale);
+}
+
+// One plane of a 2-D pooling in PyTorch's floor mode: every window starts inside the padded input
+// and holds at least one input element (padding is at most half the kernel).
+struct PoolPlane {
+  int64_t h, w, oh, ow;
+  int64_t kh, kw, sh, sw, ph, pw;
+};
+
+// The windows along one axis that contain input position i: [*lo, *hi], empty when lo > hi.
+// Window o covers o·s - p to o·s - p + k - 1.
+CR_HD void CoveringWindows(int64_t i, int64_t k, int64_t s, int64_t p, int64_t out, int64_t* lo, int64_t* hi) {
+  const int64_t first = i + p - k + 1;
+  *lo = first <= 0 ? 0 : (first + s - 1) / s;
+  const int64_t last = (i + p) / s;
+  *hi = last < out - 1 ? last : out - 1;
+}
+
+// The index in the plane of window (oy, ox)'s maximum: the first one in row-major order on ties,
+// and a NaN wins, as in PyTorch (and test/reference/ops64.ts). Padding never wins.
+CR_HD int64_t WindowArgmax(const float* x, const PoolPlane& g, int64_t oy, int64_t ox) {
+  int64_t best = -1;
+  float best_value = 0.f;
+  for (int64_t ky = 0; ky < g.kh; ++ky) {
+    const int64_t iy = oy * g.sh - g.ph + ky;
+    if (iy < 0 || iy >= g.h) continue;
+    for (int64_t kx = 0; kx < g.kw; ++kx) {
+      const int64_t ix = ox * g.sw - g.pw + kx;
+      if (ix < 0 || ix >= g.w) continue;
+      const float v = x[iy * g.w + ix];
+      if (best < 0 || v > best_value || (v != v && best_value == best_value)) {
+        best = iy * g.w + ix;
+        best_value = v;
+      }
+    }
+  }
+  return best;
+}
+
+// Max pooling's input gradient at (iy, ix): the output gradients of the windows whose maximum it
+// is, gathered in a fixed order (deterministic, no atomics).
+CR_HD float MaxPoolGradAt(const float* x, const float* dy, const PoolPlane& g, int64_t iy, int64_t ix) {
+  int64_t y_lo, y_hi, x_lo, x_hi;
+  CoveringWindows(iy, g.kh, g.sh, g.ph, g.oh, &y_lo, &y_hi);
+  CoveringWindows(ix, g.kw, g.sw, g.pw, g.ow, &x_lo, &x_hi);
+  const int64_t self = iy * g.w + ix;
+  float sum = 0.f;
+  for (int64_t oy = y_lo; oy <= y_hi; ++oy) {
+    for (int64_t ox = x_lo; ox <= x_hi; ++ox) {
+      if (WindowArgmax(x, g, oy, ox) == self) sum += dy[oy * g.ow + ox];
+    }
+  }
+  return sum;
+}
+
+// Average pooling's input gradient at (iy, ix), padded zeros counted in every divisor (PyTorch's
+// count_include_pad = true): each covering window's gradient over kh·kw.
+CR_HD float AvgPoolGradAt(const float* dy, const PoolPlane& g, int64_t iy, int64_t ix) {
+  int64_t y_lo, y_hi, x_lo, x_hi;
+  CoveringWindows(iy, g.kh, g.sh, g.ph, g.oh, &y_lo, &y_hi);
+  CoveringWindows(ix, g.kw, g.sw, g.pw, g.ow, &x_lo, &x_hi);
+  const float divisor = float(g.kh * g.kw);
+  float sum = 0.f;
+  for (int64_t oy = y_lo; oy <= y_hi; ++oy) {
+    for (int64_t ox = x_lo; ox <= x_hi; ++ox) sum += dy[oy * g.ow + ox] / divisor;
+  }
+  return sum;
+}
+
+// Element i of a pooling backward over planes of h·w inputs: plane i / (h·w), position i % (h·w).
+CR_HD void MaxPoolBackwardAt(const float* x, const float* dy, float* dx, const PoolPlane& g, int64_t i) {
+  const int64_t hw = g.h * g.w, plane = i / hw, r = i % hw;
+  dx[i] = MaxPoolGradAt(x + plane * hw, dy + plane * g.oh * g.ow, g, r / g.w, r % g.w);
+}
+
+CR_HD void AvgPoolBackwardAt(const float* dy, float* dx, const PoolPlane& g, int64_t i) {
+  const int64_t hw = g.h * g.w, plane = i / hw, r = i % hw;
+  dx[i] = AvgPoolGradAt(dy + plane * g.oh * g.ow, g, r / g.w, r % g.w);
 }
 
 }  // namespace cr::cuda::math

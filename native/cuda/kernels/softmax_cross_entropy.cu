@@ -20,39 +20,18 @@ __device__ void RecordBadLabel(int* error, int op, int64_t row, int32_t label, i
   }
 }
 
+// One block of kThreads (a power of two: the tree sum halves it).
 __global__ void XentForward(const float* logits, const int32_t* labels, int64_t n, int64_t k, double smoothing,
                             float* probs, float* loss, int* error) {
   __shared__ double partial[kThreads];
-  double total = 0;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const int32_t label = labels[i];
-    if (label < 0 || label >= k) {
-      RecordBadLabel(error, 0, i, label, n, k);
-      continue;
-    }
-    total += math::SoftmaxXentRow(logits + i * k, k, label, smoothing, probs + i * k);
-  }
-  partial[threadIdx.x] = total;
+  partial[threadIdx.x] = math::SoftmaxXentRows(logits, labels, n, k, smoothing, probs, threadIdx.x, kThreads,
+                                               [=](int64_t row, int32_t label) { RecordBadLabel(error, 0, row, label, n, k); });
   __syncthreads();
-  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+  for (int s = kThreads / 2; s > 0; s /= 2) {
     if (int(threadIdx.x) < s) partial[threadIdx.x] += partial[threadIdx.x + s];
     __syncthreads();
   }
   if (threadIdx.x == 0) *loss = float(partial[0] / double(n));
-}
-
-__global__ void XentBackward(const float* probs, const int32_t* labels, int64_t n, int64_t k, double smoothing,
-                             const float* dloss, float* dx, int* error) {
-  const double scale = double(*dloss) / double(n);
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n * k; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = i / k;
-    const int32_t label = labels[row];
-    if (label < 0 || label >= k) {
-      if (i % k == 0) RecordBadLabel(error, 1, row, label, n, k);
-      continue;
-    }
-    dx[i] = math::SoftmaxXentGrad(probs[i], i % k == label, k, smoothing, scale);
-  }
 }
 
 }  // namespace
@@ -65,8 +44,12 @@ cudaError_t SoftmaxXentForward(const float* logits, const int32_t* labels, int64
 
 cudaError_t SoftmaxXentBackward(const float* probs, const int32_t* labels, int64_t n, int64_t k, double smoothing,
                                 const float* dloss, float* dx, int* error, cudaStream_t stream) {
-  XentBackward<<<Blocks(n * k), kThreads, 0, stream>>>(probs, labels, n, k, smoothing, dloss, dx, error);
-  return cudaGetLastError();
+  return Map(n * k, stream, [=] __device__(int64_t i) {
+    // dloss lives on the device (the loss's gradient, made by earlier ops): read per thread.
+    const double scale = double(*dloss) / double(n);
+    math::SoftmaxXentGradAt(probs, labels, k, smoothing, scale, dx, i,
+                            [=](int64_t row, int32_t label) { RecordBadLabel(error, 1, row, label, n, k); });
+  });
 }
 
 }  // namespace cr::cuda::kernels
