@@ -9,8 +9,10 @@
  *    processes (DDP) with 1 thread and batch 64 each, and 1 process with 1 thread for reference.
  *
  * The configurations are interleaved (A, B, A, B, ...) so that a shared, loaded machine changes
- * under all of them alike; the load average is printed with the results. Every rank is a child
- * process; a rank's results are the last line of its output.
+ * under all of them alike, and each ratio is the median of the ratios within a round (the two
+ * sides measured back to back), not a ratio of medians; the load average is printed with every
+ * round. Every rank is a child process with OMP_NUM_THREADS set to its thread count (PyTorch's
+ * ranks also call torch.set_num_threads); a rank's results are the last line of its output.
  *
  *   node --import tsx bench/distributed.ts [--rounds 2] [--steps 8] [--only allreduce|scaling] [--json PATH]
  */
@@ -157,20 +159,24 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       ours.push(await job<AllReduceResult[]>([...self, '--rank-allreduce', String(reps), String(rounds)], 2, 1));
       if (torch) theirs.push(await job<AllReduceResult[]>(['python3', join(here, 'distributed_torch.py'), String(reps), String(rounds), SIZES_MIB.join(',')], 2, 1));
+      console.log(`all-reduce round ${r + 1} of ${rounds} done, load average ${load()}`);
     }
     const rows = SIZES_MIB.map((mib, i) => {
       const warm = median(ours.map((o) => o[i]!.warmMs));
       const cold = median(ours.map((o) => o[i]!.coldMs));
       const t = torch ? median(theirs.map((o) => o[i]!.warmMs)) : null;
-      return { mib, coldMs: cold, warmMs: warm, mibPerSecond: mib / (warm / 1000), torchMs: t, torchMibPerSecond: t === null ? null : mib / (t / 1000) };
+      // PyTorch's time over ours, per round: above 1, this library is the faster.
+      const ratio = torch ? median(ours.map((o, r) => theirs[r]![i]!.warmMs / o[i]!.warmMs)) : null;
+      return { mib, coldMs: cold, warmMs: warm, mibPerSecond: mib / (warm / 1000), torchMs: t, torchMibPerSecond: t === null ? null : mib / (t / 1000), ratio };
     });
     report.allReduce = rows;
-    console.log(`\nall-reduce, 2 ranks on loopback (float32; MiB/s = buffer size / time; ${reps} in flight per round; median of ${rounds} jobs)`);
-    console.log('| size | this library, warm | cold (first round) | PyTorch gloo | ratio |');
+    report.allReduceRounds = { ours, theirs };
+    console.log(`\nall-reduce, 2 ranks x 1 thread on loopback (float32; MiB/s = buffer size / time; ${reps} in flight per round; median of ${rounds} jobs each)`);
+    console.log('| size | this library, warm | cold (first round) | PyTorch gloo, warm | PyTorch time / ours (median of per-job ratios) |');
     console.log('|---|---|---|---|---|');
     for (const r of rows) {
       console.log(`| ${r.mib} MiB | ${r.warmMs.toFixed(1)} ms (${r.mibPerSecond.toFixed(0)} MiB/s) | ${r.coldMs.toFixed(1)} ms | ` +
-        (r.torchMs === null ? 'n/a | n/a |' : `${r.torchMs.toFixed(1)} ms (${r.torchMibPerSecond!.toFixed(0)} MiB/s) | ${(r.torchMs / r.warmMs).toFixed(2)}x |`));
+        (r.torchMs === null ? 'n/a | n/a |' : `${r.torchMs.toFixed(1)} ms (${r.torchMibPerSecond!.toFixed(0)} MiB/s) | ${r.ratio!.toFixed(2)}x |`));
     }
   }
 
@@ -185,13 +191,21 @@ async function main(): Promise<void> {
       for (const [i, c] of configs.entries()) {
         results[i]!.push(await job<StepResult>([...self, '--rank-train', String(c.batch), String(steps)], c.ranks, c.threads));
       }
+      console.log(`scaling round ${r + 1} of ${rounds} done, load average ${load()}`);
     }
-    const rows = configs.map((c, i) => ({ config: c.name, imagesPerSecond: median(results[i]!.map((s) => s.imagesPerSecond)), stepMs: median(results[i]!.map((s) => s.stepMs)) }));
+    const rows = configs.map((c, i) => ({
+      config: c.name,
+      imagesPerSecond: median(results[i]!.map((s) => s.imagesPerSecond)),
+      stepMs: median(results[i]!.map((s) => s.stepMs)),
+      // Against the first configuration of the same round.
+      ratio: median(results[i]!.map((s, r) => s.imagesPerSecond / results[0]![r]!.imagesPerSecond)),
+    }));
     report.scaling = rows;
+    report.scalingRounds = results;
     console.log(`\nResNet-20 training (CIFAR shapes, batch 128 in all; median step of ${steps} after 2 warm-up, median of ${rounds} interleaved jobs)`);
-    console.log('| configuration | step | images/s | vs 1 x 2 threads |');
+    console.log('| configuration | step | images/s | vs 1 x 2 threads (median of per-round ratios) |');
     console.log('|---|---|---|---|');
-    for (const r of rows) console.log(`| ${r.config} | ${r.stepMs.toFixed(0)} ms | ${r.imagesPerSecond.toFixed(0)} | ${(r.imagesPerSecond / rows[0]!.imagesPerSecond).toFixed(2)}x |`);
+    for (const r of rows) console.log(`| ${r.config} | ${r.stepMs.toFixed(0)} ms | ${r.imagesPerSecond.toFixed(0)} | ${r.ratio.toFixed(2)}x |`);
   }
   report.loadAfter = load();
   console.log(`\nload average after: ${load()}`);
