@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { distributed, models, nn, ops, optim, profile, randn, setNumThreads, tensor, tidy } from '../lib/index.js';
+import { backends, distributed, models, nn, ops, optim, profile, randn, setNumThreads, tensor, tidy } from '../lib/index.js';
 import { bindingOf } from '../lib/backend/load.js';
 import { StoreClient, StoreServer } from '../lib/distributed/store.js';
 
@@ -167,6 +167,26 @@ try { await d.init({ timeoutMs: 20000 }); } catch (e) { console.log(e.message); 
     } finally {
       for (const c of clients) await c.leave(Date.now() + 1000);
       server.close();
+    }
+  });
+
+  test('an NCCL rank reduces the tensors of its GPU, cuda:LOCAL_RANK, as torchrun starts one process per GPU', async () => {
+    const before = process.env.LOCAL_RANK;
+    process.env.LOCAL_RANK = '1';
+    try {
+      const options = { backend: 'nccl', rank: 0, worldSize: 1, masterPort: await freePort(), timeoutMs: 10_000 } as const;
+      if (backends().some((b) => b.name === 'cuda:1' && b.available)) {
+        await distributed.init(options);
+        expect(distributed.device()).toBe('cuda:1');
+        await distributed.destroy();
+      } else {
+        // Here the choice shows in the refusal: the second GPU, not the first.
+        await expect(distributed.init(options)).rejects.toThrow(/backend 'cuda:1' is unavailable/);
+        expect(distributed.isInitialized()).toBe(false);
+      }
+    } finally {
+      if (before === undefined) delete process.env.LOCAL_RANK;
+      else process.env.LOCAL_RANK = before;
     }
   });
 
