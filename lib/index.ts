@@ -12,6 +12,7 @@ export * as data from './data/index.js';
 export * as nn from './nn/index.js';
 export * as models from './models/index.js';
 export * as amp from './amp/index.js';
+export * as distributed from './distributed/index.js';
 export { Tensor, type DType, type FloatDType, type DataOf } from './tensor/tensor.js';
 export { tensor, randn, zeros, ones, memory, sync, emptyCache, setMemoryLimit, type CreateOptions, type TensorOptions, type FloatOptions, type RandomOptions, type MemoryInfo, type BackendMemory } from './tensor/create.js';
 export { tidy, keep } from './tensor/scope.js';

@@ -3,24 +3,25 @@
 # cap leaves the later steps theirs, within 470 s): the carried addon is tried first and rebuilt
 # there if it does not load; the conformance and CUDA tests run on cuda (vitest, from the
 # node_modules that scripts/prepare-gpu-check.sh packed), with every convolution's cuDNN
-# algorithm logged, then the convolution tests once more with TF32 on; then training throughput
-# of ResNet-20 and ResNet-50 next to PyTorch on the same GPU, TF32 on and off, printed as one
-# table. Needs: an NVIDIA driver and GPU, python3 with nvidia.cudnn (and torch for the
-# comparison), and the carried .node-bin, build/Release and dist from prepare-gpu-check.sh. No
-# network, no Node.js installed.
+# algorithm logged, then the convolution tests once more with TF32 on, then NCCL (a world-size-1
+# process group's collectives and one DDP step, scripts/gpu-check-nccl.mjs); then training
+# throughput of ResNet-20 and ResNet-50 next to PyTorch on the same GPU, TF32 on and off, printed
+# as one table. Needs: an NVIDIA driver and GPU, python3 with nvidia.cudnn and nvidia.nccl (and
+# torch for the comparison), and the carried .node-bin, build/Release and dist from
+# prepare-gpu-check.sh. No network, no Node.js installed.
 #
 #   scripts/gpu-check.sh [--tests-only | --bench-only] [--reps N] [--dry-run]
 #
 # --dry-run walks every step on any machine without touching a GPU, in seconds (CI runs it): the
 # node binary and the packages (carried, or this machine's), the library's load of the CUDA addon
 # and of cuDNN, the rebuild command and cmake-js, the test files, the benchmarks' arguments and
-# imports, and the report.
+# imports, the NCCL check's imports, and the report.
 # Results go to $OUT (when set; else a temporary folder): summary.txt, tests.txt, conv-fp32.log,
-# conv-tf32.log, ours.json, torch.json, and rebuild.log when the addon was rebuilt.
+# conv-tf32.log, nccl.txt, ours.json, torch.json, and rebuild.log when the addon was rebuilt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
 tests=1 bench=1 reps=10 dry=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -47,12 +48,15 @@ cap() {
   if [ "$left" -lt "$1" ]; then echo $((left > 15 ? left : 15)); else echo "$1"; fi
 }
 # Each step's cap, from what the later steps need at the least: the tests 130 s (the TF32 rerun
-# included), the benchmarks 140 s.
+# included), the NCCL check 30 s (one process: loading cuDNN and NCCL, a communicator, a ResNet-8
+# step), the benchmarks 140 s.
 bench_needs=$((bench ? 140 : 0))
 tests_needs=$((tests ? 130 : 0))
-rebuild_cap() { cap 200 $((tests_needs + bench_needs)); }
-tests_cap() { cap 240 $((30 + bench_needs)); }
-tf32_cap() { cap 40 "$bench_needs"; }
+nccl_needs=$((tests ? 30 : 0))
+rebuild_cap() { cap 200 $((tests_needs + nccl_needs + bench_needs)); }
+tests_cap() { cap 240 $((30 + nccl_needs + bench_needs)); }
+tf32_cap() { cap 40 $((nccl_needs + bench_needs)); }
+nccl_cap() { cap 60 "$bench_needs"; }
 ours_cap() { cap 90 50; }
 torch_cap() { cap 60 0; }
 say "$( [ $dry = 1 ] && echo 'dry run, ' )results in $out; tree $(git rev-parse --short HEAD 2>/dev/null || echo '(no git)')"
@@ -109,6 +113,7 @@ probe() {
   })" 2>&1 | tail -1
 }
 field() { cut -f"$1" <<< "$entry"; }
+entry=''
 rebuild_cmd=(node node_modules/cmake-js/bin/cmake-js compile -O build-gpu --CDCR_CPU_ADDON=OFF --CDCMAKE_CUDA_ARCHITECTURES=90 --parallel 16 --log-level warn)
 if [ ! -f build/Release/cudnn_resnet_cuda.node ]; then
   [ $dry = 1 ] && say "no build/Release/cudnn_resnet_cuda.node here (no CUDA toolkit?): a GPU run would rebuild with: ${rebuild_cmd[*]}" \
@@ -190,6 +195,30 @@ if [ $tests = 1 ]; then
     [ "${PIPESTATUS[0]}" = 0 ] || { status=1; say "convolution tests failed (TF32 on): see tests.txt"; }
     say "cuDNN's choices, TF32 on:"; algorithms "$out/conv-tf32.log" | tee -a "$summary"
   fi
+  # NCCL: libnccl.so.2 is opened where the addon's RUNPATH says (the wheel's folder on the machine
+  # that built it); else python3's nvidia-nccl wheel here, through LD_LIBRARY_PATH, which the
+  # loader reads only when a process starts, hence a second run.
+  nccl_wheel="$(python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0])' 2>/dev/null)/lib"
+  if [ $dry = 1 ]; then
+    # Without a GPU the script must stop at its first step, saying cuda is unavailable (status 4):
+    # that much proves it parses and imports the library's distributed API.
+    if [ "$(field 1)" = true ]; then
+      node --check scripts/gpu-check-nccl.mjs || fail "scripts/gpu-check-nccl.mjs does not parse" 6
+      say "a GPU run would run scripts/gpu-check-nccl.mjs (it parses; not run: cuda is usable here)"
+    elif node scripts/gpu-check-nccl.mjs > "$out/nccl.txt" 2>&1; rc=$?; [ $rc = 4 ]; then say "a GPU run would run scripts/gpu-check-nccl.mjs (it stops here as it should: $(tail -1 "$out/nccl.txt"))"
+    else fail "scripts/gpu-check-nccl.mjs failed without a GPU (status $rc, not 4): $(tail -3 "$out/nccl.txt")" 6; fi
+  else
+    say "NCCL, one rank: collectives and a DDP step (scripts/gpu-check-nccl.mjs):"
+    timeout -k 10 "$(nccl_cap)" node scripts/gpu-check-nccl.mjs > "$out/nccl.txt" 2>&1
+    rc=$?
+    if [ $rc = 5 ] && [ -f "$nccl_wheel/libnccl.so.2" ]; then
+      say "NCCL not found by the addon's RUNPATH: again with LD_LIBRARY_PATH=$nccl_wheel"
+      LD_LIBRARY_PATH="$nccl_wheel${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" timeout -k 10 "$(nccl_cap)" node scripts/gpu-check-nccl.mjs > "$out/nccl.txt" 2>&1
+      rc=$?
+    fi
+    tee -a "$summary" < "$out/nccl.txt"
+    [ $rc = 0 ] || { status=1; say "the NCCL check failed, status $rc: see nccl.txt"; }
+  fi
 fi
 
 # --- Benchmark ----------------------------------------------------------------------------------
@@ -213,6 +242,6 @@ if [ $bench = 1 ]; then
     node --import tsx bench/gpu-report.ts "$out/ours.json" "$out/torch.json" | tee -a "$summary"
   fi
 fi
-[ $dry = 1 ] && say "time caps from here: rebuild $(rebuild_cap) s, tests $(tests_cap) s, TF32 rerun $(tf32_cap) s, benchmarks $(ours_cap) + $(torch_cap) s"
+[ $dry = 1 ] && say "time caps from here: rebuild $(rebuild_cap) s, tests $(tests_cap) s, TF32 rerun $(tf32_cap) s, NCCL $(nccl_cap) s, benchmarks $(ours_cap) + $(torch_cap) s"
 say "done, status $status"
 exit $status

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages cudnn-resnet builds against on Debian/Ubuntu: oneDNN
-# (libdnnl-dev), CMake and a C++ compiler, and the Fashion-MNIST data set the quick start trains
+# (libdnnl-dev), Gloo for distributed training (libgloo-dev, which Depends on libhiredis-dev and
+# libibverbs-dev), CMake and a C++ compiler, and the Fashion-MNIST data set the quick start trains
 # on (dataset-fashion-mnist). Installs only what is missing, without Recommends. Run as root or
 # with sudo.
 #
@@ -11,7 +12,7 @@
 # scripts/check-host-deps.ts checks that after the CI build (docs/building.md).
 set -euo pipefail
 
-packages=(libdnnl-dev cmake g++ make dataset-fashion-mnist)
+packages=(libdnnl-dev libgloo-dev cmake g++ make dataset-fashion-mnist)
 if [[ ${1:-} == --list ]]; then
   printf '%s\n' "${packages[@]}"
   exit 0

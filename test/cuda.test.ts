@@ -70,6 +70,7 @@ interface HostChecks {
     nesterov: boolean, first: boolean): { params: Float32Array[]; bufs: Float32Array[] | null; launches: Pair[] };
   hostPoolBackward(mode: 'max' | 'avg', x: Float32Array | null, dy: Float32Array, xShape: readonly number[], kernel: Pair, stride: Pair,
     padding: Pair): Float32Array;
+  hostNccl(): { available: boolean; reason: string; version: number };
 }
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -125,6 +126,22 @@ describe('cuda availability', () => {
     expect(info.cudnnLibrary).toMatch(/\/libcudnn\.so\.9$/);
     expect(() => b.fill([2], 0, 'float32')).toThrow(expect.objectContaining({ code: 'ERR_CUDA_UNAVAILABLE', backend: 'cuda' }));
     expect(() => b.setTf32(true)).not.toThrow();
+  });
+});
+
+describe.skipIf(!host.addon)('NCCL (host side, no GPU needed)', () => {
+  test('the collectives open libnccl.so.2 when they are first used, with every function they call, or say why not', () => {
+    const n = host.addon!.hostNccl();
+    if (n.available) {
+      // ncclCommInitRankConfig (non-blocking communicators, so that a peer that never joins is a
+      // timeout) came with NCCL 2.14; the version code is major·10000 + minor·100 + patch.
+      expect(n.version).toBeGreaterThanOrEqual(21400);
+      expect(n.reason).toBe('');
+      console.log(`NCCL ${Math.floor(n.version / 10000)}.${Math.floor(n.version / 100) % 100}.${n.version % 100} opens here`);
+    } else {
+      expect(n.reason).toMatch(/NCCL|libnccl/);
+      console.log(`[skip] NCCL: ${n.reason}`);
+    }
   });
 });
 

@@ -16,11 +16,11 @@ const root = join(import.meta.dirname, '..');
 const dir = mkdtempSync(join(root, 'test', '.worker-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function run(name: string, code: string, args: string[] = []): { status: number | null; signal: string | null; stderr: string } {
+function run(name: string, code: string, args: string[] = []): { status: number | null; signal: string | null; stdout: string; stderr: string } {
   const file = join(dir, name);
   writeFileSync(file, code);
   const r = spawnSync(process.execPath, [file, ...args], { cwd: root, encoding: 'utf8', timeout: 60_000 });
-  return { status: r.status, signal: r.signal, stderr: r.stderr };
+  return { status: r.status, signal: r.signal, stdout: r.stdout, stderr: r.stderr };
 }
 
 // Convolutions of several kinds and batch norms, then the end, while the worker runs them.
@@ -71,4 +71,48 @@ console.log('10 workers terminated');
   expect(r.signal).toBeNull();
   expect(r.stderr).not.toMatch(/terminate called|Assertion failed|FATAL/);
   expect(r.status).toBe(0);
+});
+
+test('a thread terminated, and a process exiting, while blocked in a collective whose peer never comes end at once, not after the group\'s timeout', () => {
+  // Two worker threads form a group of two over loopback (each thread has its own addon
+  // context); rank 1 joins and then takes part in nothing. Rank 0 blocks in an all-reduce and is
+  // terminated; then the main thread joins a new group with a thread that idles, blocks in a
+  // barrier and exits. The group's timeout is 10 minutes: either wait running into it would fail
+  // this test (spawnSync's 60 s bound), and the thread and process must end with their own status.
+  const r = run('collective-blocked.mjs', `
+import { Worker } from 'node:worker_threads';
+import { createServer } from 'node:net';
+import { distributed } from 'cudnn-resnet';
+const freePort = () => new Promise((resolve) => { const s = createServer().listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); }); });
+const member = (rank, port, blocks) => new Worker(\`
+  const { parentPort } = require('node:worker_threads');
+  import('cudnn-resnet').then(async ({ distributed, randn }) => {
+    await distributed.init({ rank: \${rank}, worldSize: 2, masterPort: \${port}, timeoutMs: 600000 });
+    if (\${blocks}) distributed.allReduce(randn([1000])).data().catch(() => {});
+    // Alive until terminated, however slowly the test runs (the group's connections are unref'd).
+    setInterval(() => {}, 1000);
+    parentPort.postMessage('in the group');
+  });\`, { eval: true });
+let port = await freePort();
+const [a, b] = [member(0, port, true), member(1, port, false)];
+await Promise.all([a, b].map((w) => new Promise((resolve) => w.once('message', resolve))));
+await new Promise((resolve) => setTimeout(resolve, 200));
+console.log('rank 0 terminated with code', await a.terminate());
+console.log('rank 1 terminated with code', await b.terminate());
+port = await freePort();
+const idle = member(1, port, false);
+// Listening before init: the thread may report while init is still settling here, and a message
+// with no listener is gone.
+const idling = new Promise((resolve) => idle.once('message', resolve));
+await distributed.init({ rank: 0, worldSize: 2, masterPort: port, timeoutMs: 600000 });
+await idling;
+distributed.barrier().catch(() => {});
+await new Promise((resolve) => setTimeout(resolve, 200));
+process.exit(7);
+`);
+  expect(r.signal, r.stderr).toBeNull();
+  expect(r.stderr).not.toMatch(/terminate called|Assertion failed|FATAL/);
+  expect(r.stdout).toContain('rank 0 terminated with code 1');
+  expect(r.stdout).toContain('rank 1 terminated with code 1');
+  expect(r.status, r.stderr).toBe(7);
 });

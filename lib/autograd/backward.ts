@@ -6,6 +6,7 @@ import { isTensor } from '../tensor/is-tensor.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { sameShape, shapeStr, show } from '../util/check.js';
+import { isObserved, notifyEnd, notifyLeafReady } from './hooks.js';
 import type { GradNode } from './node.js';
 
 /** Walks the graph below `root` once in reverse topological order. @internal */
@@ -32,12 +33,32 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
     // The caller keeps its tensor; the walk owns (and disposes) the copy it accumulates into.
     gy = seed.detach();
   }
+  const observed = isObserved();
+  let failed = true;
+  try {
+    walk(root, gy, observed);
+    failed = false;
+  } finally {
+    if (observed) notifyEnd(failed);
+  }
+}
+
+function walk(root: Tensor, gy: Tensor, observed: boolean): void {
   if (!root._node) {
     accumulateLeaf(root, gy);
+    if (observed) notifyLeafReady(root);
     return;
   }
   const order = topologicalOrder(root._node);
   const pending = new Map<GradNode, Tensor>([[root._node, gy]]);
+  // Observers are told when a leaf's last incoming edge has been walked: its gradient is final.
+  const edgesLeft = observed ? leafEdges(order) : null;
+  const passed = (leaf: Tensor) => {
+    if (!edgesLeft) return;
+    const left = edgesLeft.get(leaf)! - 1;
+    edgesLeft.set(leaf, left);
+    if (left === 0) notifyLeafReady(leaf);
+  };
   try {
     for (const node of order) {
       const g = pending.get(node);
@@ -54,11 +75,15 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
         node.edges.forEach((edge, i) => {
           const gi = inputs[i] ?? null;
           inputs[i] = null;
-          if (!gi) return;
+          if (!gi) {
+            if (edge?.kind === 'leaf') passed(edge.tensor);
+            return;
+          }
           if (!edge) {
             gi.dispose();
           } else if (edge.kind === 'leaf') {
             accumulateLeaf(edge.tensor, gi);
+            passed(edge.tensor);
           } else {
             const prev = pending.get(edge.node);
             pending.set(edge.node, prev ? sum(prev, gi) : gi);
@@ -71,6 +96,17 @@ export function runBackward(root: Tensor, seed: Tensor | undefined): void {
   } finally {
     for (const g of pending.values()) g.dispose();
   }
+  // Leaves below nodes that received no gradient are as final as they will get.
+  if (edgesLeft) for (const [leaf, left] of edgesLeft) if (left > 0) notifyLeafReady(leaf);
+}
+
+/** How many edges of these nodes lead to each leaf. */
+function leafEdges(order: readonly GradNode[]): Map<Tensor, number> {
+  const counts = new Map<Tensor, number>();
+  for (const node of order) {
+    for (const e of node.edges) if (e?.kind === 'leaf') counts.set(e.tensor, (counts.get(e.tensor) ?? 0) + 1);
+  }
+  return counts;
 }
 
 /** a + b; consumes both, also when the addition throws. */

@@ -55,6 +55,12 @@ export interface NativeProfile {
   ops: { op: string; calls: number; totalMs: number }[];
 }
 
+/** A started collective: its ticket for `collectiveWait` and its outputs (see {@link Binding.allReduce}). */
+export interface StartedCollective {
+  ticket: number;
+  outputs: NativeBuffer[];
+}
+
 export interface Binding {
   info(): NativeInfo;
   memory(): NativeMemory;
@@ -201,4 +207,55 @@ export interface Binding {
    */
   sgdStep(params: NativeBuffer[], grads: NativeBuffer[], momentumBuffers: NativeBuffer[], lr: number,
     momentum: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
+
+  /**
+   * Synchronized batch norm's local parts (lib/ops/sync-batch-norm.ts runs the collectives
+   * between them; float32, CPU only so far: cuda refuses with ERR_UNSUPPORTED). Statistics of x
+   * [N, C, H, W]: a plain [3, C] of the mean, M2 (the sum of squared deviations) and the count.
+   */
+  syncBatchNormStats(x: NativeBuffer): NativeBuffer;
+  /**
+   * Every rank's statistics ([W, 3, C], all-gathered) combined by Chan's formula: the group's
+   * [mean, biased variance, count], [C] each; updates the running statistics in place (when
+   * given) as `batchNormForwardTraining` does.
+   */
+  syncBatchNormGather(gathered: NativeBuffer, runningMean: NativeBuffer | null, runningVar: NativeBuffer | null,
+    momentum: number): [NativeBuffer, NativeBuffer, NativeBuffer];
+  /** This rank's [Σ dy, Σ dy·x̂] per channel, x̂ = (x − mean) / √(var + eps). */
+  syncBatchNormBackwardReduce(x: NativeBuffer, dy: NativeBuffer, mean: NativeBuffer, variance: NativeBuffer, eps: number): [NativeBuffer, NativeBuffer];
+  /** dx = weight / √(var + eps) · (dy − Σdy / count − x̂ · Σdy·x̂ / count), with the group's sums and count. */
+  syncBatchNormBackwardElemt(x: NativeBuffer, dy: NativeBuffer, mean: NativeBuffer, variance: NativeBuffer, weight: NativeBuffer,
+    sumDy: NativeBuffer, sumDyXhat: NativeBuffer, count: NativeBuffer, eps: number): NativeBuffer;
+
+  /**
+   * Joins a process group (one per addon instance), step one: listens for the other ranks
+   * (Gloo, on `host`) or makes the group's id (NCCL, rank 0), and returns the bytes the other
+   * ranks need, which the rendezvous (lib/distributed) hands round.
+   */
+  groupPrepare(rank: number, worldSize: number, timeoutMs: number, host: string): Uint8Array;
+  /** Step two, with every rank's `groupPrepare` bytes by rank: resolves once connected to all. */
+  groupConnect(published: Uint8Array[]): Promise<void>;
+  /** Leaves the group; collectives already queued still run or fail in order. */
+  groupDestroy(): void;
+  /** Makes every collective blocked in the group, or still to run, fail at once with `reason`. */
+  groupAbort(reason: string): void;
+  /**
+   * Collectives: each enqueues its start and returns its ticket and its outputs, which the
+   * communication writes: only ops enqueued after `collectiveWait(ticket)` may read them. Ops
+   * queued in between overlap the communication (Gloo runs it on its own thread). Every rank
+   * must start the same collectives in the same order. All-reduce and broadcast reduce float32
+   * buffers as one flat bucket, one output per input; `'mean'` is the sum divided by the world
+   * size. A collective nobody waits for still runs, and holds nothing once it has.
+   */
+  allReduce(buffers: NativeBuffer[], op: 'sum' | 'mean' | 'max'): StartedCollective;
+  broadcast(buffers: NativeBuffer[], root: number): StartedCollective;
+  /** The output is [worldSize, ...shape], rank r's values at index r. */
+  allGather(buffer: NativeBuffer): StartedCollective;
+  /** No outputs: waiting for it orders after every rank's start. */
+  barrier(): StartedCollective;
+  /**
+   * Enqueues the wait for a started collective; a failure (a peer lost, the timeout) rejects the
+   * next sync point, naming the collective. A fence: waiting twice is harmless.
+   */
+  collectiveWait(ticket: number): void;
 }

@@ -22,6 +22,8 @@ export async function degradation(depthsArg: string | undefined, base: RunOption
       const name = `${plain ? 'plain' : 'ResNet'}-${depth}`;
       log(`== ${name}`);
       const r = await runTraining({ ...base, model: plain ? 'plain' : 'resnet', depth, out: join(out, name) }, { resume: false, progress: true, log });
+      // Under `launch`, only rank 0 reports.
+      if (!r) continue;
       results.push({ name, depth, plain, trainError: r.history.map((m) => 100 * m.trainError), testError: r.history.map((m) => 100 * (m.testError ?? Number.NaN)) });
     }
   }

@@ -4,6 +4,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type BackendName, setNumThreads } from '../backend/backends.js';
 import { setMemoryLimit } from '../tensor/create.js';
@@ -12,6 +13,7 @@ import { evaluate } from '../train/fit.js';
 import { infoReport } from './info.js';
 import { DEFAULTS, type RunOptions, buildModel, loadDataset, loaders, runFiles, runTraining } from './run.js';
 import { degradation } from './experiment.js';
+import { type LaunchOptions, launch } from './launch.js';
 import { convert } from './convert.js';
 import { exportCheckpoint } from './export.js';
 
@@ -19,6 +21,7 @@ const USAGE = `Usage: cudnn-resnet <command> [options]
 
 Commands:
   train        train a network (default: CIFAR-style ResNet-20 on Fashion-MNIST)
+  launch       run a script as the processes of a data-parallel job (torchrun's conventions)
   eval         evaluate a checkpoint on a test set
   convert IN.pth OUT.safetensors
                a PyTorch checkpoint's state dict (torch.save) to a safetensors file
@@ -47,7 +50,15 @@ train options:
   --memory-limit SIZE  cap the backend's tensor memory, e.g. 2GiB, 512MiB (default: none); a run
                      that reaches it stops with an error and keeps its last checkpoint
   --out DIR          output folder (default runs/<model>-<depth>-<dataset>)
-  --resume           continue from the checkpoint in --out
+  --resume           continue from the checkpoint in --out (with the same number of processes)
+  --nproc N          data-parallel training in N processes on this machine (Gloo on the CPU,
+                     NCCL on GPUs), --batch images each; --threads is per process
+  --nnodes M --node-rank R --master-addr A --master-port P
+                     with --nproc: this machine's part of a job on M machines (see launch)
+launch: cudnn-resnet launch --nproc N [--nnodes M --node-rank R --master-addr A --master-port P] script.mjs [args]
+  starts N processes of script with RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set
+  (defaults: --nnodes 1 --node-rank 0 --master-addr 127.0.0.1 --master-port 29500); forwards
+  SIGINT/SIGTERM; when one process fails, stops the others and exits non-zero naming its rank
 eval options:
   --checkpoint FILE  a checkpoint.safetensors written by train; --data, --dataset, --limit, --backend
 convert options:
@@ -103,7 +114,31 @@ const OPTIONS = {
   threads: { type: 'string' }, 'memory-limit': { type: 'string' }, out: { type: 'string' }, resume: { type: 'boolean' }, checkpoint: { type: 'string' },
   depths: { type: 'string' }, precision: { type: 'string' }, key: { type: 'string' }, 'strip-prefix': { type: 'string' }, onnx: { type: 'string' },
   opset: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+  nproc: { type: 'string' }, nnodes: { type: 'string' }, 'node-rank': { type: 'string' }, 'master-addr': { type: 'string' },
+  'master-port': { type: 'string' },
 } as const;
+
+const LAUNCH_OPTIONS = ['nproc', 'nnodes', 'node-rank', 'master-addr', 'master-port'] as const;
+
+function launchOptions(v: Partial<Record<(typeof LAUNCH_OPTIONS)[number], string>>, command: string[]): LaunchOptions {
+  const nnodes = num('nnodes', v.nnodes, 1, { int: true, min: 1 });
+  const nodeRank = num('node-rank', v['node-rank'], 0, { int: true, min: 0 });
+  if (nodeRank >= nnodes) fail(`--node-rank: expected a value below --nnodes ${nnodes}, got ${nodeRank}`);
+  const masterPort = num('master-port', v['master-port'], 29500, { int: true, min: 1 });
+  if (masterPort > 65535) fail(`--master-port: expected a port up to 65535, got ${masterPort}`);
+  return {
+    nproc: num('nproc', v.nproc, 1, { int: true, min: 1 }), nnodes, nodeRank, masterPort,
+    masterAddr: v['master-addr'] ?? '127.0.0.1', command, log: (l) => console.error(l),
+  };
+}
+
+/** `launch [options] script [args]`: the launcher's own options come before the script. */
+async function launchCommand(argv: string[]): Promise<number> {
+  const at = argv.findIndex((a, i) => !a.startsWith('--') && (i === 0 || !LAUNCH_OPTIONS.includes(argv[i - 1]!.slice(2) as never)));
+  if (at < 0) fail('launch: expected a script to run (cudnn-resnet launch --nproc N script.mjs [args])');
+  const { values } = parseArgs({ args: argv.slice(0, at), options: Object.fromEntries(LAUNCH_OPTIONS.map((k) => [k, { type: 'string' }])), strict: true });
+  return launch(launchOptions(values as Record<string, string>, [process.execPath, ...argv.slice(at)]));
+}
 
 type Values = ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true }>>['values'];
 
@@ -137,13 +172,20 @@ function runOptions(v: Values, defaults: Partial<RunOptions> = {}): RunOptions {
   return o;
 }
 
-async function train(v: Values): Promise<void> {
+async function train(v: Values, argv: string[]): Promise<number> {
+  if (v.nproc !== undefined) {
+    // Each process runs this same command without the launcher's options; WORLD_SIZE tells it
+    // to train in the process group.
+    const own = argv.filter((a, i) => !LAUNCH_OPTIONS.some((k) => a === `--${k}` || a.startsWith(`--${k}=`) || argv[i - 1] === `--${k}`));
+    return launch(launchOptions(v, [process.execPath, fileURLToPath(new URL('../../bin/cudnn-resnet.js', import.meta.url)), ...own]));
+  }
   const o = runOptions(v);
   const started = performance.now();
   if (v['memory-limit'] !== undefined) setMemoryLimit(parseBytes('memory-limit', v['memory-limit']), o.backend);
   let r;
   try {
     r = await runTraining(o, { resume: Boolean(v.resume), progress: true, log: (l) => console.log(l) });
+    if (!r) return 0;
   } catch (err) {
     // Checkpoints are replaced atomically, so whatever stopped the run, the last one is whole.
     const { checkpoint } = runFiles(o.out);
@@ -159,6 +201,7 @@ async function train(v: Values): Promise<void> {
   console.log(`weights:    ${r.weights}`);
   console.log(`curves:     ${r.curves}`);
   console.log(`metrics:    ${r.metrics}`);
+  return 0;
 }
 
 async function evalCommand(v: Values): Promise<void> {
@@ -186,6 +229,14 @@ async function evalCommand(v: Values): Promise<void> {
 
 /** Runs the CLI with `argv` (without node and the script); resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'launch') {
+    try {
+      return await launchCommand(argv.slice(1));
+    } catch (err) {
+      console.error(`cudnn-resnet: ${(err as Error).message}\n\n${USAGE}`);
+      return 2;
+    }
+  }
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
@@ -208,8 +259,7 @@ export async function main(argv: string[]): Promise<number> {
         console.log(infoReport());
         return 0;
       case 'train':
-        await train(v);
-        return 0;
+        return await train(v, argv);
       case 'eval':
         await evalCommand(v);
         return 0;

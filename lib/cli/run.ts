@@ -14,6 +14,8 @@ import { DataLoader } from '../data/loader.js';
 import { saveSafetensors } from '../io/safetensors.js';
 import { type ResNet, cifarResNet, preActResNet, resnet18, resnet34, resnet50, wideResNet } from '../models/resnet.js';
 import { SGD } from '../optim/sgd.js';
+import { backend, destroy, device, init, isInitialized, rank, worldSize } from '../distributed/process-group.js';
+import { DistributedDataParallel } from '../nn/ddp.js';
 import { loadCheckpoint, saveCheckpoint } from '../train/checkpoint.js';
 import { GradScaler, type GradScalerState } from '../amp/grad-scaler.js';
 import { type EpochMetrics, type Precision, fit } from '../train/fit.js';
@@ -91,7 +93,11 @@ export function loaders(o: RunOptions, train: Dataset, test: Dataset): { train: 
       batchSize: o.batch, seed: o.seed, normalize: { ...DATASET_STATS[o.dataset] }, ...backend,
       ...(o.augment ? { augment: { padCrop: o.dataset === 'fashion-mnist' ? 2 : heRecipe.padCrop, flip: heRecipe.flip } } : {}),
     }),
-    test: new DataLoader(test, { batchSize: 500, shuffle: false, normalize: { ...DATASET_STATS[o.dataset] }, ...backend }),
+    // In a process group each rank evaluates its own images, each image once (no padding).
+    test: new DataLoader(test, {
+      batchSize: 500, shuffle: false, normalize: { ...DATASET_STATS[o.dataset] }, ...backend,
+      ...(isInitialized() ? { shard: { rank: rank(), worldSize: worldSize(), pad: false } } : {}),
+    }),
   };
 }
 
@@ -115,9 +121,28 @@ export interface RunResult {
  * Trains one network as `o` says, writing into `o.out`: checkpoint.safetensors after every
  * epoch (atomically), metrics.jsonl, curves.svg, and model.safetensors (the final weights, a
  * plain state dict PyTorch can load). With `resume`, continues from the checkpoint there.
+ *
+ * Started by `launch` (WORLD_SIZE set), it is one rank of a data-parallel run: it joins the
+ * process group, trains its shard of every epoch with the model in DistributedDataParallel, and
+ * only rank 0 writes files and logs; the other ranks resolve to null.
  */
-export async function runTraining(o: RunOptions, options: { resume: boolean; progress: boolean; log: (line: string) => void }): Promise<RunResult> {
-  mkdirSync(o.out, { recursive: true });
+export async function runTraining(o: RunOptions, options: { resume: boolean; progress: boolean; log: (line: string) => void }): Promise<RunResult | null> {
+  if (process.env.WORLD_SIZE === undefined) return train(o, options);
+  // Gloo for --backend cpu, NCCL for cuda; each NCCL rank trains on its GPU, cuda:LOCAL_RANK.
+  await init(o.backend === undefined ? {} : { backend: o.backend === 'cpu' ? 'gloo' : 'nccl' });
+  try {
+    const leader = rank() === 0;
+    const own = backend() === 'nccl' ? { ...o, backend: device()! } : o;
+    const result = await train(own, leader ? options : { ...options, log: () => {} });
+    return leader ? result : null;
+  } finally {
+    await destroy();
+  }
+}
+
+async function train(o: RunOptions, options: { resume: boolean; progress: boolean; log: (line: string) => void }): Promise<RunResult> {
+  const leader = rank() === 0;
+  if (leader) mkdirSync(o.out, { recursive: true });
   const files = runFiles(o.out);
   const [trainSet, testSet] = await Promise.all([loadDataset(o, 'train'), loadDataset(o, 'test')]);
   const model = buildModel(o, trainSet.channels, trainSet.classes);
@@ -125,19 +150,26 @@ export async function runTraining(o: RunOptions, options: { resume: boolean; pro
   const optimizer = new SGD(model.parameters(), { lr: o.lr, momentum: o.momentum, weightDecay: o.weightDecay });
   const precision = o.precision ?? 'fp32';
   const gradScaler = precision === 'fp16' ? new GradScaler() : undefined;
+  let ddp: DistributedDataParallel | null = null;
   try {
     let startEpoch = 0;
     let history: EpochMetrics[] = [];
     if (options.resume && existsSync(files.checkpoint)) {
       const state = await loadCheckpoint(files.checkpoint, { model, optimizer, ...(o.backend ? { backend: o.backend } : {}) });
+      const savedWorld = typeof state.worldSize === 'number' ? state.worldSize : 1;
+      if (savedWorld !== worldSize()) {
+        throw new Error(`--resume: ${files.checkpoint} was written by a run of ${savedWorld} process(es); resume it with the same number (--nproc), not ${worldSize()}`);
+      }
       startEpoch = state.epoch;
       history = state.history as EpochMetrics[];
       model.rngState = state.rng as number[];
       if (gradScaler && state.gradScaler !== undefined) gradScaler.loadStateDict(state.gradScaler as GradScalerState);
       options.log(`resuming from ${files.checkpoint} after epoch ${startEpoch}`);
-    } else {
+    } else if (leader) {
       rmSync(files.metrics, { force: true });
     }
+    // After the checkpoint is loaded: DDP starts every rank from rank 0's weights.
+    if (isInitialized()) ddp = new DistributedDataParallel(model);
     const warmupSteps = o.warmupEpochs * train.batchesPerEpoch;
     const schedule = o.schedule === 'cosine'
       ? cosineSchedule({ lr: o.lr, warmupSteps })
@@ -145,19 +177,24 @@ export async function runTraining(o: RunOptions, options: { resume: boolean; pro
     const params = model.parameters().reduce((n, p) => n + p.size, 0);
     options.log(`${o.model}${o.model.startsWith('resnet') && o.model !== 'resnet' ? '' : `-${o.depth}`} on ${o.dataset} ` +
       `(${trainSet.n} train / ${testSet.n} test images), ${params.toLocaleString('en-US')} parameters, ${o.epochs} epochs of ${train.batchesPerEpoch} steps` +
-      (precision === 'fp32' ? '' : `, ${precision} mixed precision`));
-    const result = await fit(model, {
+      (precision === 'fp32' ? '' : `, ${precision} mixed precision`) + (ddp ? ` in each of ${worldSize()} processes` : ''));
+    const result = await fit(ddp ?? model, {
       trainData: train, evalData: test, epochs: o.epochs, optimizer, schedule, labelSmoothing: o.labelSmoothing, startEpoch,
       history, metricsFile: files.metrics, curvesFile: files.curves, progress: options.progress, precision, ...(gradScaler ? { gradScaler } : {}),
       onEpoch: async (m) => {
         history.push(m);
-        const state = { epoch: m.epoch, history, rng: model.rngState, options: o, ...(gradScaler ? { gradScaler: gradScaler.stateDict() } : {}) };
+        if (!leader) return;
+        const state = {
+          epoch: m.epoch, history, rng: model.rngState, options: o, worldSize: worldSize(),
+          ...(gradScaler ? { gradScaler: gradScaler.stateDict() } : {}),
+        };
         await saveCheckpoint(files.checkpoint, { model, optimizer, state });
       },
     });
-    await saveSafetensors(files.weights, model.stateDict(), { metadata: { format: 'pt' } });
+    if (leader) await saveSafetensors(files.weights, model.stateDict(), { metadata: { format: 'pt' } });
     return { history: result, ...files };
   } finally {
+    ddp?.dispose();
     optimizer.dispose();
     model.dispose();
   }

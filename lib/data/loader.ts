@@ -17,6 +17,7 @@ import { checkBool, checkInt, checkOptions } from '../util/check.js';
 import { tensor } from '../tensor/create.js';
 import { Rng, rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { rank as distributedRank, worldSize as distributedWorldSize } from '../distributed/process-group.js';
 import { type Dataset, checkDataset } from './dataset.js';
 import { checkMeanStd, normalize, randomFlip, randomPadCrop } from './transforms.js';
 
@@ -49,6 +50,15 @@ export interface DataLoaderOptions {
   backend?: BackendName;
   /** Prepare the next batch while the current one is used (default true). */
   prefetch?: boolean;
+  /**
+   * Data-parallel sharding (PyTorch's DistributedSampler): each epoch every rank draws the same
+   * seeded permutation and takes every `worldSize`-th image of it from position `rank`, so the
+   * ranks' shards are disjoint and cover the data set. With `pad` (default true) the permutation
+   * is padded with its first images to a multiple of `worldSize`, so every rank runs the same
+   * number of steps (which DDP needs); without, each image is seen exactly once (evaluation).
+   * Default: from `distributed` when a process group is initialised, else none. `false`: none.
+   */
+  shard?: { rank: number; worldSize: number; pad?: boolean } | false;
 }
 
 /** One batch. The caller owns `x` and `y` and disposes them. */
@@ -131,6 +141,9 @@ export class DataLoader implements AsyncIterable<Batch> {
   readonly #norm: [number[], number[]] | null;
   readonly #backend: BackendName;
   readonly #prefetch: boolean;
+  readonly #shard: { rank: number; worldSize: number };
+  /** Images this loader visits per epoch (its shard's). */
+  readonly #count: number;
   #epoch = 0;
   #batch = 0;
   #iterating = false;
@@ -141,7 +154,7 @@ export class DataLoader implements AsyncIterable<Batch> {
   constructor(dataset: Dataset, options: DataLoaderOptions) {
     const op = 'DataLoader';
     this.dataset = checkDataset(op, dataset);
-    const opts = checkOptions(op, options, ['batchSize', 'shuffle', 'seed', 'augment', 'normalize', 'dropLast', 'backend', 'prefetch']);
+    const opts = checkOptions(op, options, ['batchSize', 'shuffle', 'seed', 'augment', 'normalize', 'dropLast', 'backend', 'prefetch', 'shard']);
     this.batchSize = checkInt(op, 'batchSize', opts.batchSize, 1);
     this.#shuffle = opts.shuffle === undefined ? true : checkBool(op, 'shuffle', opts.shuffle);
     this.seed = opts.seed === undefined ? rngFor(undefined).nextUint32() : checkInt(op, 'seed', opts.seed, -(2 ** 31), 2 ** 32 - 1) >>> 0;
@@ -157,7 +170,21 @@ export class DataLoader implements AsyncIterable<Batch> {
     const dropLast = opts.dropLast === undefined ? false : checkBool(op, 'dropLast', opts.dropLast);
     this.#backend = parseBackend(op, opts.backend);
     this.#prefetch = opts.prefetch === undefined ? true : checkBool(op, 'prefetch', opts.prefetch);
-    const n = this.dataset.n;
+    let pad = true;
+    if (opts.shard === false) {
+      this.#shard = { rank: 0, worldSize: 1 };
+    } else if (opts.shard === undefined) {
+      this.#shard = { rank: distributedRank(), worldSize: distributedWorldSize() };
+    } else {
+      const shard = checkOptions(`${op}: shard`, opts.shard, ['rank', 'worldSize', 'pad']);
+      const worldSize = checkInt(op, 'shard.worldSize', shard.worldSize, 1, this.dataset.n);
+      this.#shard = { rank: checkInt(op, 'shard.rank', shard.rank, 0, worldSize - 1), worldSize };
+      if (shard.pad !== undefined) pad = checkBool(op, 'shard.pad', shard.pad);
+    }
+    const { rank, worldSize } = this.#shard;
+    if (worldSize > this.dataset.n) throw new RangeError(`${op}: ${worldSize} ranks cannot share ${this.dataset.n} images`);
+    this.#count = pad ? Math.ceil(this.dataset.n / worldSize) : Math.floor((this.dataset.n - rank + worldSize - 1) / worldSize);
+    const n = this.#count;
     this.batchesPerEpoch = dropLast ? Math.floor(n / this.batchSize) : Math.ceil(n / this.batchSize);
     if (this.batchesPerEpoch === 0) {
       throw new RangeError(`${op}: batchSize ${this.batchSize} exceeds the ${n} images of the dataset and dropLast is set: an epoch would have no batch`);
@@ -218,12 +245,16 @@ export class DataLoader implements AsyncIterable<Batch> {
     const { images, labels, channels, height, width } = this.dataset;
     const perm = this.#permutation(epoch);
     const start = batch * this.batchSize;
-    const size = Math.min(this.batchSize, this.dataset.n - start);
+    const size = Math.min(this.batchSize, this.#count - start);
+    const { rank, worldSize } = this.#shard;
+    const n = this.dataset.n;
     const chw = channels * height * width;
     let x: Float32Array = new Float32Array(size * chw);
     const y = new Int32Array(size);
     for (let j = 0; j < size; j++) {
-      const idx = perm ? perm[start + j]! : start + j;
+      // Position in the (padded) permutation; padding repeats it from its start.
+      const at = (rank + (start + j) * worldSize) % n;
+      const idx = perm ? perm[at]! : at;
       y[j] = labels[idx]!;
       const src = idx * chw;
       const dst = j * chw;

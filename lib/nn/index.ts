@@ -10,3 +10,5 @@ export {
   type MaxPool2dLayerOptions, type AvgPool2dLayerOptions,
 } from './layers.js';
 export { BasicBlock, Bottleneck, PreActBlock, PreActBottleneck, PadShortcut, type BlockOptions, type ShortcutKind } from './blocks.js';
+export { DistributedDataParallel, type DistributedDataParallelOptions } from './ddp.js';
+export { convertSyncBatchNorm } from './sync-batch-norm.js';

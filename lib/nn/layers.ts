@@ -5,6 +5,7 @@
 import type { BackendName } from '../backend/backends.js';
 import { parseBackend } from '../backend/backends.js';
 import * as ops from '../ops/index.js';
+import { syncBatchNorm2d } from '../ops/sync-batch-norm.js';
 import { tensor, zeros, ones } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -141,6 +142,7 @@ export class BatchNorm2d extends Module {
   readonly momentum: number;
   #batches = 0;
   #exported = 0;
+  #synchronized = false;
 
   constructor(numFeatures: number, options?: BatchNorm2dLayerOptions) {
     super();
@@ -183,18 +185,45 @@ export class BatchNorm2d extends Module {
   }
 
   /**
+   * Whether training-mode batch statistics span the process group (set by
+   * `nn.convertSyncBatchNorm`): every rank then normalizes with the mean and variance of all
+   * ranks' batches, as PyTorch's SyncBatchNorm does.
+   */
+  get synchronized(): boolean {
+    return this.#synchronized;
+  }
+
+  /** Makes this layer synchronized (see {@link synchronized}). @internal */
+  _synchronize(): void {
+    this.#synchronized = true;
+  }
+
+  /**
    * `ops.batchNorm2d` in this module's mode, with its parameters and running statistics, and
    * the fused `tail` when given: `relu(bn(x) + residual)` in one op where the blocks of a
-   * residual network would otherwise run two or three.
+   * residual network would otherwise run two or three. In training, synchronized, with the
+   * process group's batch statistics, and the tail as separate ops after it.
    */
   forward(x: Tensor, tail?: BatchNormTail): Tensor {
     const t = checkOptions('BatchNorm2d.forward', tail, ['residual', 'relu']);
-    const y = ops.batchNorm2d(x, {
+    const options = {
       weight: this.weight, bias: this.bias, runningMean: this.runningMean, runningVar: this.runningVar,
       training: this.training, momentum: this.momentum, eps: this.eps,
-      ...(t.residual === undefined ? {} : { residual: t.residual as Tensor | null }),
-      ...(t.relu === undefined ? {} : { relu: t.relu as boolean }),
-    });
+    };
+    let y: Tensor;
+    if (this.#synchronized && this.training) {
+      const relu = t.relu === undefined ? false : checkBool('BatchNorm2d.forward', 'relu', t.relu);
+      const normalized = syncBatchNorm2d(x, options);
+      const residual = t.residual as Tensor | null | undefined;
+      if (residual) y = relu ? ops.addRelu(normalized, residual) : ops.add(normalized, residual);
+      else y = relu ? ops.relu(normalized) : normalized;
+    } else {
+      y = ops.batchNorm2d(x, {
+        ...options,
+        ...(t.residual === undefined ? {} : { residual: t.residual as Tensor | null }),
+        ...(t.relu === undefined ? {} : { relu: t.relu as boolean }),
+      });
+    }
     if (this.training) this.#batches++;
     return y;
   }

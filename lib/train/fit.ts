@@ -14,6 +14,9 @@ import type { SGD } from '../optim/sgd.js';
 import { tidy } from '../tensor/scope.js';
 import { type DType, type Tensor } from '../tensor/tensor.js';
 import { isTensor } from '../tensor/is-tensor.js';
+import { allReduce } from '../distributed/collectives.js';
+import { currentGroup, isInitialized, rank as distributedRank, worldSize as distributedWorldSize } from '../distributed/process-group.js';
+import { tensor } from '../tensor/create.js';
 import { writeChart } from './plot.js';
 import { Progress } from './progress.js';
 import type { Schedule } from './schedule.js';
@@ -166,7 +169,24 @@ export interface EvaluateOptions {
   precision?: Precision;
 }
 
-/** Top-1 error and mean loss of `model` over `data` in evaluation mode. */
+/** Sums of every rank's `values` in a process group of more than one rank; `values` otherwise. */
+async function sumOverRanks(values: number[]): Promise<number[]> {
+  if (!isInitialized() || distributedWorldSize() === 1) return values;
+  const local = tensor(Float32Array.from(values), [values.length], { backend: currentGroup('fit').device });
+  const total = allReduce(local, { op: 'sum' });
+  try {
+    return Array.from(await total.data());
+  } finally {
+    local.dispose();
+    total.dispose();
+  }
+}
+
+/**
+ * Top-1 error and mean loss of `model` over `data` in evaluation mode. In a process group, the
+ * totals are summed over the ranks (each evaluating its shard), so every rank returns the
+ * metrics of the whole data set.
+ */
 export async function evaluate(model: Trainable, data: BatchSource, epoch = 0, options?: EvaluateOptions): Promise<{ loss: number; error: number; images: number }> {
   const op = 'evaluate';
   checkTrainable(op, model);
@@ -193,6 +213,7 @@ export async function evaluate(model: Trainable, data: BatchSource, epoch = 0, o
       release(x, y, ...out);
     }
   }
+  [lossSum, wrong, n] = await sumOverRanks([lossSum, wrong, n]) as [number, number, number];
   return { loss: n ? lossSum / n : Number.NaN, error: n ? wrong / n : Number.NaN, images: n };
 }
 
@@ -211,6 +232,10 @@ interface Pending {
  * optimizer step inside one `tidy` scope. The loss of step k is read back as soon as the step
  * is queued and awaited once step k + 1 is queued, so the backend never waits for JavaScript. A non-finite loss stops training with a
  * `NonFiniteLossError` naming the step. Returns every epoch's metrics.
+ *
+ * In a process group (`distributed.init()`, a model wrapped in `nn.DistributedDataParallel`,
+ * loaders sharded by rank), the epoch's metrics are summed over the ranks, and only rank 0
+ * shows progress and writes the metrics and curves files.
  */
 export async function fit(model: Trainable, options: FitOptions): Promise<EpochMetrics[]> {
   const op = 'fit';
@@ -226,7 +251,8 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   const schedule = opts.schedule as Schedule | undefined;
   if (schedule !== undefined && typeof schedule !== 'function') throw new TypeError(`${op}: expected schedule to be a function`);
   const labelSmoothing = opts.labelSmoothing === undefined ? 0 : checkNumber(op, 'labelSmoothing', opts.labelSmoothing, 0, 1, { exclusiveMax: true });
-  const progress = opts.progress === undefined || checkBool(op, 'progress', opts.progress) ? new Progress() : null;
+  const leader = distributedRank() === 0;
+  const progress = (opts.progress === undefined || checkBool(op, 'progress', opts.progress)) && leader ? new Progress() : null;
   const onStep = opts.onStep as FitOptions['onStep'];
   if (onStep !== undefined && typeof onStep !== 'function') throw new TypeError(`${op}: expected onStep to be a function`);
   const onEpoch = opts.onEpoch as FitOptions['onEpoch'];
@@ -249,7 +275,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   const perEpoch = trainData.batchesPerEpoch;
   const totalSteps = epochs * perEpoch;
   const baseLr = optimizer.lr;
-  if (metricsFile) mkdirSync(dirname(metricsFile), { recursive: true });
+  if (metricsFile && leader) mkdirSync(dirname(metricsFile), { recursive: true });
 
   for (let epoch = startEpoch; epoch < epochs; epoch++) {
     model.train();
@@ -319,6 +345,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     } finally {
       if (pending) for (const t of [pending.loss, pending.logits, pending.labels]) t.dispose();
     }
+    [lossSum, wrong, images] = await sumOverRanks([lossSum, wrong, images]) as [number, number, number];
     const seconds = (performance.now() - started) / 1000;
     const metrics: EpochMetrics = {
       epoch: epoch + 1, step, lr: optimizer.lr, trainLoss: lossSum / Math.max(1, images), trainError: wrong / Math.max(1, images),
@@ -333,8 +360,8 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     progress?.line(`epoch ${metrics.epoch}/${epochs}: train loss ${metrics.trainLoss.toFixed(4)}, train error ${(100 * metrics.trainError).toFixed(2)}%` +
       (metrics.testError !== undefined ? `, test error ${(100 * metrics.testError).toFixed(2)}%` : '') +
       `, ${metrics.imagesPerSecond.toFixed(0)} img/s, ${seconds.toFixed(1)} s`);
-    if (metricsFile) appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
-    if (curvesFile) {
+    if (metricsFile && leader) appendFileSync(metricsFile, `${JSON.stringify(metrics)}\n`);
+    if (curvesFile && leader) {
       writeChart(curvesFile, [
         { name: 'train error', points: history.map((m) => [m.epoch, 100 * m.trainError]), dashed: true },
         ...(evalData ? [{ name: 'test error', points: history.map((m) => [m.epoch, 100 * (m.testError ?? Number.NaN)] as [number, number]) }] : []),

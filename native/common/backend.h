@@ -52,8 +52,9 @@ class Backend {
   // succeeded. A backend that cannot start throws, and reports why from then on in Unavailable().
   virtual void Start() {}
   // Runs on the worker at every sync point, after the tasks queued before it: a backend whose
-  // tasks only launch asynchronous work (a CUDA stream) marks the end of that work and returns
-  // the Completion that waits for it. CPU tasks have finished when they return: nothing to wait for.
+  // tasks only launch asynchronous work (a CUDA stream, Gloo's communication thread) marks the
+  // end of that work and returns the Completion that waits for it. Other CPU tasks have finished
+  // when they return: nothing to wait for.
   virtual Completion Drain() { return nullptr; }
   // Binds the backend to device `index` of its kind (useDevice); called before any op. A backend
   // with one device accepts only 0.
@@ -87,6 +88,12 @@ class Backend {
   virtual StoragePtr BatchNormForwardInference(const BatchNormForwardInferenceArgs& a) = 0;
   virtual BatchNormGrads BatchNormBackward(const BatchNormBackwardArgs& a) = 0;
 
+  // Synchronized batch norm's local parts (sync_batch_norm.cc).
+  virtual StoragePtr SyncBatchNormStats(const SyncBatchNormStatsArgs& a) = 0;
+  virtual SyncBatchNormGathered SyncBatchNormGather(const SyncBatchNormGatherArgs& a) = 0;
+  virtual SyncBatchNormSums SyncBatchNormBackwardReduce(const SyncBatchNormBackwardReduceArgs& a) = 0;
+  virtual StoragePtr SyncBatchNormBackwardElemt(const SyncBatchNormBackwardElemtArgs& a) = 0;
+
   virtual StoragePtr Elementwise(const ElementwiseArgs& a) = 0;
 
   virtual Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) = 0;
@@ -100,6 +107,30 @@ class Backend {
 
   virtual void SgdStep(const SgdArgs& a) = 0;
 
+  // --- Collectives (collectives.cc): one process group per context ---------------------------
+  // JS thread. Creates this rank's end of the group and returns what the other ranks need to
+  // connect to it (Gloo: the addresses it listens on; NCCL: rank 0's unique id, empty
+  // elsewhere), which the rendezvous hands round. Refuses a second group.
+  virtual std::vector<uint8_t> GroupPrepare(const GroupArgs& a) = 0;
+  // Worker (inside a readback task). Connects to every peer from what each rank's GroupPrepare
+  // returned, indexed by rank; throws after the group's timeout.
+  virtual void GroupConnect(const std::vector<std::vector<uint8_t>>& published) = 0;
+  // JS thread. Leaves the group; collectives already queued still run (or fail) in order.
+  virtual void GroupDestroy() = 0;
+  // Any thread. Makes every collective that is blocked, or will start, fail at once with `why`
+  // (a peer that left, an environment torn down, the process exiting). No group: nothing.
+  virtual void GroupAbort(const std::string& why) = 0;
+  // JS thread. Enqueues a collective's start and returns its ticket and outputs. The
+  // communication may run beside the queue's worker (Gloo's thread) so that ops queued after the
+  // start overlap it; it writes the outputs, and releases them once it has run, whether or not
+  // anyone waits for it.
+  virtual StartedCollective CollectiveStart(const CollectiveArgs& a) = 0;
+  // JS thread. Enqueues the wait for a started collective: ops queued after it may read its
+  // outputs. A failure is reported at the next sync point, naming the collective and, where it
+  // can be known, the peer. Waiting is a fence: waiting twice is harmless, and a collective
+  // nobody waits for still runs in order (a later wait or sync point reports the group broken).
+  virtual void CollectiveWait(uint64_t ticket) = 0;
+
  protected:
   Context& ctx_;
 };
@@ -109,5 +140,8 @@ class Backend {
 // max-pooling workspace that does not come from a forward of this geometry.
 [[noreturn]] void RefusePool(const PoolGeometry& g, const std::string& why);
 [[noreturn]] void RefuseWorkspace(const PoolGeometry& g);
+// What every backend checks before starting a collective (ops/collectives.cc): that there is a
+// group (world_size 0: none) and that the arguments fit it.
+void CheckCollectiveArgs(const CollectiveArgs& a, int world_size);
 
 }  // namespace cr

@@ -4,7 +4,7 @@
 // every readback. The wait, and the delivery of the result to JS, run here instead, on one thread
 // per context, in the order the sync points were queued.
 //
-// Nothing of this runs for a backend whose tasks finish their work before they return (the CPU):
+// The CPU's sync points use it only while collectives run on Gloo's thread (the wait for them):
 // a delivery with nothing to wait for, and nothing pending before it, runs on the calling thread.
 #pragma once
 

@@ -72,7 +72,7 @@ struct JobSlot {
 
 using ReadbackTsfn = Napi::TypedThreadSafeFunction<std::nullptr_t, ReadbackJob, SettleReadback>;
 
-void StopQueueHook(void* ctx) { static_cast<Context*>(ctx)->Stop(); }
+void StopQueueHook(void* ctx) { static_cast<Context*>(ctx)->Stop("the JavaScript environment was torn down"); }
 
 // What `f` throws, as a failure to report at a sync point.
 std::optional<Failure> Capture(const char* backend, const std::function<void()>& f) {
@@ -100,12 +100,13 @@ Context::Context(const char* name, size_t max_pending, const BackendFactory& mak
 }
 
 Context::~Context() {
-  Stop();
+  Stop("the JavaScript environment was torn down");
   cache.Clear();
   backend_.reset();
 }
 
-void Context::Stop() {
+void Context::Stop(const std::string& why) {
+  backend_->GroupAbort(why);
   queue.Stop();
   completions.Stop();
 }

@@ -41,8 +41,10 @@ class Context {
   std::optional<Failure> RunAfterEarlierTasks(const std::function<Completion()>& launch, Completion* finish);
 
   // Stops the queue's worker (after the task it is running; the rest is dropped), then finishes
-  // the sync points it handed to the completion thread. Idempotent.
-  void Stop();
+  // the sync points it handed to the completion thread; first makes any collective the worker
+  // or a sync point waits in (waiting for other processes) fail with `why`, so that stopping
+  // never waits for a peer. Idempotent.
+  void Stop(const std::string& why);
 
   // Holds what a worker could not hand back to the JS thread because the environment was going
   // away (a readback whose promise can no longer be settled), until the context is destroyed on

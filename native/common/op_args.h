@@ -146,6 +146,44 @@ struct BatchNormGrads {
   StoragePtr dx, dweight, dbias, dresidual;
 };
 
+// --- Synchronized batch normalization (SyncBatchNorm) ---------------------------------------------
+// The local parts of a batch norm whose statistics span a process group; the collectives between
+// them run in lib/ops/sync-batch-norm.ts. Separate from batch normalization's entry points above.
+
+// This rank's per-channel statistics of x [N, C, H, W]: a plain [3, C] of the mean, M2 (the sum
+// of squared deviations from that mean) and the count N·H·W.
+struct SyncBatchNormStatsArgs : OpArgs {
+  StoragePtr x;
+};
+
+// Every rank's statistics ([W, 3, C], all-gathered) combined by Chan's parallel formula into the
+// group's mean, biased variance and count ([C] each); the running statistics, when given, are
+// updated in place as batchNormForwardTraining does, with the group's unbiased variance.
+struct SyncBatchNormGatherArgs : OpArgs {
+  StoragePtr gathered, running_mean, running_var;
+  double momentum = 0.1;
+};
+
+struct SyncBatchNormGathered {
+  StoragePtr mean, var, count;
+};
+
+// Backward, this rank's part: Σ dy and Σ dy·x̂ per channel, x̂ = (x − mean) / √(var + eps).
+struct SyncBatchNormBackwardReduceArgs : OpArgs {
+  StoragePtr x, dy, mean, var;
+  float eps = 1e-5f;
+};
+
+struct SyncBatchNormSums {
+  StoragePtr sum_dy, sum_dy_xhat;
+};
+
+// dx = weight / √(var + eps) · (dy − Σdy / count − x̂ · Σdy·x̂ / count), with the group's sums and count.
+struct SyncBatchNormBackwardElemtArgs : OpArgs {
+  StoragePtr x, dy, mean, var, weight, sum_dy, sum_dy_xhat, count;
+  float eps = 1e-5f;
+};
+
 // --- Element-wise -------------------------------------------------------------------------------
 
 enum class ElementwiseOp {
@@ -253,6 +291,46 @@ struct SgdArgs : OpArgs {
   // Pairwise of equal shapes, no parameter twice; `bufs` empty when momentum is 0.
   std::vector<StoragePtr> params, grads, bufs;
   SgdHyperparameters h;
+};
+
+// --- Collectives over a process group (Gloo on the CPU, NCCL on CUDA) ------------------------------
+
+// Joins this process to a group of `world_size` ranks.
+struct GroupArgs : OpArgs {
+  int rank = 0, world_size = 1;
+  // Every wait for a peer (connecting, each collective) fails after this long.
+  int64_t timeout_ms = 0;
+  // The local address the other ranks reach this one at (Gloo listens there).
+  std::string host;
+};
+
+enum class CollectiveKind { kAllReduce, kBroadcast, kAllGather, kBarrier };
+
+enum class ReduceOp {
+  kSum,
+  kMean,  // the sum divided by the world size
+  kMax,
+};
+
+// Every rank must start the same collectives, over the same shapes, in the same order (as in
+// PyTorch): the front end cannot check what the other processes do.
+struct CollectiveArgs : OpArgs {
+  CollectiveKind kind = CollectiveKind::kAllReduce;
+  ReduceOp op = ReduceOp::kSum;
+  // Broadcast: the rank whose values every rank receives.
+  int root = 0;
+  // Float32. All-reduce and broadcast: one or more, reduced as one flat bucket, one output each
+  // of the input's shape. All-gather: one, output [world size, ...shape]. Barrier: none.
+  std::vector<StoragePtr> inputs;
+};
+
+// A started collective. Its outputs are allocated at the start, like any op's, and handed to the
+// caller at once, so that a collective nobody waits for holds nothing once it has run; the
+// communication writes them, and only ops queued after a CollectiveWait of `ticket` may read
+// them.
+struct StartedCollective {
+  uint64_t ticket = 0;
+  std::vector<StoragePtr> outputs;
 };
 
 }  // namespace cr

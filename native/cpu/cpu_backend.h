@@ -12,6 +12,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -82,6 +83,8 @@ dnnl::primitive_attr Attr();
 constexpr size_t kSmallWorkBytes = size_t(1) << 19;
 using compat::AppendDesc;
 
+class GlooGroup;
+
 class CpuBackend final : public Backend {
  public:
   explicit CpuBackend(Context& ctx);
@@ -111,6 +114,11 @@ class CpuBackend final : public Backend {
 
   StoragePtr Elementwise(const ElementwiseArgs& a) override;
 
+  StoragePtr SyncBatchNormStats(const SyncBatchNormStatsArgs& a) override;
+  SyncBatchNormGathered SyncBatchNormGather(const SyncBatchNormGatherArgs& a) override;
+  SyncBatchNormSums SyncBatchNormBackwardReduce(const SyncBatchNormBackwardReduceArgs& a) override;
+  StoragePtr SyncBatchNormBackwardElemt(const SyncBatchNormBackwardElemtArgs& a) override;
+
   Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) override;
   StoragePtr Pool2dBackward(const Pool2dBackwardArgs& a) override;
 
@@ -121,6 +129,15 @@ class CpuBackend final : public Backend {
   StoragePtr SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) override;
 
   void SgdStep(const SgdArgs& a) override;
+
+  std::vector<uint8_t> GroupPrepare(const GroupArgs& a) override;
+  void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
+  void GroupDestroy() override;
+  void GroupAbort(const std::string& why) override;
+  StartedCollective CollectiveStart(const CollectiveArgs& a) override;
+  void CollectiveWait(uint64_t ticket) override;
+  // Waits for the collectives in flight on Gloo's thread (collectives.cc).
+  Completion Drain() override;
 
  private:
   // The cached entry for `key` (JS thread only; see the top of this file).
@@ -155,6 +172,8 @@ class CpuBackend final : public Backend {
                       const char* op = "reorder");
   // Worker: copies `src` into `dst` in plain row-major order, reordering when `src` is blocked.
   void CopyPlain(const CpuStorage& src, void* dst);
+  // `s` in a layout that sync_batch_norm.cc's loops walk (`layout`): its own, or plain NCHW.
+  CpuStoragePtr Walkable(const StoragePtr& s, compat::ChannelBlocked& layout);
 
   dnnl::engine engine_;
   dnnl::stream stream_;
@@ -163,6 +182,12 @@ class CpuBackend final : public Backend {
   // here is the JS thread, not the worker that executes it.
   void* scratch_ = nullptr;
   size_t scratch_bytes_ = 0;
+
+  // The process group (collectives.cc). Set and cleared on the JS thread, read by the worker
+  // when it connects, hence the lock.
+  std::shared_ptr<GlooGroup> Group();
+  std::mutex group_mu_;
+  std::shared_ptr<GlooGroup> group_;
 };
 
 }  // namespace cr::cpu

@@ -11,6 +11,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include <cstdint>
 #include <string>
 #include <unordered_map>
 
@@ -117,6 +118,36 @@ inline void AppendDesc(std::string& key, const Desc& md) {
   }
 #endif
   key += ';';
+}
+
+// A 4-D layout that loops can walk: element (n, c, h, w) is at
+// n * strides[0] + (c / block) * strides[1] + h * strides[2] + w * strides[3] + c % block, in
+// elements. Plain NCHW and NHWC have block 1; oneDNN's nChw8c and nChw16c block the channels.
+struct ChannelBlocked {
+  int64_t strides[4];
+  int64_t block;
+};
+
+// The layout of `md` as a ChannelBlocked, or false when it is not one (another blocking, an
+// offset, not 4-D).
+inline bool ChannelBlockedOf(const Desc& md, ChannelBlocked& out) {
+#if DNNL_VERSION_MAJOR >= 3
+  if (md.get_ndims() != 4 || md.get_format_kind() != memory::format_kind::blocked || md.get_submemory_offset() != 0) return false;
+  const memory::dims strides = md.get_strides(), blks = md.get_inner_blks(), idxs = md.get_inner_idxs();
+  const int nblks = md.get_inner_nblks();
+#else
+  const dnnl_memory_desc_t& d = md.data;
+  if (d.ndims != 4 || d.format_kind != dnnl_blocked || d.offset0 != 0) return false;
+  const dnnl_blocking_desc_t& b = d.format_desc.blocking;
+  const int64_t* strides = b.strides;
+  const int64_t* blks = b.inner_blks;
+  const int64_t* idxs = b.inner_idxs;
+  const int nblks = b.inner_nblks;
+#endif
+  if (nblks > 1 || (nblks == 1 && idxs[0] != 1)) return false;
+  for (int i = 0; i < 4; ++i) out.strides[i] = strides[i];
+  out.block = nblks == 1 ? blks[0] : 1;
+  return true;
 }
 
 // --- Attributes ---------------------------------------------------------------------------------

@@ -216,6 +216,13 @@ class SyncPoint {
 extern const float kOne;
 extern const float kZero;
 
+struct NcclGroup;
+
+// Why the collectives cannot use NCCL here ("" when they can: built with its header, and
+// libnccl.so.2 opened with every function they call), and NCCL's version code when it opened
+// (collectives.cc). Needs no GPU.
+std::string NcclUnavailable(int& version);
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(Context& ctx);
@@ -255,6 +262,11 @@ class CudaBackend final : public Backend {
 
   StoragePtr Elementwise(const ElementwiseArgs& a) override;
 
+  StoragePtr SyncBatchNormStats(const SyncBatchNormStatsArgs& a) override;
+  SyncBatchNormGathered SyncBatchNormGather(const SyncBatchNormGatherArgs& a) override;
+  SyncBatchNormSums SyncBatchNormBackwardReduce(const SyncBatchNormBackwardReduceArgs& a) override;
+  StoragePtr SyncBatchNormBackwardElemt(const SyncBatchNormBackwardElemtArgs& a) override;
+
   Pool2dOutputs Pool2dForward(const Pool2dForwardArgs& a) override;
   StoragePtr Pool2dBackward(const Pool2dBackwardArgs& a) override;
 
@@ -265,6 +277,13 @@ class CudaBackend final : public Backend {
   StoragePtr SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) override;
 
   void SgdStep(const SgdArgs& a) override;
+
+  std::vector<uint8_t> GroupPrepare(const GroupArgs& a) override;
+  void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
+  void GroupDestroy() override;
+  void GroupAbort(const std::string& why) override;
+  StartedCollective CollectiveStart(const CollectiveArgs& a) override;
+  void CollectiveWait(uint64_t ticket) override;
 
   // Worker-only state and helpers, for the op files.
 
@@ -302,6 +321,9 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceMemory> workspace_;
   std::unique_ptr<DeviceMemory> label_error_mem_;
   int* label_error_ = nullptr;
+  // The NCCL process group (collectives.cc): set on the JS thread, read by the worker when it
+  // connects (std::atomic_load/store).
+  std::shared_ptr<NcclGroup> group_;
 };
 
 }  // namespace cr::cuda

@@ -409,6 +409,19 @@ Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// hostNccl() -> { available, reason, version }: whether the collectives can open NCCL here.
+Napi::Value NcclStatus(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostNccl", [&]() -> Napi::Value {
+    int version = 0;
+    const std::string why = NcclUnavailable(version);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("available", Napi::Boolean::New(info.Env(), why.empty()));
+    o.Set("reason", Napi::String::New(info.Env(), why));
+    o.Set("version", Napi::Number::New(info.Env(), version));
+    return o;
+  });
+}
+
 }  // namespace
 
 void RegisterHostChecks(Napi::Env env, Napi::Object exports) {
@@ -426,6 +439,7 @@ void RegisterHostChecks(Napi::Env env, Napi::Object exports) {
       {"hostSoftmaxCrossEntropyBackward", SoftmaxXentBackward},
       {"hostSgdStep", SgdStep},
       {"hostPoolBackward", PoolBackward},
+      {"hostNccl", NcclStatus},
   };
   for (const auto& c : kChecks) exports.Set(c.name, Napi::Function::New(env, c.fn, c.name));
 }

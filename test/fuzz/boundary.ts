@@ -57,7 +57,7 @@ export interface Summary {
   /** Errors raised by the engine instead of the library's checks: template → count and an example call. */
   engineErrors: Record<string, { count: number; call: string }>;
   /** Calls after which tensors or native buffers stayed allocated. */
-  leaks: { call: string; tensors: number; buffers: number }[];
+  leaks: { index: number; call: string; tensors: number; buffers: number }[];
   failures: { index: number; call: string; kind: string; detail: string }[];
   otherInstance: boolean;
   foreignInstance: boolean;
@@ -122,6 +122,7 @@ export async function run(o: RunOptions): Promise<Summary> {
   const count = (k: string) => { summary.outcomes[k] = (summary.outcomes[k] ?? 0) + 1; };
   const threads = L.backends()[0]!.details.maxThreads as number;
   const t0 = performance.now();
+  settle(w);
   let base = { tensors: L.memory().numTensors, buffers: nativeBuffers(w) };
   for (let i = o.start; i < o.start + o.calls; i++) {
     if (o.seconds > 0 && performance.now() - t0 > o.seconds * 1000) break;
@@ -166,11 +167,17 @@ export async function run(o: RunOptions): Promise<Summary> {
     }
     count(outcome);
     cleanup(g);
+    // What the call queued ran by now; a failure of it is reported here, as at any sync point.
+    for (const err of settle(w)) {
+      const deferred = judge(err);
+      count(`deferred-${deferred}`);
+      if (deferred === 'bad-throw' || deferred === 'engine-error') summary.failures.push({ index: i, call, kind: `deferred ${deferred}`, detail: describeThrown(err) });
+    }
     // Whatever a call made and did not hand back must be freed by now (queued work included).
     const now = { tensors: L.memory().numTensors, buffers: nativeBuffers(w) };
     const tensors = now.tensors - base.tensors;
     const buffers = now.buffers - base.buffers;
-    if ((tensors > 0 || buffers > 0) && !receiverBad && !target.internal && summary.leaks.length < 50) summary.leaks.push({ call, tensors, buffers });
+    if ((tensors > 0 || buffers > 0) && !receiverBad && !target.internal && summary.leaks.length < 50) summary.leaks.push({ index: i, call, tensors, buffers });
     summary.perTargetMs[target.name] = (summary.perTargetMs[target.name] ?? 0) + (performance.now() - started);
     base = now;
     for (const msg of late.splice(0)) summary.failures.push({ index: i, call, kind: 'async', detail: msg });
@@ -182,12 +189,22 @@ export async function run(o: RunOptions): Promise<Summary> {
   return summary;
 }
 
+/** Waits for each backend's queue (collectives in flight included); returns the failures it reported. */
+function settle(w: World): unknown[] {
+  const failures: unknown[] = [];
+  for (const b of Object.values(w.natives)) {
+    try {
+      b.syncBlocking();
+    } catch (err) {
+      failures.push(err);
+    }
+  }
+  return failures;
+}
+
 function nativeBuffers(w: World): number {
   let n = 0;
-  for (const b of Object.values(w.natives)) {
-    b.syncBlocking();
-    n += b.memory().buffers;
-  }
+  for (const b of Object.values(w.natives)) n += b.memory().buffers;
   return n;
 }
 
@@ -266,7 +283,11 @@ function parseArgs(argv: string[]): RunOptions {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   const opts = parseArgs(process.argv.slice(2));
   console.error(`boundary fuzz: seed ${opts.seed}, calls ${opts.start}..${opts.start + opts.calls - 1}${opts.seconds ? `, at most ${opts.seconds} s` : ''}`);
-  const summary = await run(opts);
+  // The fuzzer listens for unhandled rejections itself, so a failure of its own must end it here.
+  const summary = await run(opts).catch((err: unknown) => {
+    console.error(`the fuzzer failed: ${describeThrown(err)}`);
+    process.exit(2);
+  });
   console.log(JSON.stringify(summary));
   for (const f of summary.failures) console.error(`FAILURE (${f.kind}) at call ${f.index} (replay: --seed ${summary.seed} --start ${f.index} --calls 1):\n  ${f.call}\n  ${f.detail}`);
   // Exit now: after a hang the call that hung is still running and would keep the process alive.

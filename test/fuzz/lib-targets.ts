@@ -31,6 +31,29 @@ export function libTargets(w: World, add: Add): void {
   safetensorsTargets(w, s, add);
   interopTargets(w, s, add);
   trainTargets(w, s, add);
+  distributedTargets(w, s, add);
+}
+
+/**
+ * The process group and its collectives. A valid init forms a group of one process (rendezvous
+ * on the world's free MASTER_PORT; so does init() with every argument dropped, from torchrun's
+ * defaults): collectives then run for real, and a group of one never waits for a peer. Without
+ * a group every collective must fail at once.
+ */
+function distributedTargets(w: World, s: Common, add: Add): void {
+  const d = w.lib.distributed;
+  add('distributed.init', [custom(() => arg({ worldSize: 1, timeoutMs: 10_000 }, '{ worldSize: 1, timeoutMs: 10000 }'), [
+    () => arg({ rank: 3, worldSize: 2 }, '{ rank: 3, worldSize: 2 }'),
+    () => arg({ backend: 'mpi' }, "{ backend: 'mpi' }"), () => arg({ masterAddr: 'a b' }, "{ masterAddr: 'a b' }"),
+    () => arg({ masterPort: 70000 }, '{ masterPort: 70000 }'), () => arg({ timeoutMs: 0 }, '{ timeoutMs: 0 }'), () => arg({ worldSize: 0 }, '{ worldSize: 0 }'),
+    () => arg([], '[]'), () => arg({ rank: 1 }, '{ rank: 1 }'),
+  ])], d.init as AnyFn);
+  for (const name of ['destroy', 'isInitialized', 'rank', 'worldSize', 'backend', 'barrier'] as const) add(`distributed.${name}`, [], d[name] as AnyFn);
+  add('distributed.allReduce', [tensor([2, 3]), opt(obj({ op: opt(oneOf(['sum', 'mean', 'max'])) }))], d.allReduce as AnyFn);
+  add('distributed.broadcast', [tensor([2, 3]), opt(obj({ root: opt(int([0, 1], [-1])) }))], d.broadcast as AnyFn);
+  add('distributed.allGather', [tensor([2, 3])], d.allGather as AnyFn);
+  add('nn.DistributedDataParallel', [s.moduleS, opt(obj({ bucketMB: opt(number([25, 0.5], [0, -1])) }))], (m, o) => new w.lib.nn.DistributedDataParallel(m as never, o as never));
+  add('nn.convertSyncBatchNorm', [s.moduleS], w.lib.nn.convertSyncBatchNorm as AnyFn);
 }
 
 /** Arguments that several parts of the library take: backends, paths, datasets, modules, loaders, parameters, optimizers. */

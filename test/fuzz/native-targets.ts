@@ -69,6 +69,11 @@ export function nativeTargets(w: World, add: Add, backend: string): void {
     const relu = flip ? !s.relu : s.relu;
     return native.batchNormBackward(x as NativeBuffer, s.y, dy as NativeBuffer, wt as NativeBuffer, s.s1, s.s2, s.s3, eps as number, s.residual, relu);
   });
+  // Synchronized batch norm's local parts (valid handles make them run: they need no group).
+  nat('syncBatchNormStats', [x4]);
+  nat('syncBatchNormGather', [H([2, 3, 3]), nullable(c), nullable(c), number([0.1, 0, 1], [1.5, -1])]);
+  nat('syncBatchNormBackwardReduce', [x4, x4, c, c, number([1e-5], [0, 1e-50])]);
+  nat('syncBatchNormBackwardElemt', [x4, x4, c, c, c, c, c, c, number([1e-5], [0])]);
   const X = H([2, 3, 6, 6]);
   nat('maxPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);
   nat('avgPool2dForward', [X, p([2, 3]), p([1, 2]), p([0, 1])]);
@@ -103,6 +108,20 @@ export function nativeTargets(w: World, add: Add, backend: string): void {
     const list2 = Array.isArray(ps) ? [...ps, ...ps] : ps;
     return b.sgdStep!(list2, list2, [], lr, 0, 0, false, true);
   });
+  // Collectives: groupPrepare gets only ranks out of range (a valid one would listen for peers
+  // that never come). The collectives meet no group, or the group of one that
+  // distributed.init() forms (lib-targets.ts): a start nobody waits for must still free
+  // everything once it has run.
+  const badRank = custom(() => arg(-1, '-1'), [() => arg(5, '5'), () => arg('0', "'0'"), () => arg(Number.NaN, 'NaN'), () => arg(2 ** 53, '2^53')]);
+  nat('groupPrepare', [badRank, int([2], [0, 70000]), int([1000], [0, 2 ** 32]), oneOf(['127.0.0.1', ''])]);
+  nat('groupConnect', [custom(() => arg([], '[]'), [() => arg([new Uint8Array(3)], '[Uint8Array(3)]'), () => arg([new Float32Array(2)], '[Float32Array(2)]')])]);
+  nat('groupDestroy', []);
+  nat('groupAbort', [oneOf(['a peer left', ''])]);
+  nat('allReduce', [list(1), oneOf(['sum', 'mean', 'max', 'min'])]);
+  nat('broadcast', [list(1), int([0, 1], [-1, 70000])]);
+  nat('allGather', [H([2, 3])]);
+  nat('barrier', []);
+  nat('collectiveWait', [int([0, 7], [-1])]);
   const ctor = b.NativeBuffer as unknown as new (...a: unknown[]) => unknown;
   add('new binding.NativeBuffer', [anything], (v) => new ctor(v));
   add('binding.NativeBuffer()', [anything], (v) => (ctor as unknown as AnyFn)(v));

@@ -4,6 +4,7 @@
  * the library reads; and the fixtures that make fresh tensors and handles for each call.
  * @module
  */
+import { type AddressInfo, createServer } from 'node:net';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,9 +32,23 @@ export interface World {
   files: Record<'idx' | 'idxGz' | 'labels' | 'safetensors' | 'checkpoint' | 'torch' | 'garbage' | 'empty' | 'fashion' | 'cifar10' | 'cifar100' | 'out', string>;
 }
 
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer().once('error', reject).listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 export async function makeWorld(): Promise<World> {
   const dir = mkdtempSync(join(tmpdir(), 'cudnn-resnet-fuzz-'));
   process.env.CUDNN_RESNET_DATA = dir;
+  // distributed.init() with torchrun's defaults forms a group of one process: its rendezvous
+  // goes on a free port of this host, not on PyTorch's 29500, which other jobs may hold.
+  for (const v of ['RANK', 'WORLD_SIZE', 'LOCAL_RANK']) delete process.env[v];
+  process.env.MASTER_ADDR = '127.0.0.1';
+  process.env.MASTER_PORT = String(await freePort());
   const binding = bindingOf('cpu');
   const natives: Record<string, Binding> = Object.fromEntries(L.backends().filter((b) => b.available).map((b) => [b.name, bindingOf(b.name)]));
   let foreign: Binding | null = null;

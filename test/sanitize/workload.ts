@@ -1,8 +1,8 @@
 /**
  * The workload scripts/sanitize.sh runs under AddressSanitizer, LeakSanitizer and UBSan: every
- * entry point of the CPU addon, its error paths, a few training steps of a small ResNet, and
- * worker threads that load the addon and go away (one ends normally, one is terminated with
- * work queued). Not a test of results (the vitest suite does that), though it checks enough to
+ * entry point of the CPU addon, its error paths, a few training steps of a small ResNet, worker
+ * threads that load the addon and go away (one ends normally, one is terminated with work
+ * queued), and a process group of two worker threads over Gloo (collectives, DDP, a rank lost). Not a test of results (the vitest suite does that), though it checks enough to
  * know the code it meant to reach ran. Everything is disposed and the process exits by itself,
  * so that Node tears down the addon (instance data, queue, handles) before LeakSanitizer looks.
  *
@@ -13,8 +13,9 @@
  */
 import assert from 'node:assert/strict';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { type AddressInfo, createServer } from 'node:net';
 import {
-  type Tensor, emptyCache, memory, models, noGrad, ones, ops, optim, randn, sync, tensor, tidy, zeros,
+  type Tensor, distributed, emptyCache, memory, models, nn, noGrad, ones, ops, optim, randn, sync, tensor, tidy, zeros,
 } from '../../lib/index.js';
 import type { NativeBuffer } from '../../lib/backend/binding.js';
 import { bindingOf } from '../../lib/backend/load.js';
@@ -350,12 +351,17 @@ function workerMain(mode: string): void {
   }
 }
 
+/** A thread running this file with `data` as its workerData. */
+function startWorker(data: Record<string, unknown>): Worker {
+  // tsx's loader does not reach worker threads: the worker loads this file through its API.
+  const api = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(import.meta.url)}, ${JSON.stringify(import.meta.url)}))`;
+  return new Worker(code, { eval: true, workerData: data });
+}
+
 function runWorker(mode: 'end' | 'busy'): Promise<void> {
   return new Promise((resolve, reject) => {
-    // tsx's loader does not reach worker threads: the worker loads this file through its API.
-    const api = import.meta.resolve('tsx/esm/api');
-    const code = `import(${JSON.stringify(api)}).then((m) => m.tsImport(${JSON.stringify(import.meta.url)}, ${JSON.stringify(import.meta.url)}))`;
-    const worker = new Worker(code, { eval: true, workerData: { mode } });
+    const worker = startWorker({ mode });
     worker.once('error', reject);
     worker.once('message', (msg: number) => {
       if (mode === 'busy') void worker.terminate();
@@ -363,6 +369,92 @@ function runWorker(mode: 'end' | 'busy'): Promise<void> {
     });
     worker.once('exit', () => resolve());
   });
+}
+
+/**
+ * One rank of a group of two worker threads in this process (each thread has its own addon
+ * context, so the two talk over loopback like two processes): the collectives on odd sizes, a
+ * bucket of several tensors, a start nobody waits for, two DDP steps; then, with `lose`, rank 1
+ * leaves without a word while rank 0 is blocked in an all-reduce, which must fail (the abort path).
+ */
+async function rankMain(rank: number, port: number, lose: boolean): Promise<void> {
+  await distributed.init({ rank, worldSize: 2, masterPort: port, timeoutMs: 60_000 });
+  const own = (n: number) => tensor(Float32Array.from({ length: n }, (_, i) => (rank + 1) * (i + 1)), [n]);
+  for (const n of [1, 7, 1001]) {
+    const x = own(n);
+    const values = async (t: Tensor) => {
+      const v = await t.data();
+      t.dispose();
+      return v;
+    };
+    const sum = await values(distributed.allReduce(x));
+    const mean = await values(distributed.allReduce(x, { op: 'mean' }));
+    const max = await values(distributed.allReduce(x, { op: 'max' }));
+    const root = await values(distributed.broadcast(x, { root: 1 }));
+    const gathered = await values(distributed.allGather(x));
+    assert.equal(sum[n - 1], 3 * n);
+    assert.equal(mean[n - 1], 1.5 * n);
+    assert.equal(max[n - 1], 2 * n);
+    assert.equal(root[0], 2);
+    assert.deepEqual([gathered[0], gathered[n]], [1, 2]);
+    x.dispose();
+  }
+  await distributed.barrier();
+  // A bucket of several buffers, and a start nobody waits for: each frees what it holds once run.
+  const parts = [b.fill([3], rank + 1, 'float32'), b.fill([2, 2], 1, 'float32')];
+  const bucket = b.allReduce(parts, 'sum');
+  b.collectiveWait(bucket.ticket);
+  assert.deepEqual([...b.downloadSync(bucket.outputs[0]!)], [3, 3, 3]);
+  const unwaited = b.broadcast(parts, 0);
+  for (const h of [...parts, ...bucket.outputs, ...unwaited.outputs]) b.release(h);
+  b.syncBlocking();
+  const model = models.cifarResNet({ depth: 8, seed: 1 + rank, numClasses: 4 });
+  const ddp = new nn.DistributedDataParallel(model, { bucketMB: 0.01 });
+  const opt = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
+  const x = randn([2, 3, 8, 8], { seed: 7 + rank });
+  for (let i = 0; i < 2; i++) {
+    const loss = tidy(() => {
+      const l = ops.softmaxCrossEntropy(ddp.forward(x), [rank, 2 + rank]);
+      l.backward();
+      return l;
+    });
+    opt.step();
+    opt.zeroGrad();
+    assert.ok(Number.isFinite(await loss.item()));
+    loss.dispose();
+  }
+  for (const d of [x, opt, ddp]) d.dispose();
+  if (!lose) {
+    await distributed.destroy();
+    return;
+  }
+  await distributed.barrier();
+  if (rank === 1) {
+    // Gone without destroy(): the thread's teardown aborts its group and closes its connections.
+    parentPort!.postMessage('leaving');
+    return new Promise(() => {});
+  }
+  const y = randn([100_000]);
+  const blocked = distributed.allReduce(y);
+  await rejects(blocked.data(), /allReduce #\d+.*(rank 1 left|lost the connection to rank 1)/);
+  for (const t of [y, blocked]) t.dispose();
+  await distributed.destroy();
+}
+
+/** Runs `rankMain` in two threads; with `lose`, rank 1 is terminated once it leaves the collectives. */
+async function runGroup(lose: boolean): Promise<void> {
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+  await Promise.all([0, 1].map((rank) => new Promise<void>((resolve, reject) => {
+    const worker = startWorker({ mode: 'rank', rank, port, lose });
+    worker.once('error', reject);
+    worker.once('message', () => void worker.terminate());
+    worker.once('exit', () => resolve());
+  })));
 }
 
 async function main(): Promise<void> {
@@ -376,6 +468,8 @@ async function main(): Promise<void> {
     [`ResNet-8 (A, B), ${steps} training steps each`, () => resnetSteps(steps)],
     ['worker thread that ends', () => runWorker('end')],
     ['worker thread terminated while busy', () => runWorker('busy')],
+    ['collectives and DDP, 2 ranks in 2 threads', () => runGroup(false)],
+    ['a rank lost while the other is blocked in an all-reduce', () => runGroup(true)],
   ];
   for (const [name, run] of phases) {
     const t0 = Date.now();
@@ -389,5 +483,10 @@ async function main(): Promise<void> {
   console.log(`workload: done in ${((Date.now() - started) / 1000).toFixed(1)} s; ${JSON.stringify(m.backends.cpu)}`);
 }
 
-if (isMainThread) await main();
-else workerMain((workerData as { mode: string }).mode);
+if (isMainThread) {
+  await main();
+} else {
+  const data = workerData as { mode: string; rank: number; port: number; lose: boolean };
+  if (data.mode === 'rank') await rankMain(data.rank, data.port, data.lose);
+  else workerMain(data.mode);
+}

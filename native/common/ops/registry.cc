@@ -52,6 +52,19 @@ void RegisterAll(Napi::Env env, Napi::Object exports) {
       {"softmaxCrossEntropyBackward", SoftmaxCrossEntropyBackward},
       {"countNonFinite", CountNonFinite},
       {"sgdStep", SgdStep},
+      {"syncBatchNormStats", SyncBatchNormStats},
+      {"syncBatchNormGather", SyncBatchNormGather},
+      {"syncBatchNormBackwardReduce", SyncBatchNormBackwardReduce},
+      {"syncBatchNormBackwardElemt", SyncBatchNormBackwardElemt},
+      {"groupPrepare", GroupPrepare},
+      {"groupConnect", GroupConnect},
+      {"groupDestroy", GroupDestroy},
+      {"groupAbort", GroupAbort},
+      {"allReduce", AllReduce},
+      {"broadcast", Broadcast},
+      {"allGather", AllGather},
+      {"barrier", Barrier},
+      {"collectiveWait", CollectiveWait},
   };
   for (const auto& e : kEntries) exports.Set(e.name, Napi::Function::New(env, e.fn, e.name));
 }

@@ -75,4 +75,21 @@ Napi::Value CountNonFinite(const Napi::CallbackInfo& info);
 // sgd.cc
 Napi::Value SgdStep(const Napi::CallbackInfo& info);
 
+// sync_batch_norm.cc
+Napi::Value SyncBatchNormStats(const Napi::CallbackInfo& info);
+Napi::Value SyncBatchNormGather(const Napi::CallbackInfo& info);
+Napi::Value SyncBatchNormBackwardReduce(const Napi::CallbackInfo& info);
+Napi::Value SyncBatchNormBackwardElemt(const Napi::CallbackInfo& info);
+
+// collectives.cc
+Napi::Value GroupPrepare(const Napi::CallbackInfo& info);
+Napi::Value GroupConnect(const Napi::CallbackInfo& info);
+Napi::Value GroupDestroy(const Napi::CallbackInfo& info);
+Napi::Value GroupAbort(const Napi::CallbackInfo& info);
+Napi::Value AllReduce(const Napi::CallbackInfo& info);
+Napi::Value Broadcast(const Napi::CallbackInfo& info);
+Napi::Value AllGather(const Napi::CallbackInfo& info);
+Napi::Value Barrier(const Napi::CallbackInfo& info);
+Napi::Value CollectiveWait(const Napi::CallbackInfo& info);
+
 }  // namespace cr::ops

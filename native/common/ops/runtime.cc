@@ -94,7 +94,7 @@ Napi::Value SyncBlocking(const Napi::CallbackInfo& info) {
 // and a task still running while exit() destroys the libraries' statics (oneDNN frees its JIT
 // code) crashes the process. Ops enqueued afterwards throw ERR_SHUT_DOWN.
 Napi::Value Shutdown(const Napi::CallbackInfo& info) {
-  Ctx(info.Env()).Stop();
+  Ctx(info.Env()).Stop("the process is exiting");
   return info.Env().Undefined();
 }
 
