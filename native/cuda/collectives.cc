@@ -275,13 +275,6 @@ namespace {
 
 }  // namespace
 
-std::string NcclUnavailable(int& version) {
-  const NcclApi& api = Nccl();
-  version = 0;
-  if (api.error.empty()) api.GetVersion(&version);
-  return api.error;
-}
-
 struct NcclGroup {};
 
 std::string NcclUnavailable(int& version) {
