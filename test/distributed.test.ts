@@ -207,6 +207,15 @@ try { await d.init({ timeoutMs: 20000 }); } catch (e) { console.log(e.message); 
 const ddpModel = (seed: number) => models.cifarResNet({ depth: 8, seed, numClasses: 4 });
 const STEPS = 3;
 const BATCH = 8;
+// A rank's training loop in the scripts below: rank r takes the r-th half of every batch of B.
+const RANK_STEPS = `for (let s = 0; s < ${STEPS}; s++) {
+  const x = randn([${BATCH / 2}, 3, 8, 8], { seed: 1000 + 2 * s + r });
+  const labels = Array.from({ length: ${BATCH / 2} }, (_, i) => (s + i + r) % 4);
+  tidy(() => ops.softmaxCrossEntropy(ddp.forward(x), labels).backward());
+  opt.step();
+  opt.zeroGrad();
+  x.dispose();
+}`;
 
 describe('DistributedDataParallel', () => {
   test('2 ranks x batch B/2 reach the parameters of one process averaging the two halves\' gradients (per-rank BN statistics, as PyTorch DDP)', async () => {
@@ -220,14 +229,7 @@ const r = d.rank();
 const model = models.cifarResNet({ depth: 8, seed: 1 + 10 * r, numClasses: 4 });
 const ddp = new nn.DistributedDataParallel(model, { bucketMB: 0.02 });
 const opt = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9, weightDecay: 1e-4 });
-for (let s = 0; s < ${STEPS}; s++) {
-  const x = randn([${BATCH / 2}, 3, 8, 8], { seed: 1000 + 2 * s + r });
-  const labels = Array.from({ length: ${BATCH / 2} }, (_, i) => (s + i + r) % 4);
-  tidy(() => ops.softmaxCrossEntropy(ddp.forward(x), labels).backward());
-  opt.step();
-  opt.zeroGrad();
-  x.dispose();
-}
+${RANK_STEPS}
 if (r === 0) writeFileSync(${JSON.stringify(out)}, JSON.stringify(await Promise.all(model.parameters().map(async (p) => Array.from(await p.data())))));
 await d.destroy();
 `);
@@ -275,14 +277,7 @@ const r = d.rank();
 const model = nn.convertSyncBatchNorm(models.cifarResNet({ depth: 8, seed: 1 + 10 * r, numClasses: 4 }));
 const ddp = new nn.DistributedDataParallel(model, { bucketMB: 0.02 });
 const opt = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9, weightDecay: 1e-4 });
-for (let s = 0; s < ${STEPS}; s++) {
-  const x = randn([${BATCH / 2}, 3, 8, 8], { seed: 1000 + 2 * s + r });
-  const labels = Array.from({ length: ${BATCH / 2} }, (_, i) => (s + i + r) % 4);
-  tidy(() => ops.softmaxCrossEntropy(ddp.forward(x), labels).backward());
-  opt.step();
-  opt.zeroGrad();
-  x.dispose();
-}
+${RANK_STEPS}
 const state = model.stateDict();
 const values = {};
 for (const k of Object.keys(state)) if (state[k].dtype === 'float32') values[k] = Array.from(await state[k].data());
