@@ -17,8 +17,8 @@
 // minbase), with their Depends / Pre-Depends.
 //
 // Files no Debian package owns are accepted only under a prefix the build was pointed at or
-// documents: the CUDA toolkit nvcc belongs to, cuDNN's folder (CUDNN_ROOT or the pip wheel of
-// scripts/setup-cudnn.sh), oneDNN's folder when DNNL_ROOT chose one, and the base tools
+// documents: the CUDA toolkit nvcc belongs to, cuDNN's and NCCL's folders (CUDNN_ROOT / NCCL_ROOT or
+// the pip wheels of scripts/setup-cudnn.sh), oneDNN's folder when DNNL_ROOT chose one, and the base tools
 // themselves (a pyenv python3; the prefix of a g++ or make that no package installed). Anything else outside dpkg fails too, so a library that
 // someone `make install`ed into /usr/local is caught like a missing package. Debian packages of
 // the GPU stack (cuda-*, libcudnn*, nvidia-*) are accepted and listed: the CUDA addon is
@@ -283,6 +283,8 @@ function acceptedPrefixes(
   }
   const cudnn = value('CUDNN_INCLUDE_DIR');
   if (cudnn) addPrefix(dirname(cudnn), 'cuDNN (CUDNN_ROOT or the pip wheel of scripts/setup-cudnn.sh)');
+  const nccl = value('NCCL_INCLUDE_DIR');
+  if (nccl) addPrefix(dirname(nccl), 'NCCL (NCCL_ROOT or the pip wheel of scripts/setup-cudnn.sh)');
   const dnnl = value('DNNL_INCLUDE_DIR');
   if (dnnl) addPrefix(dirname(dnnl), 'oneDNN (DNNL_ROOT)');
   // The build runs node and python3 (to find the cuDNN wheel) but reads nothing of their
