@@ -25,7 +25,12 @@ while (($#)); do
 done
 
 start=$SECONDS
-prefix=$(bash scripts/fetch-onednn.sh --suite "$suite" | tee /dev/stderr | tail -1)
+# fetch-onednn.sh prints the prefix last. Its output goes to stderr once it is done, not through
+# `tee /dev/stderr`: reopening /dev/stderr truncates a log file that stdout and stderr share (a CI
+# log written to a file lost everything before this step).
+fetched=$(bash scripts/fetch-onednn.sh --suite "$suite")
+printf '%s\n' "$fetched" >&2
+prefix=$(tail -1 <<<"$fetched")
 echo "check-onednn3: building the CPU addon against $prefix into $out/"
 npx cmake-js compile -O "$out" -T cudnn_resnet_cpu --CDDNNL_ROOT="$prefix" --log-level warn
 addon="$out/Release/cudnn_resnet_cpu.node"
