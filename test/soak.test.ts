@@ -119,8 +119,11 @@ test.skipIf(!cpuCase.available)(`memory() and RSS are flat over ${STEPS} trainin
   expect(out.warnings).toBe(1);
   // The C heap in use (glibc's count of bytes malloc handed out and not taken back) is the
   // exact measure: a native leak of even a few hundred bytes per step shows. RSS also moves
-  // with memory glibc keeps after free() (its arenas, fragmentation), so its bound is looser:
-  // it catches leaks of a few KiB per step.
+  // with memory glibc keeps after free() (its arenas, fragmentation) and with V8's own spaces,
+  // so its bound is looser: it catches leaks of 8 KiB a step and more (a leaked activation of
+  // this model is tens of KiB). Measured with the V8 heap and the C heap flat, RSS wandered by
+  // ±10 MiB over 4,000 steps, up to 1.5 KiB a step over this test's 1,500; a 2 KiB bound failed
+  // on that noise alone.
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
   const first = out.samples.slice(0, 4);
   const last = out.samples.slice(-4);
@@ -132,6 +135,6 @@ test.skipIf(!cpuCase.available)(`memory() and RSS are flat over ${STEPS} trainin
     `(${(heapGrowth / steps).toFixed(1)} B/step), RSS ${mib(first[0]!.rss)} -> ${mib(last.at(-1)!.rss)} MiB; ` +
     `memory(): ${JSON.stringify(out.end)}; loss ${out.losses[0]!.toFixed(3)} -> ${out.losses.at(-1)!.toFixed(3)}`);
   if (first[0]!.heap >= 0) expect(heapGrowth / steps).toBeLessThan(64);
-  expect(rssGrowth / steps).toBeLessThan(2 * 1024);
+  expect(rssGrowth / steps).toBeLessThan(8 * 1024);
   expect(out.losses.at(-1)!).toBeLessThan(out.losses[0]!);
 });

@@ -1,10 +1,12 @@
 #include "host_pool.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
 #include "../common/errors.h"
+#include "../common/storage.h"
 
 #ifdef __SANITIZE_ADDRESS__
 #include <sanitizer/asan_interface.h>
@@ -18,8 +20,14 @@ namespace cr::cpu {
 namespace {
 
 constexpr size_t kAlign = 64;
-// Past this much idle memory, freed blocks go back to the system.
-constexpr size_t kMaxCached = size_t(2) << 30;
+// Idle memory kept for reuse: at least this much, and up to the most that CPU tensors have held
+// at once (Storage's peak), so that a training loop whose step needs more than the floor finds
+// every block of the last step again. Returning the excess to the system made the next step
+// fault in fresh pages: ResNet-50 at batch 16 (float32) took 4.6 s a step with a fixed 2 GiB,
+// of which 728,000 page faults a step, and 1.4 s when its step's blocks stay cached.
+constexpr size_t kMinCached = size_t(2) << 30;
+
+size_t MaxCached() { return std::max(kMinCached, size_t(std::max<int64_t>(0, Storage::Stats(0).peak_bytes))); }
 
 // CUDNN_RESNET_POISON=1 fills every buffer handed out with NaN bytes, so a kernel that fails to
 // write part of its output shows up in tests instead of passing on leftover values.
@@ -78,7 +86,7 @@ void HostPool::Release(void* p, size_t bytes) {
   const size_t size = SizeClass(bytes);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (cached_ + size <= kMaxCached) {
+    if (cached_ + size <= MaxCached()) {
       free_[size].push_back(p);
       cached_ += size;
       ASAN_POISON_MEMORY_REGION(p, size);
