@@ -115,16 +115,18 @@ describe('synchronized batch norm, local parts (cpu)', () => {
     const x = b.fill([2, 3, 4, 4], 1, 'float32');
     const v3 = b.fill([3], 1, 'float32');
     const v4 = b.fill([4], 1, 'float32');
-    expect(() => b.syncBatchNormStats(v3)).toThrow(/syncBatchNormStats: expected a float32 \[N, C, H, W\] input, got float32 \[3\]/);
+    expect(() => b.syncBatchNormStats(v3)).toThrow(/syncBatchNormStats: expected a 4-D input \(input \[3\]\)/);
+    const half = b.fill([2, 3, 4, 4], 1, 'bfloat16');
+    expect(() => b.syncBatchNormStats(half)).toThrow(/syncBatchNormStats: expected a float32 input, got bfloat16 \(input \[2, 3, 4, 4\]\)/);
     expect(() => b.syncBatchNormGather(x, null, null, 0.1)).toThrow(/expected float32 gathered statistics \[W, 3, C\]/);
     const gathered = b.fill([2, 3, 3], 1, 'float32');
     expect(() => b.syncBatchNormGather(gathered, v4, null, 0.1)).toThrow(/running mean must be float32 \[3\], got float32 \[4\]/);
     expect(() => b.syncBatchNormGather(gathered, null, null, 2)).toThrow(/momentum must be in \[0, 1\]/);
-    expect(() => b.syncBatchNormBackwardReduce(x, v3, v3, v3, 1e-5)).toThrow(/gradient float32 \[3\] does not match the input/);
+    expect(() => b.syncBatchNormBackwardReduce(x, v3, v3, v3, 1e-5)).toThrow(/syncBatchNormBackwardReduce: gradient of shape \[3\] does not match the input/);
     expect(() => b.syncBatchNormBackwardReduce(x, x, v4, v3, 1e-5)).toThrow(/mean must be float32 \[3\]/);
     expect(() => b.syncBatchNormBackwardElemt(x, x, v3, v3, v3, v3, v3, v3, 0)).toThrow(/eps must be positive/);
     expect(() => b.syncBatchNormBackwardElemt(x, x, v3, v3, v3, v3, v3, v4, 1e-5)).toThrow(/count must be float32 \[3\]/);
-    for (const h of [x, v3, v4, gathered]) b.release(h);
+    for (const h of [x, half, v3, v4, gathered]) b.release(h);
   });
 
   test('convertSyncBatchNorm switches every BatchNorm2d in place; without a process group the layers compute as before', async () => {

@@ -1,75 +1,13 @@
 // Batch normalization's entry points over [N, C, H, W]: training forward (with the running
 // statistics' update), inference forward, backward; each with the fused tail of op_args.h
 // (relu(bn(x)), relu(bn(x) + residual)).
-#include <cmath>
-
 #include "../args.h"
 #include "../checks.h"
 #include "../context.h"
+#include "batch_norm_checker.h"
 #include "registry.h"
 
 namespace cr::ops {
-
-namespace {
-
-// The checks of one call: every failure is a RangeError "<op>: <why> (input <x's shape>)".
-class Checker {
- public:
-  Checker(const char* op, const Storage& x) : op_(op), x_(x) {
-    if (x.dims.size() != 4) Bad("expected a 4-D input");
-    if (!IsFloating(x.dtype)) Bad("expected a float32, bfloat16 or float16 input, got " + std::string(DTypeName(x.dtype)));
-  }
-
-  // A float32 [C] vector (weight, bias, statistics).
-  void Vector(const Storage& s, const char* what) const {
-    if (s.dims != Dims{x_.dims[1]} || s.dtype != DType::kFloat32) {
-      Bad(std::string(what) + " must be float32 [" + std::to_string(x_.dims[1]) + "], got " + DTypeName(s.dtype) + " " +
-          s.ShapeString());
-    }
-  }
-
-  // A tensor of x's shape and type: the output gradient, the residual, the forward's output.
-  void LikeInput(const Storage& t, const char* what) const {
-    if (t.dims != x_.dims) Bad(std::string(what) + " of shape " + t.ShapeString() + " does not match the input");
-    if (t.dtype != x_.dtype) Bad("expected a " + std::string(DTypeName(x_.dtype)) + " " + what + ", got " + DTypeName(t.dtype));
-  }
-
-  // The tail at arguments i (residual | null) and i + 1 (relu).
-  BatchNormTail Tail(const Napi::CallbackInfo& info, size_t i) const {
-    BatchNormTail tail;
-    tail.residual = OptionalTensorArg(info, i, "residual");
-    if (tail.residual) LikeInput(*tail.residual, "residual");
-    tail.relu = BoolArg(info, i + 1, "relu");
-    return tail;
-  }
-
-  // Training normalizes with the batch variance and updates the running one with the unbiased
-  // variance, which divides by N·H·W - 1: one value per channel has neither (PyTorch refuses too).
-  void ManyValues() const {
-    if (x_.dims[0] * x_.dims[2] * x_.dims[3] < 2) Bad("training needs more than one value per channel");
-  }
-
-  void Momentum(double momentum) const {
-    if (!(momentum >= 0 && momentum <= 1)) Bad("momentum must be in [0, 1], got " + FormatNumber(momentum));
-  }
-
-  // Epsilon as the float32 the backends normalize with; positive and finite.
-  float Eps(double eps) const {
-    const float f = static_cast<float>(eps);
-    if (!(f > 0) || !std::isfinite(f)) Bad("eps must be positive and representable as float32, got " + FormatNumber(eps));
-    return f;
-  }
-
-  [[noreturn]] void Bad(const std::string& why) const {
-    ThrowRangeError(std::string(op_) + ": " + why + " (input " + x_.ShapeString() + ")");
-  }
-
- private:
-  const char* op_;
-  const Storage& x_;
-};
-
-}  // namespace
 
 // batchNormForwardTraining(x, weight, bias, runningMean | null, runningVar | null, momentum, eps,
 //                          residual | null, relu) -> [y, saved1, saved2, saved3 | null]
@@ -84,7 +22,7 @@ Napi::Value BatchNormForwardTraining(const Napi::CallbackInfo& info) {
     a.running_mean = OptionalTensorArg(info, 3, "running mean");
     a.running_var = OptionalTensorArg(info, 4, "running variance");
     a.momentum = NumberArg(info, 5, "momentum");
-    Checker check("batchNormForwardTraining", *a.x);
+    BatchNormChecker check("batchNormForwardTraining", *a.x);
     check.Vector(*a.weight, "weight");
     check.Vector(*a.bias, "bias");
     if (a.running_mean) check.Vector(*a.running_mean, "running mean");
@@ -111,7 +49,7 @@ Napi::Value BatchNormForwardInference(const Napi::CallbackInfo& info) {
     a.bias = TensorArg(info, 2, "bias");
     a.mean = TensorArg(info, 3, "mean");
     a.var = TensorArg(info, 4, "variance");
-    Checker check("batchNormForwardInference", *a.x);
+    BatchNormChecker check("batchNormForwardInference", *a.x);
     check.Vector(*a.weight, "weight");
     check.Vector(*a.bias, "bias");
     check.Vector(*a.mean, "mean");
@@ -138,7 +76,7 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
     a.saved1 = TensorArg(info, 4, "saved mean");
     a.saved2 = TensorArg(info, 5, "saved statistic");
     a.saved3 = OptionalTensorArg(info, 6, "saved tail state");
-    Checker check("batchNormBackward", *a.x);
+    BatchNormChecker check("batchNormBackward", *a.x);
     check.LikeInput(*a.dy, "gradient");
     check.Vector(*a.weight, "weight");
     check.Vector(*a.saved1, "saved mean");

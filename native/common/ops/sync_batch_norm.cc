@@ -6,55 +6,13 @@
 //
 // Kept apart from batch_norm.cc's entry points, which change with the fused and reduced-precision
 // forms of batch norm: these take float32 only.
-#include <cmath>
-
 #include "../args.h"
 #include "../checks.h"
 #include "../context.h"
+#include "batch_norm_checker.h"
 #include "registry.h"
 
 namespace cr::ops {
-
-namespace {
-
-// The checks of one call: every failure is a RangeError "<op>: <why> (<what the shapes are>)".
-class Checker {
- public:
-  Checker(const char* op, int64_t channels, std::string context) : op_(op), c_(channels), context_(std::move(context)) {}
-
-  // A float32 [N, C, H, W] input.
-  static void Input(const char* op, const Storage& x) {
-    if (x.dims.size() != 4 || x.dtype != DType::kFloat32) {
-      ThrowRangeError(std::string(op) + ": expected a float32 [N, C, H, W] input, got " + DTypeName(x.dtype) + " " + x.ShapeString());
-    }
-  }
-
-  // A float32 [C] vector.
-  void Vector(const Storage& s, const char* what) const {
-    if (s.dims != Dims{c_} || s.dtype != DType::kFloat32) {
-      Bad(std::string(what) + " must be float32 [" + std::to_string(c_) + "], got " + DTypeName(s.dtype) + " " + s.ShapeString());
-    }
-  }
-
-  void Gradient(const Storage& dy, const Storage& x) const {
-    if (dy.dims != x.dims || dy.dtype != x.dtype) Bad("gradient " + std::string(DTypeName(dy.dtype)) + " " + dy.ShapeString() + " does not match the input");
-  }
-
-  float Eps(double eps) const {
-    const float f = static_cast<float>(eps);
-    if (!(f > 0) || !std::isfinite(f)) Bad("eps must be positive and representable as float32, got " + FormatNumber(eps));
-    return f;
-  }
-
-  [[noreturn]] void Bad(const std::string& why) const { ThrowRangeError(std::string(op_) + ": " + why + " (" + context_ + ")"); }
-
- private:
-  const char* op_;
-  int64_t c_;
-  std::string context_;
-};
-
-}  // namespace
 
 // syncBatchNormStats(x) -> [3, C]: mean, M2, count
 Napi::Value SyncBatchNormStats(const Napi::CallbackInfo& info) {
@@ -62,7 +20,7 @@ Napi::Value SyncBatchNormStats(const Napi::CallbackInfo& info) {
     Backend& backend = Ctx(info.Env()).backend();
     SyncBatchNormStatsArgs a;
     a.x = TensorArg(info, 0, "input");
-    Checker::Input("syncBatchNormStats", *a.x);
+    BatchNormChecker("syncBatchNormStats", *a.x).Float32Input();
     a.dtype = a.x->dtype;
     a.task = Describe("syncBatchNormStats", {a.x.get()});
     return WrapStorage(info.Env(), backend.SyncBatchNormStats(a));
@@ -83,10 +41,10 @@ Napi::Value SyncBatchNormGather(const Napi::CallbackInfo& info) {
     if (g.dims.size() != 3 || g.dims[1] != 3 || g.dtype != DType::kFloat32) {
       ThrowRangeError("syncBatchNormGather: expected float32 gathered statistics [W, 3, C], got " + std::string(DTypeName(g.dtype)) + " " + g.ShapeString());
     }
-    Checker check("syncBatchNormGather", g.dims[2], "gathered statistics " + g.ShapeString());
+    BatchNormChecker check("syncBatchNormGather", g.dims[2], "gathered statistics " + g.ShapeString());
     if (a.running_mean) check.Vector(*a.running_mean, "running mean");
     if (a.running_var) check.Vector(*a.running_var, "running variance");
-    if (!(a.momentum >= 0 && a.momentum <= 1)) check.Bad("momentum must be in [0, 1], got " + FormatNumber(a.momentum));
+    check.Momentum(a.momentum);
     a.dtype = g.dtype;
     a.task = Describe("syncBatchNormGather", {a.gathered.get()});
     SyncBatchNormGathered out = backend.SyncBatchNormGather(a);
@@ -104,9 +62,9 @@ Napi::Value SyncBatchNormBackwardReduce(const Napi::CallbackInfo& info) {
     a.dy = TensorArg(info, 1, "gradient");
     a.mean = TensorArg(info, 2, "mean");
     a.var = TensorArg(info, 3, "variance");
-    Checker::Input("syncBatchNormBackwardReduce", *a.x);
-    Checker check("syncBatchNormBackwardReduce", a.x->dims[1], "input " + a.x->ShapeString());
-    check.Gradient(*a.dy, *a.x);
+    BatchNormChecker check("syncBatchNormBackwardReduce", *a.x);
+    check.Float32Input();
+    check.LikeInput(*a.dy, "gradient");
     check.Vector(*a.mean, "mean");
     check.Vector(*a.var, "variance");
     a.eps = check.Eps(NumberArg(info, 4, "eps"));
@@ -130,9 +88,9 @@ Napi::Value SyncBatchNormBackwardElemt(const Napi::CallbackInfo& info) {
     a.sum_dy = TensorArg(info, 5, "sum of gradients");
     a.sum_dy_xhat = TensorArg(info, 6, "sum of gradients times normalized inputs");
     a.count = TensorArg(info, 7, "count");
-    Checker::Input("syncBatchNormBackwardElemt", *a.x);
-    Checker check("syncBatchNormBackwardElemt", a.x->dims[1], "input " + a.x->ShapeString());
-    check.Gradient(*a.dy, *a.x);
+    BatchNormChecker check("syncBatchNormBackwardElemt", *a.x);
+    check.Float32Input();
+    check.LikeInput(*a.dy, "gradient");
     check.Vector(*a.mean, "mean");
     check.Vector(*a.var, "variance");
     check.Vector(*a.weight, "weight");
