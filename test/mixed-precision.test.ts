@@ -129,6 +129,28 @@ describe('the half-precision types', () => {
     }
   });
 
+  // Both directions run eight values at a time (AVX2) with a scalar tail: the 65,536 patterns and
+  // an odd count cover both, and the NaNs whose payload is only in the bits a narrowing drops
+  // (which a plain rounding add would carry into infinity).
+  test('every bfloat16 bit pattern comes back (subnormals as signed zero, like oneDNN), and narrowing keeps NaNs NaN', () => {
+    const wide = new Uint32Array(65536 + 3);
+    for (let h = 0; h < 65536; h++) wide[h] = h << 16;
+    wide.set([0x7f800001, 0xff80ffff, 0x7fbfffff], 65536);
+    const all = new Float32Array(wide.buffer);
+    const back = new Uint32Array(tidy(() => tensor(all, [all.length], { dtype: 'bfloat16' }).dataSync()).buffer);
+    const cast = new Uint32Array(tidy(() => tensor(all, [all.length]).cast('bfloat16').cast('float32').dataSync()).buffer);
+    for (const out of [back, cast]) {
+      for (let h = 0; h < 65536; h++) {
+        const nan = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
+        // Quiet NaNs come back as they went; a signalling one is made quiet (bit 0x40 set).
+        if (nan) expect(out[h]! >>> 16, `bits ${h.toString(16)}`).toBe(h | 0x40);
+        else if ((h & 0x7f80) === 0 && (h & 0x7f) !== 0) expect(out[h], `subnormal ${h.toString(16)}`).toBe(((h & 0x8000) << 16) >>> 0);
+        else expect(out[h], `bits ${h.toString(16)}`).toBe(wide[h]);
+      }
+      for (let i = 65536; i < wide.length; i++) expect(Number.isNaN(new Float32Array(out.buffer)[i]!), `bits ${wide[i]!.toString(16)}`).toBe(true);
+    }
+  });
+
   test('a cast keeps a convolution\'s blocked layout and its values', () => {
     const y = tidy(() => ops.conv2d(randn([2, 5, 6, 6], { seed: 1 }), randn([20, 5, 3, 3], { seed: 2 })));
     const f = y.dataSync();

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <optional>
 
 #include "../common/half.h"
 #include "host_pool.h"
@@ -150,25 +151,36 @@ CpuStoragePtr CpuBackend::Computable(const CpuStoragePtr& s) { return Stored(s, 
 
 namespace {
 
-// A float32 <-> float16 conversion between whole buffers of the same layout. oneDNN 2.x converts
-// float16 in its generic reorder ('simple:any'), one value at a time through the layout's offset
-// arithmetic: 50-150 ns per value here, which made a float16 training step 25x slower than the
-// float32 one it wraps (its casts and reorders took 99% of the profile). The layouts being equal,
-// padding included, the conversion runs over the bytes in order.
+// A float32 <-> half-precision conversion between whole buffers of the same layout. oneDNN 2.x
+// converts float16 in its generic reorder ('simple:any'), one value at a time through the layout's
+// offset arithmetic: 50-150 ns per value here, which made a float16 training step 25x slower than
+// the float32 one it wraps (its casts and reorders took 99% of the profile). bfloat16 has a jit
+// reorder, but autocast casts every weight and its gradient each step, mostly a few thousand
+// values each, and oneDNN's reorder spent 20-80 us on each of those at two threads (waking its
+// OpenMP team; 3.4 ms of a 79 ms ResNet-20 step) against 2-5 us in one thread here. The layouts
+// being equal, padding included, the conversion runs over the bytes in order, with the same
+// rounding (nearest even; bfloat16 flushes subnormal inputs to zero as oneDNN's does).
+std::optional<DType> HalfType(memory::data_type t) {
+  if (t == memory::data_type::f16) return DType::kFloat16;
+  if (t == memory::data_type::bf16) return DType::kBFloat16;
+  return std::nullopt;
+}
+
 bool IsHalfConversion(const CpuStorage& src, const Desc& src_view, const CpuStorage& dst, const Desc& dst_view) {
   using dt = memory::data_type;
   const dt from = compat::TypeOf(src_view), to = compat::TypeOf(dst_view);
-  const bool types = (from == dt::f16 && to == dt::f32) || (from == dt::f32 && to == dt::f16);
+  const bool types = (HalfType(from) && to == dt::f32) || (from == dt::f32 && HalfType(to));
+  if (!types) return false;
   // WithType knows the activation layouts and plain ones (others, like a convolution's blocked
   // weights, it maps to plain): the source must come back unchanged from it to be one of those.
-  const DType from_type = from == dt::f16 ? DType::kFloat16 : DType::kFloat32;
-  const DType to_type = to == dt::f16 ? DType::kFloat16 : DType::kFloat32;
-  return types && src_view == src.md && dst_view == dst.md && WithType(src_view, from_type) == src_view &&
+  const DType from_type = HalfType(from).value_or(DType::kFloat32), to_type = HalfType(to).value_or(DType::kFloat32);
+  return src_view == src.md && dst_view == dst.md && WithType(src_view, from_type) == src_view &&
          WithType(src_view, to_type) == dst_view;
 }
 
 void ConvertHalf(const CpuStorage& src, const CpuStorage& dst) {
-  const bool widen = compat::TypeOf(src.md) == memory::data_type::f16;
+  const std::optional<DType> widen = HalfType(compat::TypeOf(src.md));
+  const DType half = widen ? *widen : *HalfType(compat::TypeOf(dst.md));
   const int64_t n = int64_t(src.md.get_size() / (widen ? 2 : 4));
   // Chunks of whole cache lines of both types; one thread for small buffers (kSmallWorkBytes).
   constexpr int64_t kChunk = int64_t(1) << 14;
@@ -177,9 +189,9 @@ void ConvertHalf(const CpuStorage& src, const CpuStorage& dst) {
   for (int64_t c = 0; c < chunks; ++c) {
     const int64_t begin = c * kChunk, len = std::min(kChunk, n - begin);
     if (widen)
-      ConvertToFloat(static_cast<const uint16_t*>(src.data) + begin, static_cast<float*>(dst.data) + begin, len, DType::kFloat16);
+      ConvertToFloat(static_cast<const uint16_t*>(src.data) + begin, static_cast<float*>(dst.data) + begin, len, half);
     else
-      ConvertFromFloat(static_cast<const float*>(src.data) + begin, static_cast<uint16_t*>(dst.data) + begin, len, DType::kFloat16);
+      ConvertFromFloat(static_cast<const float*>(src.data) + begin, static_cast<uint16_t*>(dst.data) + begin, len, half);
   }
 }
 
