@@ -42,6 +42,13 @@ memory::data_type DnnlType(DType dtype) {
   return memory::data_type::undef;
 }
 
+std::optional<DType> DTypeOf(memory::data_type t) {
+  for (DType d : {DType::kFloat32, DType::kInt32, DType::kBFloat16, DType::kFloat16}) {
+    if (DnnlType(d) == t) return d;
+  }
+  return std::nullopt;
+}
+
 DType ComputeDType(DType dtype) { return dtype == DType::kFloat16 ? DType::kFloat32 : dtype; }
 
 Desc PlainDesc(const std::vector<int64_t>& dims, DType dtype) {
@@ -135,7 +142,9 @@ CpuStoragePtr CpuBackend::InLayout(const CpuStoragePtr& s, const Desc& want) { r
 
 CpuStoragePtr CpuBackend::InLayout(const CpuStoragePtr& s, const Desc& want, const Desc& view) {
   if (view == want) return s;
-  CpuStoragePtr out = Alloc(s->dims, s->dtype, want);
+  // `want` may hold another type than s (a float16 weight read as float32, say): the label
+  // follows what the buffer holds.
+  CpuStoragePtr out = Alloc(s->dims, DTypeOf(compat::TypeOf(want)).value_or(s->dtype), want);
   EnqueueReorder(s, view, out, want);
   return out;
 }
@@ -161,9 +170,8 @@ namespace {
 // being equal, padding included, the conversion runs over the bytes in order, with the same
 // rounding (nearest even; bfloat16 flushes subnormal inputs to zero as oneDNN's does).
 std::optional<DType> HalfType(memory::data_type t) {
-  if (t == memory::data_type::f16) return DType::kFloat16;
-  if (t == memory::data_type::bf16) return DType::kBFloat16;
-  return std::nullopt;
+  const std::optional<DType> d = DTypeOf(t);
+  return d && (*d == DType::kBFloat16 || *d == DType::kFloat16) ? d : std::nullopt;
 }
 
 bool IsHalfConversion(const CpuStorage& src, const Desc& src_view, const CpuStorage& dst, const Desc& dst_view) {

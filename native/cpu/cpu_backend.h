@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -59,6 +60,8 @@ CpuStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype, const Desc& m
 
 memory::dims Dims(const std::vector<int64_t>& d);
 memory::data_type DnnlType(DType dtype);
+// The inverse; none for oneDNN types this library has no tensors of.
+std::optional<DType> DTypeOf(memory::data_type t);
 // The type an op on `dtype` data computes in here. float16 has no oneDNN 2.x CPU kernels (and
 // 3.x has them only with AVX512-FP16 or AMX-FP16), so float16 tensors are storage only: every op
 // converts its float16 inputs to float32 (the reorder that brings an input into the primitive's
