@@ -1,15 +1,16 @@
 /**
  * Mixed precision: the half-precision types (conversions, casts, memory), the ops in bfloat16 and
  * float16 against float64 references, autocast's policy and cast cache, the gradient scaler, and
- * training through `fit`, on every backend that runs half precision (the CPU; the cuda backend
- * refuses it with a TypeError, checked here too).
+ * training through `fit`, on every available backend (the CPU; the cuda backend on a GPU, in
+ * NHWC half precision on cuDNN), and an autocast ResNet-20 training step on cuda against the
+ * CPU backend's where both run.
  *
  * Error budget of the ops. The inputs are half-precision tensors, so the reference computes on
  * exactly the values the op receives (read back, exact), in float64. What remains:
  * - the rounding of each output to the tensor's type, to nearest even: at most u·|r| with
  *   u = 2^-8 for bfloat16 (8 significant bits) and 2^-11 for float16 (11);
- * - float32 accumulation inside the op (oneDNN's bfloat16 kernels and this backend's float16 path
- *   both accumulate in float32): a sum of K products errs by at most K·2^-24 times the sum of
+ * - float32 accumulation inside the op (oneDNN's bfloat16 kernels, the CPU's float16 path and
+ *   cuDNN with a float compute type all accumulate in float32): a sum of K products errs by at most K·2^-24 times the sum of
  *   their magnitudes, which the reference gives as the same op on |inputs| (the bound `a` below);
  * - for batch norm, float32 statistics: relative errors of a few 1e-7 in the mean and variance,
  *   bounded by 1e-5·(|x̂·γ| + |β|) per element (forward) or 1e-4·‖r‖∞ (backward, whose sums
@@ -21,9 +22,10 @@
 import { afterAll, describe, expect, test, vi } from 'vitest';
 import {
   type Tensor, amp, backends, loadSafetensorsSync, memory, models, ops, optim, profile, randn,
-  readSafetensorsHeader, saveSafetensorsSync, sync, tensor, tidy, train, zeros,
+  readSafetensorsHeader, saveSafetensorsSync, setTf32, sync, tensor, tidy, train, zeros,
 } from '../lib/index.js';
 import { fromBFloat16Bits, fromFloat16Bits, toBFloat16Bits, toFloat16Bits } from '../lib/tensor/half.js';
+import { bindingOf } from '../lib/backend/load.js';
 import * as ref from './reference/ops64.js';
 import { type Shape4 } from './reference/ops64.js';
 import { randomArray } from './reference/random.js';
@@ -89,13 +91,25 @@ function expectWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, u:
 }
 
 const abs = (v: Float64Array) => v.map(Math.abs);
-const cpuHalf = backends().find((b) => b.name === 'cpu')!.available;
-// Tensors made without a backend go to the default one, which is cuda on a GPU machine; half
-// precision runs on the CPU only for now, so this file's default is the CPU backend.
-vi.stubEnv('CUDNN_RESNET_BACKEND', 'cpu');
-afterAll(() => vi.unstubAllEnvs());
+// Every backend that can run here; each describe below runs once per backend, as the default one
+// (tensors made without a backend go there). Neither addon is assumed to load: a GPU machine may
+// lack the CPU's.
+const available = backends().filter((b) => b.available && (b.name === 'cpu' || b.name === 'cuda')).map((b) => b.name as 'cpu' | 'cuda');
+for (const b of backends()) if (!b.available) console.log(`[skip] mixed precision on ${b.name}: ${b.reason}`);
+/** Makes `backend` the default for the tests of the enclosing describe; on cuda, TF32 off, so float32 is float32. */
+function onBackend(backend: 'cpu' | 'cuda'): void {
+  beforeAll(() => {
+    vi.stubEnv('CUDNN_RESNET_BACKEND', backend);
+    if (backend === 'cuda') setTf32(false);
+  });
+  afterAll(() => {
+    if (backend === 'cuda') setTf32(true);
+    vi.unstubAllEnvs();
+  });
+}
 
-describe('the half-precision types', () => {
+describe.each(available)('the half-precision types on %s', (backend) => {
+  onBackend(backend);
   test.each(['bfloat16', 'float16'] as const)('%s: uploads round to nearest even, read back exactly, cast like uploads', (dtype) => {
     const v = awkwardValues(new Rng(5), dtype);
     const t = tensor(v, [v.length], { dtype });
@@ -114,7 +128,7 @@ describe('the half-precision types', () => {
     const unsigned = (a: Float32Array) => Array.from(a, (x) => (x === 0 ? 0 : x));
     expect(unsigned(c.dataSync())).toEqual(unsigned(back));
     expect(unsigned(c.cast('float32').dataSync())).toEqual(unsigned(back));
-    expect(t.toString()).toBe(`Tensor(${dtype} [${v.length}] on cpu)`);
+    expect(t.toString()).toBe(`Tensor(${dtype} [${v.length}] on ${backend})`);
     const nan = tensor([Number.NaN, 1], [2], { dtype }).dataSync();
     expect(Number.isNaN(nan[0])).toBe(true);
     for (const x of [t, f, c]) x.dispose();
@@ -129,7 +143,7 @@ describe('the half-precision types', () => {
     }
   });
 
-  test('a cast keeps a convolution\'s blocked layout and its values', () => {
+  test('a cast keeps a convolution\'s values, whatever layout either side has', () => {
     const y = tidy(() => ops.conv2d(randn([2, 5, 6, 6], { seed: 1 }), randn([20, 5, 3, 3], { seed: 2 })));
     const f = y.dataSync();
     for (const dtype of ['bfloat16', 'float16'] as const) {
@@ -142,9 +156,9 @@ describe('the half-precision types', () => {
   test('memory counts 2 bytes an element, and constructors take the dtype', async () => {
     // The earlier tests' buffers are released once the queue has run their last ops.
     await sync();
-    const before = memory().backends.cpu!.bytes;
+    const before = memory().backends[backend]!.bytes;
     const t = randn([64, 64], { dtype: 'bfloat16', seed: 3 });
-    expect(memory().backends.cpu!.bytes - before).toBe(64 * 64 * 2);
+    expect(memory().backends[backend]!.bytes - before).toBe(64 * 64 * 2);
     const z = zeros([3], { dtype: 'float16' });
     expect(z.dtype).toBe('float16');
     expect(Array.from(z.dataSync())).toEqual([0, 0, 0]);
@@ -174,15 +188,32 @@ describe('the half-precision types', () => {
     }
   });
 
-  test.skipIf(!backends().find((b) => b.name === 'cuda')?.available)('the cuda backend refuses half precision for now', () => {
-    expect(() => tensor([1], [1], { dtype: 'bfloat16', backend: 'cuda' })).toThrow(/bfloat16 is not supported by the cuda backend yet/);
-    const t = tensor([1], [1], { backend: 'cuda' });
-    expect(() => t.cast('float16')).toThrow(/float16 is not supported by the cuda backend yet/);
-    t.dispose();
+  test('4-D half tensors reshape, read back and cast in logical NCHW order', () => {
+    const v = Float32Array.from({ length: 120 }, (_, i) => i - 60);
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const t = tensor(v, [2, 3, 4, 5], { dtype });
+      expect(Array.from(t.dataSync())).toEqual(Array.from(v));
+      const r = tidy(() => [ops.flatten(t).dataSync(), t.reshape([5, 4, 3, 2]).dataSync(), t.cast('float32').dataSync(),
+        tensor(v, [24, 5], { dtype }).reshape([2, 3, 4, 5]).cast(dtype === 'bfloat16' ? 'float16' : 'bfloat16').dataSync()]);
+      for (const got of r) expect(Array.from(got)).toEqual(Array.from(v));
+      t.dispose();
+    }
+  });
+
+  test('the gradient scaler\'s count of non-finite values covers every type and layout', async () => {
+    // 70000 overflows float16 to infinity at the upload: 3 + 1 + 1 non-finite values.
+    const b = bindingOf(backend);
+    const bufs = [tensor([1, Infinity, Number.NaN, -Infinity], [1, 2, 1, 2], { dtype: 'bfloat16' }),
+      tensor([70000, 1, 2], [3], { dtype: 'float16' }), tensor([Number.NaN, 0], [2])];
+    const count = b.countNonFinite(bufs.map((t) => t._live('countNonFinite', 'buffer')));
+    expect(Array.from(await b.download(count))).toEqual([5]);
+    b.release(count);
+    for (const t of bufs) t.dispose();
   });
 });
 
-describe.skipIf(!cpuHalf).each(['bfloat16', 'float16'] as const)('ops in %s against float64', (dtype) => {
+describe.each(available.flatMap((b) => (['bfloat16', 'float16'] as const).map((d) => [b, d] as const)))('ops on %s in %s against float64', (backend, dtype) => {
+  onBackend(backend);
   const rng = new Rng(dtype === 'bfloat16' ? 11 : 12);
   const u = UNIT[dtype];
   const f32 = 2 ** -24;
@@ -301,7 +332,8 @@ describe.skipIf(!cpuHalf).each(['bfloat16', 'float16'] as const)('ops in %s agai
   });
 });
 
-describe.skipIf(!cpuHalf)('amp.autocast', () => {
+describe.each(available)('amp.autocast on %s', (backend) => {
+  onBackend(backend);
   test('convolutions and linear layers compute in the autocast type; the rest keeps its own; parameters get float32 gradients', () => {
     const x = randn([2, 3, 6, 6], { seed: 1 });
     const w = randn([8, 3, 3, 3], { seed: 2, std: 0.3, requiresGrad: true });
@@ -401,7 +433,8 @@ describe.skipIf(!cpuHalf)('amp.autocast', () => {
   });
 });
 
-describe.skipIf(!cpuHalf)('amp.GradScaler', () => {
+describe.each(available)('amp.GradScaler on %s', (backend) => {
+  onBackend(backend);
   const param = () => tensor([1, 2, 3], [3], { requiresGrad: true });
 
   test('scales the loss, unscales the gradients and steps; skips a step with inf gradients and backs off', async () => {
@@ -458,7 +491,8 @@ describe.skipIf(!cpuHalf)('amp.GradScaler', () => {
   });
 });
 
-describe.skipIf(!cpuHalf)('training in mixed precision', () => {
+describe.each(available)('training in mixed precision on %s', (backend) => {
+  onBackend(backend);
   test.each(['bf16', 'fp16'] as const)('fit({ precision: %s }) trains a residual network', async (precision) => {
     const net = models.cifarResNet({ depth: 8, numClasses: 4, inChannels: 1, seed: 2 });
     const sgd = new optim.SGD(net.parameters(), { lr: 0.05, momentum: 0.9 });
