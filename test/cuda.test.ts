@@ -526,7 +526,7 @@ describe.skipIf(!host.addon)("the kernels' per-thread code over their launch gri
       const want = rounded(v, dtype);
       const r = a().hostConvert(v, shape, dtype, to);
       const layoutOf = (s: number[]) => (s.length === 4 ? (i: number) => {
-        const [, C, H, W] = s as Shape4;
+        const [, C, H, W] = s as unknown as Shape4;
         const b = Math.floor(i / (C * H * W));
         const c = Math.floor(i / (H * W)) % C;
         const hw = i % (H * W);
