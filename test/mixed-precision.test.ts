@@ -278,31 +278,34 @@ describe.each(available.flatMap((b) => (['bfloat16', 'float16'] as const).map((d
     for (const t of [x.t, w.t, b.t, y, dy.t]) t.dispose();
   });
 
+  // C = 20: cuDNN's fused tail on cuda (C % 4 == 0); C = 6: its composition.
   test.each([
-    [null, false],
-    [null, true],
-    ['residual', true],
-  ] as const)('batchNorm2d training, tail residual %s relu %s: float32 statistics, %s data', (residual, relu) => {
-    const shape: Shape4 = [3, 20, 5, 5];
-    // Through a convolution with the identity: exactly the same values, in the blocked layout a
-    // network's batch norm sees.
+    [null, false, 20],
+    [null, true, 20],
+    ['residual', true, 20],
+    [null, true, 6],
+    ['residual', true, 6],
+  ] as const)('batchNorm2d training, tail residual %s relu %s, C = %s: float32 statistics, half data', (residual, relu, C) => {
+    const shape: Shape4 = [3, C, 5, 5];
+    // Through a convolution with the identity: exactly the same values, in the layout a
+    // network's batch norm sees (blocked on the CPU, NHWC on cuda).
     const src = half(shape, 1, true);
-    const identity = tensor(Float32Array.from({ length: 400 }, (_, i) => (i % 21 === 0 ? 1 : 0)), [20, 20, 1, 1], { dtype });
+    const identity = tensor(Float32Array.from({ length: C * C }, (_, i) => (i % (C + 1) === 0 ? 1 : 0)), [C, C, 1, 1], { dtype });
     const x = ops.conv2d(src.t, identity);
     const z = residual ? half(shape, 1, true) : null;
-    const gamma = tensor(Float32Array.from(randomArray(20, rng)), [20], { requiresGrad: true });
-    const beta = tensor(Float32Array.from(randomArray(20, rng)), [20], { requiresGrad: true });
-    const rm = zeros([20]);
-    const rv = zeros([20]);
+    const gamma = tensor(Float32Array.from(randomArray(C, rng)), [C], { requiresGrad: true });
+    const beta = tensor(Float32Array.from(randomArray(C, rng)), [C], { requiresGrad: true });
+    const rm = zeros([C]);
+    const rv = zeros([C]);
     const y = ops.batchNorm2d(x, { weight: gamma, bias: beta, runningMean: rm, runningVar: rv, training: true, residual: z?.t ?? null, relu });
     expect([y.dtype, rm.dtype]).toEqual([dtype, 'float32']);
     const gv = values(gamma);
     const bv = values(beta);
     const tail = { residual: z?.v ?? null, relu };
     const r = ref.batchNorm2dTailForward(src.v, shape, gv, bv, 1e-5, tail);
-    const xhat = ref.batchNorm2dTrainForward(src.v, shape, new Float64Array(20).fill(1), new Float64Array(20), 1e-5).y;
-    const C = (i: number) => Math.floor(i / 25) % 20;
-    expectWithin(values(y), r.y, u, (i) => 1e-5 * (Math.abs(xhat[i]! * gv[C(i)]!) + Math.abs(bv[C(i)]!)), 'y');
+    const xhat = ref.batchNorm2dTrainForward(src.v, shape, new Float64Array(C).fill(1), new Float64Array(C), 1e-5).y;
+    const channel = (i: number) => Math.floor(i / 25) % C;
+    expectWithin(values(y), r.y, u, (i) => 1e-5 * (Math.abs(xhat[i]! * gv[channel(i)]!) + Math.abs(bv[channel(i)]!)), 'y');
     const n = 75;
     expectWithin(values(rm), r.mean.map((m) => 0.1 * m), 0, () => 1e-5, 'running mean');
     expectWithin(values(rv), r.var.map((v) => 0.1 * v * n / (n - 1) + 0.9 * 0), 0, (c) => 1e-5 * r.var[c]!, 'running var');
@@ -525,5 +528,53 @@ describe.each(available)('training in mixed precision on %s', (backend) => {
     await expect(train.fit(net, { trainData: fixed, epochs: 1, optimizer: sgd, precision: 'fp8' as never })).rejects.toThrow(/precision/);
     sgd.dispose();
     net.dispose();
+  });
+});
+
+// The whole autocast step on cuda (NHWC half on cuDNN, fused batch-norm tails) against the CPU
+// backend's float32 step, with the yardstick of the residual-network test above: the distance a
+// perturbation of the input by the type's precision moves the float32 gradients.
+const both = available.includes('cpu') && available.includes('cuda');
+if (!both) console.log('[skip] the autocast step on cuda against the CPU: needs both backends');
+describe.skipIf(!both)('an autocast ResNet-20 training step on cuda against the CPU backend', () => {
+  onBackend('cuda');
+  test.each(['bfloat16', 'float16'] as const)('%s: the loss and the gradients', (dtype) => {
+    const nets = { cpu: models.cifarResNet({ depth: 20, seed: 9, backend: 'cpu' }), cuda: models.cifarResNet({ depth: 20, seed: 9, backend: 'cuda' }) };
+    expect(values(nets.cuda.parameters()[0]!)).toEqual(values(nets.cpu.parameters()[0]!));
+    const input = Float32Array.from(randomArray(32 * 3 * 32 * 32, new Rng(10)));
+    const labels = Array.from({ length: 32 }, (_, i) => (i * 7) % 10);
+    const step = (backend: 'cpu' | 'cuda', v: Float32Array, mixed: boolean) => {
+      const net = nets[backend];
+      let loss = 0;
+      tidy(() => {
+        const run = () => {
+          const l = ops.softmaxCrossEntropy(net.forward(tensor(v, [32, 3, 32, 32], { backend })), labels);
+          l.backward();
+          loss = l.dataSync()[0]!;
+        };
+        if (mixed) amp.autocast({ dtype }, run);
+        else run();
+      });
+      const g = net.parameters().map((p) => values(p.grad!));
+      for (const p of net.parameters()) p.grad = null;
+      return { loss, g };
+    };
+    const distance = (a: Float64Array[], b: Float64Array[]) => {
+      let d = 0;
+      let n = 0;
+      a.forEach((v, k) => v.forEach((e, i) => {
+        d += (e - b[k]![i]!) ** 2;
+        n += e * e;
+      }));
+      return Math.sqrt(d / n);
+    };
+    const full = step('cpu', input, false);
+    const perturbed = step('cpu', input.map((v, i) => v * (1 + UNIT[dtype] * Math.sin(12.9898 * i))), false);
+    const mixed = step('cuda', input, true);
+    const sensitivity = distance(perturbed.g, full.g);
+    expect(Math.abs(mixed.loss - full.loss)).toBeLessThanOrEqual(20 * UNIT[dtype] * Math.abs(full.loss));
+    expect(distance(mixed.g, full.g), `input perturbation ${sensitivity.toExponential(2)}`).toBeLessThanOrEqual(3 * sensitivity);
+    nets.cpu.dispose();
+    nets.cuda.dispose();
   });
 });
