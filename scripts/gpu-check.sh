@@ -168,9 +168,12 @@ fi
 # --- Tests --------------------------------------------------------------------------------------
 # The conformance tests (every op against float64 references, gradients against finite
 # differences), the CUDA backend's own, and those whose subject the asynchronous GPU paths touch
-# (readbacks, the event loop, training, memory accounting, workers, teardown).
+# (readbacks, the event loop, training, memory accounting, workers, teardown), and mixed
+# precision (half-precision ops against float64, cuDNN's fused batch-norm tails, the autocast
+# ResNet-20 step against the CPU's where its addon loads).
 # Most important first: a run cut short by its time cap has tested those.
-test_files="test/ops.test.ts test/cuda.test.ts test/errors.test.ts test/gradcheck.test.ts test/tensor.test.ts test/event-loop.test.ts
+test_files="test/ops.test.ts test/cuda.test.ts test/mixed-precision.test.ts test/batch-norm-tail.test.ts test/errors.test.ts
+  test/gradcheck.test.ts test/tensor.test.ts test/event-loop.test.ts
   test/train.test.ts test/leak.test.ts test/memory-limit.test.ts test/worker.test.ts test/teardown.test.ts test/nn.test.ts test/profile.test.ts"
 vitest=(node node_modules/vitest/vitest.mjs run --reporter=verbose)
 # The lines worth seeing at once; the whole output is in tests.txt.
