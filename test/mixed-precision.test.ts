@@ -22,7 +22,7 @@
 import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import {
   type Tensor, amp, backends, loadSafetensorsSync, memory, models, ops, optim, profile, randn,
-  readSafetensorsHeader, saveSafetensorsSync, setTf32, sync, tensor, tidy, train, zeros,
+  readSafetensorsHeader, saveSafetensorsSync, sync, tensor, tidy, train, zeros,
 } from '../lib/index.js';
 import { fromBFloat16Bits, fromFloat16Bits, toBFloat16Bits, toFloat16Bits } from '../lib/tensor/half.js';
 import { bindingOf } from '../lib/backend/load.js';
@@ -96,16 +96,10 @@ const abs = (v: Float64Array) => v.map(Math.abs);
 // lack the CPU's.
 const available = backends().filter((b) => b.available && (b.name === 'cpu' || b.name === 'cuda')).map((b) => b.name as 'cpu' | 'cuda');
 for (const b of backends()) if (!b.available) console.log(`[skip] mixed precision on ${b.name}: ${b.reason}`);
-/** Makes `backend` the default for the tests of the enclosing describe; on cuda, TF32 off, so float32 is float32. */
+/** Makes `backend` the default for the tests of the enclosing describe (TF32 is off: vitest.config.ts). */
 function onBackend(backend: 'cpu' | 'cuda'): void {
-  beforeAll(() => {
-    vi.stubEnv('CUDNN_RESNET_BACKEND', backend);
-    if (backend === 'cuda') setTf32(false);
-  });
-  afterAll(() => {
-    if (backend === 'cuda') setTf32(true);
-    vi.unstubAllEnvs();
-  });
+  beforeAll(() => vi.stubEnv('CUDNN_RESNET_BACKEND', backend));
+  afterAll(() => vi.unstubAllEnvs());
 }
 
 describe.each(available)('the half-precision types on %s', (backend) => {
