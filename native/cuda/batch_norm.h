@@ -22,8 +22,9 @@ std::shared_ptr<BatchNormPlan> BuildBatchNormPlan(const std::vector<int64_t>& di
 
 // Whether a training forward of x (dims, dtype) with this tail tries cuDNN's fused batch norm
 // (cudnnBatchNormalizationForwardTrainingEx) before composing: a ReLU tail on channels-last half
-// precision with C a multiple of 4, what cuDNN documents for CUDNN_BATCHNORM_OPS_BN_ACTIVATION
-// and _BN_ADD_ACTIVATION.
+// precision with C a multiple of 4: the conditions cuDNN's API reference gives for
+// CUDNN_BATCHNORM_OPS_BN_ACTIVATION and _BN_ADD_ACTIVATION (the cuDNN 9 header states none; what
+// cuDNN refuses all the same composes, see batch_norm.cc).
 bool TriesFusedTail(const std::vector<int64_t>& dims, DType dtype, bool relu);
 
 // The fused ops value for a tail: CUDNN_BATCHNORM_OPS_BN_ACTIVATION or _BN_ADD_ACTIVATION.
