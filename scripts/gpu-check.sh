@@ -181,16 +181,17 @@ digest() { grep -aE '×|FAIL|\[skip\]|Test Files|Tests ' | tail -40; }
 # "direction algorithm math" of each logged choice, counted.
 algorithms() {
   [ -s "$1" ] || { echo "  (no convolution logged)"; return; }
-  sed -E 's/^conv2d (forward|backward data|backward filter) .*: ([A-Z_0-9]+) \(([^ ]+) math, .*/\1: \2, \3 math/' "$1" | sort | uniq -c | sed 's/^/  /'
+  sed -E 's/^conv2d (forward|backward data|backward filter) .* groups [0-9]+ ([a-z0-9]+) tf32 .*: ([A-Z_0-9]+) \(([^ ]+) math, .*/\1 \2: \3, \4 math/' "$1" |
+    sort | uniq -c | sed 's/^/  /'
 }
 if [ $tests = 1 ]; then
   for f in $test_files; do [ -f "$f" ] || fail "$f missing" 3; done
   if [ $dry = 1 ]; then
     say "a GPU run would test (CUDNN_RESNET_CONV_LOG=conv-fp32.log, then the conv2d tests with CUDNN_RESNET_TF32=1): $(echo $test_files)"
-    line='conv2d backward data x [2, 3, 9, 9] w [4, 3, 3, 3] stride [1, 1] padding [1, 1] dilation [1, 1] groups 1 tf32 off: ALGO_1 (FMA math, 0-byte workspace), candidate 1 of 3 by heuristics'
+    line='conv2d backward data x [2, 3, 9, 9] w [4, 3, 3, 3] stride [1, 1] padding [1, 1] dilation [1, 1] groups 1 float32 tf32 off: ALGO_1 (FMA math, 0-byte workspace), candidate 1 of 3 by heuristics'
     echo "$line" > "$out/sample-conv.log"
     summed="$(algorithms "$out/sample-conv.log" | sed 's/^ *//')"
-    [ "$summed" = "1 backward data: ALGO_1, FMA math" ] || fail "the algorithm summary misreads a logged line: $summed" 6
+    [ "$summed" = "1 backward data float32: ALGO_1, FMA math" ] || fail "the algorithm summary misreads a logged line: $summed" 6
     say "a logged choice is summed up as: $summed"
   else
     say "tests, TF32 off (the float32 tolerance):"

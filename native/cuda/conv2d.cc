@@ -61,7 +61,7 @@ void LogChoice(const ConvPlanKey& k, ConvDirection d, const ConvChoice& c, const
   const Conv2dGeometry& g = k.g;
   const std::string line = std::string("conv2d ") + DirectionName(d) + " x " + ShapeString(g.x) + " w " + ShapeString(g.w) +
                            " stride " + ShapeString(g.stride) + " padding " + ShapeString(g.padding) + " dilation " +
-                           ShapeString(g.dilation) + " groups " + std::to_string(g.groups) + " tf32 " +
+                           ShapeString(g.dilation) + " groups " + std::to_string(g.groups) + " " + DTypeName(k.dtype) + " tf32 " +
                            (k.tf32 ? "on" : "off") + ": " + ConvAlgoName(d, chosen.algo) + " (" + ConvMathName(chosen.math) +
                            " math, " + std::to_string(chosen.workspace) + "-byte workspace), candidate " +
                            std::to_string(index + 1) + " of " + std::to_string(c.candidates.size()) + " by " +
