@@ -20,7 +20,9 @@
 //   and BatchNormBackwardArgs does not carry. cuDNN 9 marks the Ex calls deprecated in favour of
 //   the graph API's norm patterns; they remain, and this file is the one place to replace. Where
 //   cuDNN answers NOT_SUPPORTED (a GPU or cuDNN without the kernel, bfloat16 on a version that
-//   only fuses float16), the plan remembers it and the op composes instead.
+//   only fuses float16), the plan remembers it and the op composes instead. The workspace and
+//   reserve sizes cuDNN asks for take a handle (a null one is BAD_PARAM), hence a GPU: they are
+//   queried on the worker, and the reserve space is allocated there.
 // - Otherwise (float32, C not a multiple of 4, or refused): composed, as the CPU backend's
 //   reference path is: cuDNN's normalization, then the element-wise kernels in place on its
 //   output; the backward applies the ReLU's backward (from y, the forward's output) before
@@ -208,17 +210,17 @@ BatchNormGrads CudaBackend::BatchNormBackward(const BatchNormBackwardArgs& a) {
   const bool relu = a.relu, residual = a.with_residual;
   Enqueue(a.task, [this, x, y, out_grad, dy, w, mean, inv_std, eps, dtype, dx, dw, db, relu, residual, state] {
     auto p = GetPlan(*this, x->dims, dtype);
+    size_t ws_bytes = 0;
+    const cudnnBatchNormOps_t ops = FusedOps(residual);
+    const cudnnTensorDescriptor_t dzd = residual ? p->x.get() : nullptr;
     if (state && state->fused) {
-      const cudnnBatchNormOps_t ops = FusedOps(residual);
-      const cudnnTensorDescriptor_t dzd = residual ? p->x.get() : nullptr;
-      size_t ws_bytes = 0;
       CR_CUDNN(cudnnGetBatchNormalizationBackwardExWorkspaceSize(cudnn(), kFusedMode, ops, p->x.get(), p->x.get(), p->x.get(),
                                                                  dzd, p->x.get(), p->stats.get(), p->relu.get(), &ws_bytes));
-      void* ws = ws_bytes ? Workspace(ws_bytes) : nullptr;
-      if (ws_bytes && !ws) {
-        Fail("cudaErrorMemoryAllocation", "no memory for cuDNN's " + std::to_string(ws_bytes) +
-                                              "-byte workspace of the fused batch-norm backward");
-      }
+    }
+    void* ws = ws_bytes ? Workspace(ws_bytes) : nullptr;
+    // Without the workspace it wants, this call composes (from y, the ReLU's mask), as the
+    // forward does.
+    if (state && state->fused && (!ws_bytes || ws)) {
       CR_CUDNN(cudnnBatchNormalizationBackwardEx(
           cudnn(), kFusedMode, ops, &kOne, &kZero, &kOne, &kZero, p->x.get(), x->Ptr(), p->x.get(), y->Ptr(), p->x.get(),
           out_grad->Ptr(), dzd, residual ? dy->Ptr() : nullptr, p->x.get(), dx->Ptr(), p->stats.get(), w->Ptr(),
