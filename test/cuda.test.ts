@@ -71,7 +71,7 @@ interface HostChecks {
     { physical: Float32Array; reshaped: Float32Array; plain: Float32Array };
   hostConvCandidates(ranked: [number, boolean, number, string][], tf32: boolean, fallback: number): [number, string][];
   hostConvWalk(candidates: number, calls: number[][]): WalkResult[];
-  hostElementwise(op: 'relu' | 'reluBackward' | 'add' | 'addRelu', a: Float32Array, b?: Float32Array): Float32Array;
+  hostElementwise(op: 'relu' | 'reluBackward' | 'add' | 'addRelu', a: Float32Array, b?: Float32Array | null, dtype?: Dtype): Float32Array;
   hostSoftmaxCrossEntropy(logits: Float32Array, labels: Int32Array, n: number, k: number, smoothing: number): [number, Float32Array];
   hostSoftmaxCrossEntropyBackward(probs: Float32Array, labels: Int32Array, n: number, k: number, smoothing: number, dloss: number): Float32Array;
   hostSgdStep(params: Float32Array[], grads: Float32Array[], bufs: Float32Array[] | null, lr: number, momentum: number, wd: number,
@@ -431,6 +431,30 @@ describe.skipIf(!host.addon)("the kernels' per-thread code over their launch gri
     let wrong = 0;
     for (let i = 0; i < big; i++) if (r[i] !== Math.max(v[i]!, 0)) wrong++;
     expect(wrong).toBe(0);
+  });
+
+  // Half precision: each operand widened exactly, the arithmetic in float32, one rounding to
+  // nearest even at the store (native/common/half.h, as the library's host conversions).
+  test.each(HALF)('relu, reluBackward, add, addRelu in %s: float arithmetic, one rounding', (dtype) => {
+    const n = 3000;
+    const x = floats(n, 100);
+    const y = floats(n, 0.01);
+    x[0] = Number.NaN;
+    const xh = rounded(x, dtype);
+    const yh = rounded(y, dtype);
+    const store = (v: number) => rounded(Float32Array.of(Math.fround(v)), dtype)[0]!;
+    const want = {
+      relu: Array.from(xh, (v) => (v > 0 || Number.isNaN(v) ? v : 0)),
+      reluBackward: Array.from(xh, (v, i) => (v > 0 ? yh[i]! : 0)),
+      add: Array.from(xh, (v, i) => store(v + yh[i]!)),
+      addRelu: Array.from(xh, (v, i) => Math.max(store(v + yh[i]!), 0)),
+    };
+    for (const op of ['relu', 'reluBackward', 'add', 'addRelu'] as const) {
+      const got = a().hostElementwise(op, x, op === 'relu' ? null : y, dtype);
+      const expected = want[op];
+      expect(Number.isNaN(got[0]), `${op} NaN`).toBe(op !== 'reluBackward');
+      expect(Array.from(got.subarray(1), (v) => v + 0), op).toEqual(expected.slice(1).map((v) => v + 0));
+    }
   });
 
   test.each([[0], [0.1]])('softmax cross-entropy, label smoothing %f: rows strided over the block, then its tree sum', (smoothing) => {

@@ -8,7 +8,9 @@
 //   that runs) against a simulated cuDNN;
 // - the kernels (kernels/), by running their per-thread code on the CPU over the grid their launch
 //   would have, so that indexing, launch sizes, the SGD chunks and the softmax block reduction
-//   are tested too, not only the arithmetic; an index visited twice or never is an error.
+//   are tested too, not only the arithmetic, in float32 and in the half types (stored as the
+//   backend stores them, read back as it reads them); an index visited twice or never is an
+//   error.
 // Not part of the Binding surface.
 #include <cstring>
 #include <stdexcept>
@@ -376,29 +378,36 @@ Napi::Value ConvWalk(const Napi::CallbackInfo& info) {
   });
 }
 
-// hostElementwise('relu' | 'reluBackward' | 'add' | 'addRelu', a, b | null) -> result
+// hostElementwise('relu' | 'reluBackward' | 'add' | 'addRelu', a, b | null, dtype?) -> result: a
+// and b stored in dtype (plain, as the kernels index every layout), the kernel's per-element code,
+// the result read back to float32.
 Napi::Value Elementwise(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostElementwise", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const std::string op = StringArg(info, 0, "op");
+    if (op != "relu" && op != "reluBackward" && op != "add" && op != "addRelu") {
+      ThrowTypeError("hostElementwise: unknown op '" + op + "'");
+    }
     if (info.Length() < 2 || !info[1].IsTypedArray()) ThrowTypeError("hostElementwise: expected a Float32Array");
     const size_t n = info[1].As<Napi::TypedArray>().ElementLength();
     const float* a = Data<float>(Floats(info[1], "a", n));
     const float* b = op == "relu" ? nullptr : Data<float>(Floats(info.Length() > 2 ? info[2] : env.Undefined(), "b", n));
-    Napi::Float32Array out = Poisoned(env, n);
-    float* y = Data<float>(out);
-    if (op == "relu") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::Relu(a[i]); });
-    } else if (op == "reluBackward") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::ReluGrad(a[i], b[i]); });
-    } else if (op == "add") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = a[i] + b[i]; });
-    } else if (op == "addRelu") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::AddRelu(a[i], b[i]); });
-    } else {
-      ThrowTypeError("hostElementwise: unknown op '" + op + "'");
-    }
-    return out;
+    const math::Layout plain{false, 0, 0};
+    return WithHostType(OptionalDType(info, 3), [&](auto t) -> Napi::Value {
+      using T = decltype(t);
+      const std::vector<T> at = ToDevice<T>(a, int64_t(n), plain);
+      const std::vector<T> bt = b ? ToDevice<T>(b, int64_t(n), plain) : std::vector<T>();
+      std::vector<T> y(n);
+      for (T& v : y) math::Store(&v, NAN);
+      if (op == "relu") {
+        EmulateMap(int64_t(n), [&](int64_t i) { math::ReluAt(at.data(), y.data(), i); });
+      } else if (op == "reluBackward") {
+        EmulateMap(int64_t(n), [&](int64_t i) { math::ReluBackwardAt(at.data(), bt.data(), y.data(), i); });
+      } else {
+        EmulateMap(int64_t(n), [&](int64_t i) { math::AddAt(at.data(), bt.data(), op == "addRelu", y.data(), i); });
+      }
+      return ToPlain(env, y, plain);
+    });
   });
 }
 

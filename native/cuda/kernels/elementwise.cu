@@ -12,7 +12,7 @@ template <typename T>
 cudaError_t ReluT(const void* x, void* y, int64_t n, cudaStream_t stream) {
   const T* a = static_cast<const T*>(x);
   T* out = static_cast<T*>(y);
-  return Map(n, stream, [=] __device__(int64_t i) { math::Store(out + i, math::Relu(math::Load(a[i]))); });
+  return Map(n, stream, [=] __device__(int64_t i) { math::ReluAt(a, out, i); });
 }
 
 template <typename T>
@@ -20,15 +20,14 @@ cudaError_t ReluBackwardT(const void* y, const void* dy, void* dx, int64_t n, cu
   const T* fwd = static_cast<const T*>(y);
   const T* grad = static_cast<const T*>(dy);
   T* out = static_cast<T*>(dx);
-  return Map(n, stream,
-             [=] __device__(int64_t i) { math::Store(out + i, math::ReluGrad(math::Load(fwd[i]), math::Load(grad[i]))); });
+  return Map(n, stream, [=] __device__(int64_t i) { math::ReluBackwardAt(fwd, grad, out, i); });
 }
 
 template <typename T>
 cudaError_t ScaleT(const void* x, float alpha, void* y, int64_t n, cudaStream_t stream) {
   const T* a = static_cast<const T*>(x);
   T* out = static_cast<T*>(y);
-  return Map(n, stream, [=] __device__(int64_t i) { math::Store(out + i, alpha * math::Load(a[i])); });
+  return Map(n, stream, [=] __device__(int64_t i) { math::ScaleAt(a, alpha, out, i); });
 }
 
 template <typename T>
@@ -36,11 +35,7 @@ cudaError_t AddT(const void* a, const void* b, void* y, int64_t n, bool relu, cu
   const T* p = static_cast<const T*>(a);
   const T* q = static_cast<const T*>(b);
   T* out = static_cast<T*>(y);
-  if (relu) {
-    return Map(n, stream,
-               [=] __device__(int64_t i) { math::Store(out + i, math::AddRelu(math::Load(p[i]), math::Load(q[i]))); });
-  }
-  return Map(n, stream, [=] __device__(int64_t i) { math::Store(out + i, math::Load(p[i]) + math::Load(q[i])); });
+  return Map(n, stream, [=] __device__(int64_t i) { math::AddAt(p, q, relu, out, i); });
 }
 
 template <typename S, typename D>

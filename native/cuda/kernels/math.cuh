@@ -68,6 +68,25 @@ CR_HD float Relu(float x) { return (x > 0.f || x != x) ? x : 0.f; }
 CR_HD float ReluGrad(float y, float dy) { return y > 0.f ? dy : 0.f; }
 CR_HD float AddRelu(float a, float b) { return Relu(a + b); }
 
+// Element i of the element-wise kernels, in float between a load and a store of T.
+template <typename T>
+CR_HD void ReluAt(const T* x, T* y, int64_t i) {
+  Store(y + i, Relu(Load(x[i])));
+}
+template <typename T>
+CR_HD void ReluBackwardAt(const T* y, const T* dy, T* dx, int64_t i) {
+  Store(dx + i, ReluGrad(Load(y[i]), Load(dy[i])));
+}
+template <typename T>
+CR_HD void ScaleAt(const T* x, float alpha, T* y, int64_t i) {
+  Store(y + i, alpha * Load(x[i]));
+}
+template <typename T>
+CR_HD void AddAt(const T* a, const T* b, bool relu, T* y, int64_t i) {
+  const float sum = Load(a[i]) + Load(b[i]);
+  Store(y + i, relu ? Relu(sum) : sum);
+}
+
 // PyTorch's SGD rule for one element (see Binding.sgdStep). `buf` is null without momentum.
 struct SgdHyper {
   float lr, momentum, weight_decay;
