@@ -44,7 +44,8 @@ struct ConvPlan {
   TensorDesc x, y, bias;
   FilterDesc w;
   ConvDesc conv;
-  // The math type the heuristics rank with: TF32 tensor cores allowed or not (FMA).
+  // The math type the heuristics rank with: float32 with TF32 tensor cores allowed or not (FMA);
+  // tensor-op for half precision.
   cudnnMathType_t base_math = CUDNN_FMA_MATH;
   ConvChoice fwd, data, filter;
 };
