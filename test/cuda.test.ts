@@ -596,6 +596,24 @@ describe.skipIf(!cuda.available)('uploads and readbacks on the GPU', () => {
     expect(Array.from(b.downloadSync(logits))).toEqual([1, 2, 3, 4, 5, 6]);
     for (const h of [logits, labels, loss, probs]) b.release(h);
   });
+
+  // The fused tail's saved3 holds cuDNN's reserve space for one shape and tail: a backward of
+  // another one is refused at the call, before cuDNN would read a reserve of the wrong size.
+  test.each(HALF)('%s: saved3 of a fused batch-norm tail is refused for another shape or tail', (dtype) => {
+    const b = bindingOf('cuda');
+    const x = b.upload(new Float32Array(2 * 8 * 3 * 3).fill(1), [2, 8, 3, 3], dtype);
+    const other = b.upload(new Float32Array(2 * 8 * 3 * 4).fill(1), [2, 8, 3, 4], dtype);
+    const gamma = b.fill([8], 1, 'float32');
+    const beta = b.fill([8], 0, 'float32');
+    const [y, s1, s2, s3] = b.batchNormForwardTraining(x, gamma, beta, null, null, 0.1, 1e-5, null, true);
+    expect(s3).not.toBeNull();
+    expect(() => b.batchNormBackward(other, other, other, gamma, s1, s2, s3, 1e-5, false, true))
+      .toThrow(/saved3 does not come from a training forward of input \[2, 8, 3, 4\]/);
+    expect(() => b.batchNormBackward(x, y, x, gamma, s1, s2, s3, 1e-5, true, true)).toThrow(/residual yes, relu yes/);
+    const grads = b.batchNormBackward(x, y, y, gamma, s1, s2, s3, 1e-5, false, true);
+    expect(Array.from(b.downloadSync(grads[0]))).toEqual(new Array(2 * 8 * 9).fill(0));
+    for (const h of [x, other, gamma, beta, y, s1, s2, s3!, ...grads.filter((g) => g !== null)]) b.release(h!);
+  });
 });
 
 // A GPU machine has the driver but maybe no CUDA runtime library on the loader's path: the
