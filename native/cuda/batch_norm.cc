@@ -29,6 +29,13 @@
 //   cuDNN's.
 // - Inference stays composed: cuDNN has no fused inference call, and evaluation is not where a
 //   training step's time goes.
+// - bfloat16 runs cuDNN's float32 batch norm on float32 NCHW copies of its operands, converted on
+//   the worker before and after the call (BatchNormComputeType): PyTorch does not trust cuDNN's
+//   batch norm with bfloat16 either (ATen's _select_batch_norm_backend sends bfloat16 inputs to
+//   its own kernels), and neither cuDNN 9's header nor its API reference says the legacy calls or
+//   the Ex ones take CUDNN_DATA_BFLOAT16. A refusal would fail every bfloat16 training step on
+//   this backend, and nothing here could have seen it before a GPU run; the copies cost two or
+//   three memory-bound passes a call. float16 calls cuDNN directly, fused where it can.
 #include "batch_norm.h"
 
 #include "../common/checks.h"
@@ -45,8 +52,10 @@ std::shared_ptr<BatchNormPlan> BuildBatchNormPlan(const std::vector<int64_t>& di
   return p;
 }
 
+DType BatchNormComputeType(DType dtype) { return dtype == DType::kBFloat16 ? DType::kFloat32 : dtype; }
+
 bool TriesFusedTail(const std::vector<int64_t>& dims, DType dtype, bool relu) {
-  return relu && ChannelsLast(dims, dtype) && dims[1] % 4 == 0;
+  return relu && BatchNormComputeType(dtype) == dtype && ChannelsLast(dims, dtype) && dims[1] % 4 == 0;
 }
 
 cudnnBatchNormOps_t FusedOps(bool residual) {
@@ -112,6 +121,33 @@ bool Supported(cudnnStatus_t st, const char* call) {
   return true;
 }
 
+// One x-shaped operand of a legacy cuDNN call, in the type cuDNN computes in
+// (BatchNormComputeType): the buffer itself, or a float32 NCHW copy made on the worker, freed in
+// stream order once the call's task has run. Worker only.
+class Operand {
+ public:
+  Operand(CudaBackend& b, CudaStorage& s) : b_(b), s_(s) {
+    if (BatchNormComputeType(s.dtype) != s.dtype) {
+      copy_ = std::make_shared<CudaStorage>(b.device(), s.dims, BatchNormComputeType(s.dtype));
+    }
+  }
+  // An input's values, converted when there is a copy.
+  void* In() {
+    if (copy_) ConvertInto(b_, s_, *copy_);
+    return Out();
+  }
+  // Where an output is written; Done converts it into the buffer.
+  void* Out() { return copy_ ? copy_->Ptr() : s_.Ptr(); }
+  void Done() {
+    if (copy_) ConvertInto(b_, *copy_, s_);
+  }
+
+ private:
+  CudaBackend& b_;
+  CudaStorage& s_;
+  std::shared_ptr<CudaStorage> copy_;
+};
+
 }  // namespace
 
 BatchNormTrainingOutputs CudaBackend::BatchNormForwardTraining(const BatchNormForwardTrainingArgs& a) {
@@ -162,9 +198,12 @@ BatchNormTrainingOutputs CudaBackend::BatchNormForwardTraining(const BatchNormFo
       // A workspace that cannot be had composes this call only; a refusal, every later one.
       if (!ok) p->fused_refused = true;
     }
-    CR_CUDNN(cudnnBatchNormalizationForwardTraining(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, p->x.get(), x->Ptr(),
-                                                    p->x.get(), y->Ptr(), p->stats.get(), w->Ptr(), bias->Ptr(), momentum,
+    auto q = GetPlan(*this, x->dims, BatchNormComputeType(dtype));
+    Operand xc(*this, *x), yc(*this, *y);
+    CR_CUDNN(cudnnBatchNormalizationForwardTraining(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, q->x.get(), xc.In(),
+                                                    q->x.get(), yc.Out(), q->stats.get(), w->Ptr(), bias->Ptr(), momentum,
                                                     rm_ptr, rv_ptr, eps, mean->Ptr(), inv_std->Ptr()));
+    yc.Done();
     ApplyTail(*this, *y, z.get(), relu);
   });
   return {y, mean, inv_std, state};
@@ -178,10 +217,12 @@ StoragePtr CudaBackend::BatchNormForwardInference(const BatchNormForwardInferenc
   const bool relu = a.tail.relu;
   CudaStoragePtr y = Alloc(x->dims, dtype);
   Enqueue(a.task, [this, x, w, bias, mean, var, z, relu, eps, dtype, y] {
-    auto p = GetPlan(*this, x->dims, dtype);
-    CR_CUDNN(cudnnBatchNormalizationForwardInference(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, p->x.get(), x->Ptr(),
-                                                     p->x.get(), y->Ptr(), p->stats.get(), w->Ptr(), bias->Ptr(),
+    auto p = GetPlan(*this, x->dims, BatchNormComputeType(dtype));
+    Operand xc(*this, *x), yc(*this, *y);
+    CR_CUDNN(cudnnBatchNormalizationForwardInference(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, p->x.get(), xc.In(),
+                                                     p->x.get(), yc.Out(), p->stats.get(), w->Ptr(), bias->Ptr(),
                                                      mean->Ptr(), var->Ptr(), eps));
+    yc.Done();
     ApplyTail(*this, *y, z.get(), relu);
   });
   return y;
@@ -229,9 +270,12 @@ BatchNormGrads CudaBackend::BatchNormBackward(const BatchNormBackwardArgs& a) {
       return;
     }
     if (relu) CR_CUDA(kernels::ReluBackward(dtype, y->Ptr(), out_grad->Ptr(), dy->Ptr(), y->Numel(), stream()));
-    CR_CUDNN(cudnnBatchNormalizationBackward(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, p->x.get(),
-                                             x->Ptr(), p->x.get(), dy->Ptr(), p->x.get(), dx->Ptr(), p->stats.get(),
+    auto q = GetPlan(*this, x->dims, BatchNormComputeType(dtype));
+    Operand xc(*this, *x), dyc(*this, *dy), dxc(*this, *dx);
+    CR_CUDNN(cudnnBatchNormalizationBackward(cudnn(), CUDNN_BATCHNORM_SPATIAL, &kOne, &kZero, &kOne, &kZero, q->x.get(),
+                                             xc.In(), q->x.get(), dyc.In(), q->x.get(), dxc.Out(), q->stats.get(),
                                              w->Ptr(), dw->Ptr(), db->Ptr(), eps, mean->Ptr(), inv_std->Ptr()));
+    dxc.Done();
   });
   return {dx, dw, db, residual ? dy : nullptr};
 }

@@ -20,6 +20,10 @@ struct BatchNormPlan {
 // Host calls only (no GPU).
 std::shared_ptr<BatchNormPlan> BuildBatchNormPlan(const std::vector<int64_t>& dims, DType dtype);
 
+// The type cuDNN's batch norm computes a `dtype` x in: float32 for bfloat16 (batch_norm.cc says
+// why), else dtype.
+DType BatchNormComputeType(DType dtype);
+
 // Whether a training forward of x (dims, dtype) with this tail tries cuDNN's fused batch norm
 // (cudnnBatchNormalizationForwardTrainingEx) before composing: a ReLU tail on channels-last half
 // precision with C a multiple of 4: the conditions cuDNN's API reference gives for

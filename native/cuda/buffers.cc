@@ -13,13 +13,6 @@ namespace {
 // A CUDA host function: returns an upload's staging buffer to its pool once the copy has read it.
 void ReleaseStaging(void* holder) { delete static_cast<std::shared_ptr<PinnedBuffer>*>(holder); }
 
-// dst's values from src's of the same logical (row-major) indices, converted from src's type and
-// layout to dst's (a 1-D staging buffer is plain); worker only.
-void ConvertInto(CudaBackend& b, CudaStorage& src, CudaStorage& dst) {
-  CR_CUDA(kernels::Convert(src.Ptr(), src.dtype, LayoutOf(src.dims, src.dtype), dst.Ptr(), dst.dtype,
-                           LayoutOf(dst.dims, dst.dtype), dst.Numel(), b.stream()));
-}
-
 // A readback's state between the worker, which launches its copy, and the completion thread.
 struct Readback {
   Readback(int device, size_t bytes) : data(device, bytes) {}
@@ -28,6 +21,11 @@ struct Readback {
 };
 
 }  // namespace
+
+void ConvertInto(CudaBackend& b, CudaStorage& src, CudaStorage& dst) {
+  CR_CUDA(kernels::Convert(src.Ptr(), src.dtype, LayoutOf(src.dims, src.dtype), dst.Ptr(), dst.dtype,
+                           LayoutOf(dst.dims, dst.dtype), dst.Numel(), b.stream()));
+}
 
 StoragePtr CudaBackend::Upload(const UploadArgs& a) {
   CudaStoragePtr s = Alloc(a.dims, a.dtype);

@@ -205,6 +205,12 @@ class CudaStorage : public Storage {
 
 using CudaStoragePtr = std::shared_ptr<CudaStorage>;
 
+class CudaBackend;
+// dst's values from src's of the same logical (row-major) indices, converted from src's type and
+// layout to dst's (a 1-D buffer is plain): one kernels::Convert on the compute stream (buffers.cc).
+// Worker only.
+void ConvertInto(CudaBackend& b, CudaStorage& src, CudaStorage& dst);
+
 // A storage handed in by the front end: made by this backend (see backend.h).
 inline CudaStoragePtr Cuda(const StoragePtr& s) { return std::static_pointer_cast<CudaStorage>(s); }
 

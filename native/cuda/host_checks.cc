@@ -253,8 +253,8 @@ Napi::Value BatchNormPlanOf(const Napi::CallbackInfo& info) {
 }
 
 // hostBatchNormTail(x, dtype, relu, residual) -> what batch_norm.cc decides and builds for a
-// training forward with this tail: whether it tries cuDNN's fused call, with which ops, and the
-// plan's descriptors.
+// training forward with this tail: whether it tries cuDNN's fused call, with which ops, the type
+// cuDNN's call computes in, and the plan's descriptors.
 Napi::Value BatchNormTail(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostBatchNormTail", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
@@ -271,6 +271,7 @@ Napi::Value BatchNormTail(const Napi::CallbackInfo& info) {
     o.Set("x", DescString(p->x));
     o.Set("stats", DescString(p->stats));
     o.Set("fused", TriesFusedTail(x, dtype, relu));
+    o.Set("computes", DTypeName(BatchNormComputeType(dtype)));
     o.Set("ops", FusedOps(residual) == CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION ? "bn-add-activation" : "bn-activation");
     o.Set("activation", mode == CUDNN_ACTIVATION_RELU && nan == CUDNN_PROPAGATE_NAN ? "relu" : "?");
     return o;
