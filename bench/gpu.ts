@@ -1,15 +1,17 @@
 /**
  * Training throughput on the CUDA backend: ResNet-20 (CIFAR shape, batch 128) and ResNet-50
- * (224x224, batch 64), float32 with TF32 convolutions on and off, in images per second.
- * Run by scripts/gpu-check.sh next to bench/gpu_torch.py; bench/gpu-report.ts prints both.
+ * (224x224, batch 64), float32 with TF32 convolutions on and off, or (--precision bf16) under
+ * amp.autocast in bfloat16 (NHWC on cuDNN, fused batch-norm tails where cuDNN has them), in
+ * images per second. Run by scripts/gpu-check.sh next to bench/gpu_torch.py with the same
+ * --precision, alternating the two processes; bench/gpu-report.ts prints both.
  *
- *     node --import tsx bench/gpu.ts [--reps 10] [--warmup 3] [--json out.json] [--dry-run]
+ *     node --import tsx bench/gpu.ts [--precision fp32|bf16] [--reps 10] [--warmup 3] [--json out.json] [--dry-run]
  *
  * --dry-run checks the arguments and the library's import, says whether the CUDA backend is
  * usable and what would run, and exits 0 without touching a GPU (scripts/gpu-check.sh --dry-run).
  */
 import { writeFileSync } from 'node:fs';
-import { backends, models, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
+import { amp, backends, models, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -20,10 +22,13 @@ const reps = Number(opt('reps', '10'));
 const warmup = Number(opt('warmup', '3'));
 const json = opt('json', '');
 const dryRun = args.includes('--dry-run');
-if (!Number.isInteger(reps) || reps < 1 || !Number.isInteger(warmup) || warmup < 0) {
-  console.error('bench/gpu.ts: --reps must be an integer >= 1 and --warmup >= 0');
+const precision = opt('precision', 'fp32');
+if (!Number.isInteger(reps) || reps < 1 || !Number.isInteger(warmup) || warmup < 0 || (precision !== 'fp32' && precision !== 'bf16')) {
+  console.error('bench/gpu.ts: --reps must be an integer >= 1, --warmup >= 0, --precision fp32 or bf16');
   process.exit(64);
 }
+// bf16: one row a model (TF32 does not apply to bfloat16 convolutions); fp32: TF32 on and off.
+const tf32Settings = precision === 'bf16' ? [true] : [true, false];
 
 const configs = [
   ['resnet20', 128, 32, 10],
@@ -31,7 +36,8 @@ const configs = [
 ] as const;
 const cuda = backends().find((b) => b.name === 'cuda')!;
 if (dryRun) {
-  console.log(`bench/gpu.ts --dry-run: would time ${configs.map(([m, b]) => `${m} batch ${b}`).join(' and ')}, TF32 on and off, ` +
+  console.log(`bench/gpu.ts --dry-run: would time ${configs.map(([m, b]) => `${m} batch ${b}`).join(' and ')}, ` +
+    `${precision === 'bf16' ? 'amp.autocast bfloat16' : 'float32, TF32 on and off'}, ` +
     `${warmup} warm-up and ${reps} timed steps each; cuda here: ${cuda.available ? `available (${String(cuda.details.device)})` : `unavailable (${cuda.reason})`}`);
   process.exit(0);
 }
@@ -40,7 +46,7 @@ if (!cuda.available) {
   process.exit(2);
 }
 
-interface Row { model: string; batch: number; tf32: boolean; imgPerSec: number; msPerStep: number }
+interface Row { model: string; batch: number; precision: 'fp32' | 'bf16'; tf32: boolean; imgPerSec: number; msPerStep: number }
 const rows: Row[] = [];
 
 // The same networks as bench/gpu_torch.py: ResNet-20 with projection shortcuts, torchvision's ResNet-50.
@@ -50,14 +56,16 @@ const make = {
 };
 
 for (const [model, batch, size, classes] of configs) {
-  for (const tf32 of [true, false]) {
+  for (const tf32 of tf32Settings) {
     setTf32(tf32);
     const net = make[model]();
     const x = randn([batch, 3, size, size], { backend: 'cuda', seed: 9 });
     const labels = Array.from({ length: batch }, (_, i) => i % classes);
     const sgd = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
+    const forwardBackward = () => ops.softmaxCrossEntropy(net.forward(x), labels).backward();
     const step = () => {
-      tidy(() => ops.softmaxCrossEntropy(net.forward(x), labels).backward());
+      // As train.fit runs a bf16 step: forward and backward inside the autocast region.
+      tidy(() => (precision === 'bf16' ? amp.autocast({ dtype: 'bfloat16' }, forwardBackward) : forwardBackward()));
       sgd.step();
       sgd.zeroGrad();
     };
@@ -67,8 +75,9 @@ for (const [model, batch, size, classes] of configs) {
     for (let i = 0; i < reps; i++) step();
     await sync('cuda');
     const ms = (performance.now() - t0) / reps;
-    rows.push({ model, batch, tf32, imgPerSec: (batch * 1000) / ms, msPerStep: ms });
-    console.log(`${model} batch ${batch} tf32 ${tf32 ? 'on ' : 'off'}: ${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
+    rows.push({ model, batch, precision, tf32, imgPerSec: (batch * 1000) / ms, msPerStep: ms });
+    const mode = precision === 'bf16' ? 'bf16 autocast' : `tf32 ${tf32 ? 'on ' : 'off'}`;
+    console.log(`${model} batch ${batch} ${mode}: ${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
     sgd.dispose();
     net.dispose();
     x.dispose();

@@ -5,8 +5,9 @@
 # node_modules that scripts/prepare-gpu-check.sh packed), with every convolution's cuDNN
 # algorithm logged, then the convolution tests once more with TF32 on, then NCCL (a world-size-1
 # process group's collectives and one DDP step, scripts/gpu-check-nccl.mjs); then training
-# throughput of ResNet-20 and ResNet-50 next to PyTorch on the same GPU, TF32 on and off, printed
-# as one table. Needs: an NVIDIA driver and GPU, python3 with nvidia.cudnn and nvidia.nccl (and
+# throughput of ResNet-20 and ResNet-50 next to PyTorch on the same GPU, float32 with TF32 on and
+# off, then bfloat16 autocast (ours NHWC, PyTorch AMP channels_last), the two libraries' processes
+# alternating, printed as one table. Needs: an NVIDIA driver and GPU, python3 with nvidia.cudnn and nvidia.nccl (and
 # torch for the comparison), and the carried .node-bin, build/Release and dist from
 # prepare-gpu-check.sh. No network, no Node.js installed.
 #
@@ -17,7 +18,8 @@
 # and of cuDNN, the rebuild command and cmake-js, the test files, the benchmarks' arguments and
 # imports, the NCCL check's imports, and the report.
 # Results go to $OUT (when set; else a temporary folder): summary.txt, tests.txt, conv-fp32.log,
-# conv-tf32.log, nccl.txt, ours.json, torch.json, and rebuild.log when the addon was rebuilt.
+# conv-tf32.log, nccl.txt, ours.json, torch.json, ours-bf16.json, torch-bf16.json, and rebuild.log
+# when the addon was rebuilt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -49,16 +51,18 @@ cap() {
 }
 # Each step's cap, from what the later steps need at the least: the tests 130 s (the TF32 rerun
 # included), the NCCL check 30 s (one process: loading cuDNN and NCCL, a communicator, a ResNet-8
-# step), the benchmarks 140 s.
-bench_needs=$((bench ? 140 : 0))
+# step), the benchmarks 200 s (float32 140 s, bfloat16 60 s).
+bench_needs=$((bench ? 200 : 0))
 tests_needs=$((tests ? 130 : 0))
 nccl_needs=$((tests ? 30 : 0))
 rebuild_cap() { cap 200 $((tests_needs + nccl_needs + bench_needs)); }
 tests_cap() { cap 240 $((30 + nccl_needs + bench_needs)); }
 tf32_cap() { cap 40 $((nccl_needs + bench_needs)); }
 nccl_cap() { cap 60 "$bench_needs"; }
-ours_cap() { cap 90 50; }
-torch_cap() { cap 60 0; }
+ours_cap() { cap 90 110; }
+torch_cap() { cap 60 60; }
+ours_bf16_cap() { cap 35 25; }
+torch_bf16_cap() { cap 25 0; }
 say "$( [ $dry = 1 ] && echo 'dry run, ' )results in $out; tree $(git rev-parse --short HEAD 2>/dev/null || echo '(no git)')"
 
 # --- The GPU ------------------------------------------------------------------------------------
@@ -164,9 +168,12 @@ fi
 # --- Tests --------------------------------------------------------------------------------------
 # The conformance tests (every op against float64 references, gradients against finite
 # differences), the CUDA backend's own, and those whose subject the asynchronous GPU paths touch
-# (readbacks, the event loop, training, memory accounting, workers, teardown).
+# (readbacks, the event loop, training, memory accounting, workers, teardown), and mixed
+# precision (half-precision ops against float64, cuDNN's fused batch-norm tails, the autocast
+# ResNet-20 step against the CPU's where its addon loads).
 # Most important first: a run cut short by its time cap has tested those.
-test_files="test/ops.test.ts test/cuda.test.ts test/errors.test.ts test/gradcheck.test.ts test/tensor.test.ts test/event-loop.test.ts
+test_files="test/ops.test.ts test/cuda.test.ts test/mixed-precision.test.ts test/batch-norm-tail.test.ts test/errors.test.ts
+  test/gradcheck.test.ts test/tensor.test.ts test/event-loop.test.ts
   test/train.test.ts test/leak.test.ts test/memory-limit.test.ts test/worker.test.ts test/teardown.test.ts test/nn.test.ts test/profile.test.ts"
 vitest=(node node_modules/vitest/vitest.mjs run --reporter=verbose)
 # The lines worth seeing at once; the whole output is in tests.txt.
@@ -174,16 +181,17 @@ digest() { grep -aE '×|FAIL|\[skip\]|Test Files|Tests ' | tail -40; }
 # "direction algorithm math" of each logged choice, counted.
 algorithms() {
   [ -s "$1" ] || { echo "  (no convolution logged)"; return; }
-  sed -E 's/^conv2d (forward|backward data|backward filter) .*: ([A-Z_0-9]+) \(([^ ]+) math, .*/\1: \2, \3 math/' "$1" | sort | uniq -c | sed 's/^/  /'
+  sed -E 's/^conv2d (forward|backward data|backward filter) .* groups [0-9]+ ([a-z0-9]+) tf32 .*: ([A-Z_0-9]+) \(([^ ]+) math, .*/\1 \2: \3, \4 math/' "$1" |
+    sort | uniq -c | sed 's/^/  /'
 }
 if [ $tests = 1 ]; then
   for f in $test_files; do [ -f "$f" ] || fail "$f missing" 3; done
   if [ $dry = 1 ]; then
     say "a GPU run would test (CUDNN_RESNET_CONV_LOG=conv-fp32.log, then the conv2d tests with CUDNN_RESNET_TF32=1): $(echo $test_files)"
-    line='conv2d backward data x [2, 3, 9, 9] w [4, 3, 3, 3] stride [1, 1] padding [1, 1] dilation [1, 1] groups 1 tf32 off: ALGO_1 (FMA math, 0-byte workspace), candidate 1 of 3 by heuristics'
+    line='conv2d backward data x [2, 3, 9, 9] w [4, 3, 3, 3] stride [1, 1] padding [1, 1] dilation [1, 1] groups 1 float32 tf32 off: ALGO_1 (FMA math, 0-byte workspace), candidate 1 of 3 by heuristics'
     echo "$line" > "$out/sample-conv.log"
     summed="$(algorithms "$out/sample-conv.log" | sed 's/^ *//')"
-    [ "$summed" = "1 backward data: ALGO_1, FMA math" ] || fail "the algorithm summary misreads a logged line: $summed" 6
+    [ "$summed" = "1 backward data float32: ALGO_1, FMA math" ] || fail "the algorithm summary misreads a logged line: $summed" 6
     say "a logged choice is summed up as: $summed"
   else
     say "tests, TF32 off (the float32 tolerance):"
@@ -224,24 +232,34 @@ fi
 # --- Benchmark ----------------------------------------------------------------------------------
 if [ $bench = 1 ]; then
   if [ $dry = 1 ]; then
-    node --import tsx bench/gpu.ts --reps "$reps" --dry-run | tee -a "$summary" || fail "bench/gpu.ts --dry-run failed" 6
-    if command -v python3 >/dev/null 2>&1; then
-      python3 bench/gpu_torch.py --reps "$reps" --dry-run | tee -a "$summary" || fail "bench/gpu_torch.py --dry-run failed" 6
-    else
-      say "no python3 here to run bench/gpu_torch.py --dry-run (the GPU machine's python3 has torch)"
-    fi
+    for precision in fp32 bf16; do
+      node --import tsx bench/gpu.ts --precision $precision --reps "$reps" --dry-run | tee -a "$summary" || fail "bench/gpu.ts --dry-run failed" 6
+      if command -v python3 >/dev/null 2>&1; then
+        python3 bench/gpu_torch.py --precision $precision --reps "$reps" --dry-run | tee -a "$summary" || fail "bench/gpu_torch.py --dry-run failed" 6
+      else
+        say "no python3 here to run bench/gpu_torch.py --dry-run (the GPU machine's python3 has torch)"
+      fi
+    done
     echo '{"device":"(sample)","rows":[{"model":"resnet20","batch":128,"tf32":true,"imgPerSec":2}]}' > "$out/sample-ours.json"
     echo '{"device":"(sample)","rows":[{"model":"resnet20","batch":128,"tf32":true,"imgPerSec":1}]}' > "$out/sample-torch.json"
-    report="$(node --import tsx bench/gpu-report.ts "$out/sample-ours.json" "$out/sample-torch.json")" || fail "bench/gpu-report.ts failed" 6
-    grep -q 'resnet20 .* 2\.00$' <<< "$report" || fail "bench/gpu-report.ts printed no ratio for the sample: $report" 6
+    echo '{"rows":[{"model":"resnet50","batch":64,"precision":"bf16","tf32":true,"imgPerSec":3}]}' > "$out/sample-ours-bf16.json"
+    echo '{"rows":[{"model":"resnet50","batch":64,"precision":"bf16","tf32":true,"imgPerSec":2}]}' > "$out/sample-torch-bf16.json"
+    report="$(node --import tsx bench/gpu-report.ts "$out/sample-ours.json" "$out/sample-torch.json" "$out/sample-ours-bf16.json" \
+      "$out/sample-torch-bf16.json")" || fail "bench/gpu-report.ts failed" 6
+    grep -q 'resnet20 .* fp32 .* 2\.00$' <<< "$report" || fail "bench/gpu-report.ts printed no ratio for the sample: $report" 6
+    grep -q 'resnet50 .* bf16 .* 1\.50$' <<< "$report" || fail "bench/gpu-report.ts printed no bf16 ratio for the sample: $report" 6
     say "the report prints (on sample numbers):"; echo "$report" | tee -a "$summary"
   else
     timeout -k 10 "$(ours_cap)" node --import tsx bench/gpu.ts --reps "$reps" --json "$out/ours.json" || { status=1; say "bench/gpu.ts failed"; }
     PYTHONUNBUFFERED=1 timeout -k 10 "$(torch_cap)" python3 bench/gpu_torch.py --reps "$reps" --json "$out/torch.json" || { status=1; say "bench/gpu_torch.py failed"; }
+    timeout -k 10 "$(ours_bf16_cap)" node --import tsx bench/gpu.ts --precision bf16 --reps "$reps" --json "$out/ours-bf16.json" \
+      || { status=1; say "bench/gpu.ts --precision bf16 failed"; }
+    PYTHONUNBUFFERED=1 timeout -k 10 "$(torch_bf16_cap)" python3 bench/gpu_torch.py --precision bf16 --reps "$reps" \
+      --json "$out/torch-bf16.json" || { status=1; say "bench/gpu_torch.py --precision bf16 failed"; }
     echo | tee -a "$summary"
-    node --import tsx bench/gpu-report.ts "$out/ours.json" "$out/torch.json" | tee -a "$summary"
+    node --import tsx bench/gpu-report.ts "$out/ours.json" "$out/torch.json" "$out/ours-bf16.json" "$out/torch-bf16.json" | tee -a "$summary"
   fi
 fi
-[ $dry = 1 ] && say "time caps from here: rebuild $(rebuild_cap) s, tests $(tests_cap) s, TF32 rerun $(tf32_cap) s, NCCL $(nccl_cap) s, benchmarks $(ours_cap) + $(torch_cap) s"
+[ $dry = 1 ] && say "time caps from here: rebuild $(rebuild_cap) s, tests $(tests_cap) s, TF32 rerun $(tf32_cap) s, NCCL $(nccl_cap) s, benchmarks $(ours_cap) + $(torch_cap) + $(ours_bf16_cap) + $(torch_bf16_cap) s"
 say "done, status $status"
 exit $status

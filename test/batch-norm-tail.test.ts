@@ -134,15 +134,45 @@ describe.each(backendCases)('$name backend', ({ name: backend, available }) => {
       const z = random(rng, [2, 4, 3, 2], backend);
       expect(() => ops.batchNorm2d(x.t, { training: true, residual: z.t })).toThrow(/residual of the input's shape/);
       expect(() => ops.batchNorm2d(x.t, { training: true, relu: 1 as never })).toThrow(/relu to be a boolean/);
-      if (backend === 'cuda') {
-        // No half-precision residual can exist on cuda yet: the cast is what is refused.
-        expect(() => x.t.cast('bfloat16')).toThrow(/bfloat16 is not supported by the cuda backend yet/);
-      } else {
-        const zh = tidy(() => random(rng, [2, 4, 3, 3], backend).t.cast('bfloat16'));
-        expect(() => ops.batchNorm2d(x.t, { training: true, residual: zh, relu: true })).toThrow(/one dtype/);
-        zh.dispose();
-      }
+      const zh = tidy(() => random(rng, [2, 4, 3, 3], backend).t.cast('bfloat16'));
+      expect(() => ops.batchNorm2d(x.t, { training: true, residual: zh, relu: true })).toThrow(/one dtype/);
+      zh.dispose();
       for (const t of [x.t, z.t]) t.dispose();
+    });
+
+    // Half precision, C % 4 == 0: on cuda, cuDNN's fused BN_ADD_ACTIVATION (NHWC); on the CPU,
+    // the residual kernels. The residual puts every pre-activation at least 0.25 from the ReLU's
+    // kink (z = target − bn(x), computed in float64), so both sides take the same mask: the
+    // residual's gradient dy·mask is then exact on both, and the rest differs only by where each
+    // rounds to the half type (u) and float32 sums in another order.
+    test.each(['bfloat16', 'float16'] as const)('%s: relu(bn(x) + z) equals its composition, forward and backward', (dtype) => {
+      const u = dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11;
+      const shape: Shape4 = [2, 8, 6, 6];
+      const n = 2 * 8 * 36;
+      const half = (v: ArrayLike<number>) => tensor(Float32Array.from(v), shape, { backend, dtype, requiresGrad: true });
+      const x = half(random(rng, shape, backend).v);
+      const gamma = random(rng, [8], backend, { requiresGrad: true });
+      const beta = random(rng, [8], backend, { requiresGrad: true });
+      const bn = ref.batchNorm2dTrainForward(values(x), shape, gamma.v, beta.v, 1e-5).y;
+      const target = Array.from({ length: n }, (_, i) => (i % 3 === 0 ? -1 : 1) * (0.25 + ((i * 37) % 11) / 10));
+      const z = half(target.map((t, i) => t - bn[i]!));
+      const dy = tensor(Float32Array.from(random(rng, shape, backend).v), shape, { backend, dtype });
+      const run = (fused: boolean) => tidy(() => {
+        const opts = { weight: gamma.t, bias: beta.t, training: true };
+        const y = fused ? ops.batchNorm2d(x, { ...opts, residual: z, relu: true }) : ops.relu(ops.add(ops.batchNorm2d(x, opts), z));
+        y.backward(dy);
+        const out = [y, x.grad!, z.grad!, gamma.t.grad!, beta.t.grad!].map(values);
+        for (const p of [x, z, gamma.t, beta.t]) p.grad = null;
+        return out;
+      });
+      const [yf, dxf, dzf, dgf, dbf] = run(true);
+      const [yc, dxc, dzc, dgc, dbc] = run(false);
+      expectClose(yf!, yc!, 'y', 4 * u);
+      expect(Array.from(dzf!), 'dz').toEqual(Array.from(dzc!));
+      expectClose(dxf!, dxc!, 'dx', 4 * u);
+      expectClose(dgf!, dgc!, 'dweight', 1e-3);
+      expectClose(dbf!, dbc!, 'dbias', 1e-3);
+      for (const t of [x, z, gamma.t, beta.t, dy]) t.dispose();
     });
 
     test('a residual network runs its ReLUs and residual sums inside batch norm, with the same results', async () => {

@@ -22,11 +22,14 @@ import { backends, ops, setTf32, tensor, zeros } from '../lib/index.js';
 import { bindingOf, loadBackend } from '../lib/backend/load.js';
 import type { Binding } from '../lib/backend/binding.js';
 import { windowOutput } from '../lib/ops/conv2d.js';
+import { fromBFloat16Bits, fromFloat16Bits, toBFloat16Bits, toFloat16Bits } from '../lib/tensor/half.js';
 import * as ref from './reference/ops64.js';
 import type { Shape4 } from './reference/ops64.js';
 import { Rng, relError } from './helpers.js';
 
 type Pair = [number, number];
+type Dtype = 'float32' | 'bfloat16' | 'float16';
+const HALF = ['bfloat16', 'float16'] as const;
 
 interface ConvPlan {
   y: number[];
@@ -58,18 +61,23 @@ interface PoolPlan {
 type WalkResult = { tried: number[]; chosen?: number; logged?: number | null; code?: string; message?: string };
 
 interface HostChecks {
-  hostConvPlan(x: readonly number[], w: readonly number[], stride: Pair, padding: Pair, dilation: Pair, groups: number, tf32: boolean): ConvPlan;
-  hostPoolPlan(x: readonly number[], kernel: Pair, stride: Pair, padding: Pair, mode: 'max' | 'avg'): PoolPlan;
+  hostConvPlan(x: readonly number[], w: readonly number[], stride: Pair, padding: Pair, dilation: Pair, groups: number, tf32: boolean,
+    dtype?: Dtype): ConvPlan;
+  hostPoolPlan(x: readonly number[], kernel: Pair, stride: Pair, padding: Pair, mode: 'max' | 'avg', dtype?: Dtype): PoolPlan;
   hostBatchNormPlan(x: readonly number[]): string;
+  hostBatchNormTail(x: readonly number[], dtype: Dtype, relu: boolean, residual: boolean):
+    { x: string; stats: string; fused: boolean; computes: Dtype; ops: string; activation: string };
+  hostConvert(values: Float32Array, shape: readonly number[], dtype: Dtype, toShape: readonly number[]):
+    { physical: Float32Array; reshaped: Float32Array; plain: Float32Array };
   hostConvCandidates(ranked: [number, boolean, number, string][], tf32: boolean, fallback: number): [number, string][];
   hostConvWalk(candidates: number, calls: number[][]): WalkResult[];
-  hostElementwise(op: 'relu' | 'reluBackward' | 'add' | 'addRelu', a: Float32Array, b?: Float32Array): Float32Array;
+  hostElementwise(op: 'relu' | 'reluBackward' | 'add' | 'addRelu', a: Float32Array, b?: Float32Array | null, dtype?: Dtype): Float32Array;
   hostSoftmaxCrossEntropy(logits: Float32Array, labels: Int32Array, n: number, k: number, smoothing: number): [number, Float32Array];
   hostSoftmaxCrossEntropyBackward(probs: Float32Array, labels: Int32Array, n: number, k: number, smoothing: number, dloss: number): Float32Array;
   hostSgdStep(params: Float32Array[], grads: Float32Array[], bufs: Float32Array[] | null, lr: number, momentum: number, wd: number,
     nesterov: boolean, first: boolean): { params: Float32Array[]; bufs: Float32Array[] | null; launches: Pair[] };
   hostPoolBackward(mode: 'max' | 'avg', x: Float32Array | null, dy: Float32Array, xShape: readonly number[], kernel: Pair, stride: Pair,
-    padding: Pair): Float32Array;
+    padding: Pair, dtype?: Dtype): Float32Array;
   hostNccl(): { available: boolean; reason: string; version: number };
 }
 
@@ -276,6 +284,10 @@ function resnet20Layers(batch: number): Layers {
 
 // "[N, C, H, W] strides [...] float" of a packed NCHW float32 tensor.
 const packed = (s: readonly number[]) => `[${s.join(', ')}] strides [${[s[1]! * s[2]! * s[3]!, s[2]! * s[3]!, s[3]!, 1].join(', ')}] float`;
+// A channels-last descriptor of logical NCHW dims: the layout of 4-D half-precision buffers.
+const cudnnType = (dtype: 'bfloat16' | 'float16') => (dtype === 'float16' ? 'half' : dtype);
+const channelsLast = (s: readonly number[], dtype: 'bfloat16' | 'float16') =>
+  `[${s.join(', ')}] strides [${[s[1]! * s[2]! * s[3]!, 1, s[3]! * s[1]!, s[1]!].join(', ')}] ${cudnnType(dtype)}`;
 
 describe.skipIf(!host.addon)("the ops' cuDNN plans (host side, no GPU needed)", () => {
   const nets: [string, Layers, number, number][] = [
@@ -295,13 +307,50 @@ describe.skipIf(!host.addon)("the ops' cuDNN plans (host side, no GPU needed)", 
           math: tf32 ? 'default' : 'FMA',
         });
       }
+      // Half precision: NHWC activations, OHWI weights, float accumulation, tensor cores whatever TF32 says.
+      for (const dtype of HALF) {
+        expect(a().hostConvPlan(x, w, [stride, stride], [pad, pad], [1, 1], 1, false, dtype), `conv ${x} ${w} ${dtype}`).toEqual({
+          y, cudnnY: y, x: channelsLast(x, dtype), yDesc: channelsLast(y, dtype), bias: channelsLast([1, w[0], 1, 1], dtype),
+          w: `[${w.join(', ')}] NHWC ${cudnnType(dtype)}`, padding: [pad, pad], stride: [stride, stride], dilation: [1, 1],
+          crossCorrelation: true, computeFloat: true, groups: 1, math: 'tensor-op',
+        });
+      }
     }
     for (const [x, k, stride, pad, mode] of layers.pools) {
       const y = [x[0], x[1], windowOutput(x[2], k, stride, pad, 1), windowOutput(x[3], k, stride, pad, 1)];
-      expect(a().hostPoolPlan(x, [k, k], [stride, stride], [pad, pad], mode), `${mode} pool ${x}`).toEqual({
-        y, cudnnY: y, yDesc: packed(y), mode: mode === 'max' ? 'max-deterministic' : 'average-count-include-padding',
+      const common = {
+        y, cudnnY: y, mode: mode === 'max' ? 'max-deterministic' : 'average-count-include-padding',
         propagateNan: true, kernel: [k, k], padding: [pad, pad], stride: [stride, stride],
-      });
+      };
+      expect(a().hostPoolPlan(x, [k, k], [stride, stride], [pad, pad], mode), `${mode} pool ${x}`)
+        .toEqual({ ...common, xDesc: packed(x), yDesc: packed(y) });
+      for (const dtype of HALF) {
+        expect(a().hostPoolPlan(x, [k, k], [stride, stride], [pad, pad], mode, dtype), `${mode} pool ${x} ${dtype}`)
+          .toEqual({ ...common, xDesc: channelsLast(x, dtype), yDesc: channelsLast(y, dtype) });
+      }
+    }
+    // Every batch norm of these networks has C % 4 == 0: in float16 each ReLU tail runs fused on
+    // cuDNN, NHWC with float32 statistics; bfloat16 runs cuDNN's float32 batch norm on float32
+    // copies (batch_norm.cc says why); float32 and tails without a ReLU compose.
+    for (const [x, w] of layers.convs) {
+      const y = [x[0], w[0], x[2], x[3]];
+      for (const dtype of HALF) {
+        const fused = dtype === 'float16';
+        expect(a().hostBatchNormTail(y, dtype, true, true), `bn ${y} ${dtype}`).toEqual({
+          x: channelsLast(y, dtype), stats: packed([1, w[0], 1, 1]), fused, computes: fused ? 'float16' : 'float32',
+          ops: 'bn-add-activation', activation: 'relu',
+        });
+        expect(a().hostBatchNormTail(y, dtype, false, false).fused).toBe(false);
+      }
+      expect(a().hostBatchNormTail(y, 'float32', true, false)).toMatchObject({ x: packed(y), fused: false, computes: 'float32', ops: 'bn-activation' });
+    }
+  });
+
+  test('the fused batch-norm tail wants float16 and C % 4 == 0; other channel counts and bfloat16 compose', () => {
+    for (const [c, fused] of [[3, false], [4, true], [6, false], [20, true], [2050, false]] as const) {
+      for (const dtype of HALF) {
+        expect(a().hostBatchNormTail([2, c, 3, 3], dtype, true, false).fused, `C = ${c} ${dtype}`).toBe(fused && dtype === 'float16');
+      }
     }
   });
 
@@ -363,6 +412,9 @@ describe.skipIf(!host.addon)("the kernels' per-thread code over their launch gri
   const rng = new Rng(99);
   const floats = (n: number, scale = 1) => Float32Array.from({ length: n }, () => rng.normal() * scale);
   const f64 = (v: Float32Array) => Float64Array.from(v);
+  // The values a half-precision buffer holds, by the library's host conversions.
+  const rounded = (v: Float32Array, dtype: 'bfloat16' | 'float16') => Float64Array.from(v, (e) =>
+    (dtype === 'bfloat16' ? fromBFloat16Bits(toBFloat16Bits(e)) : fromFloat16Bits(toFloat16Bits(e))));
 
   test('relu, reluBackward, add, addRelu; every index exactly once, past the 65535-block cap too', () => {
     const n = 1000;
@@ -384,6 +436,30 @@ describe.skipIf(!host.addon)("the kernels' per-thread code over their launch gri
     let wrong = 0;
     for (let i = 0; i < big; i++) if (r[i] !== Math.max(v[i]!, 0)) wrong++;
     expect(wrong).toBe(0);
+  });
+
+  // Half precision: each operand widened exactly, the arithmetic in float32, one rounding to
+  // nearest even at the store (native/common/half.h, as the library's host conversions).
+  test.each(HALF)('relu, reluBackward, add, addRelu in %s: float arithmetic, one rounding', (dtype) => {
+    const n = 3000;
+    const x = floats(n, 100);
+    const y = floats(n, 0.01);
+    x[0] = Number.NaN;
+    const xh = rounded(x, dtype);
+    const yh = rounded(y, dtype);
+    const store = (v: number) => rounded(Float32Array.of(Math.fround(v)), dtype)[0]!;
+    const want = {
+      relu: Array.from(xh, (v) => (v > 0 || Number.isNaN(v) ? v : 0)),
+      reluBackward: Array.from(xh, (v, i) => (v > 0 ? yh[i]! : 0)),
+      add: Array.from(xh, (v, i) => store(v + yh[i]!)),
+      addRelu: Array.from(xh, (v, i) => Math.max(store(v + yh[i]!), 0)),
+    };
+    for (const op of ['relu', 'reluBackward', 'add', 'addRelu'] as const) {
+      const got = a().hostElementwise(op, x, op === 'relu' ? null : y, dtype);
+      const expected = want[op];
+      expect(Number.isNaN(got[0]), `${op} NaN`).toBe(op !== 'reluBackward');
+      expect(Array.from(got.subarray(1), (v) => v + 0), op).toEqual(expected.slice(1).map((v) => v + 0));
+    }
   });
 
   test.each([[0], [0.1]])('softmax cross-entropy, label smoothing %f: rows strided over the block, then its tree sum', (smoothing) => {
@@ -446,6 +522,52 @@ describe.skipIf(!host.addon)("the kernels' per-thread code over their launch gri
     expect(relError(max, ref.maxPool2dBackward(f64(x), shape, f64(dy), params))).toBeLessThanOrEqual(1e-6);
     const avg = a().hostPoolBackward('avg', null, dy, shape, kernel, stride, padding);
     expect(relError(avg, ref.avgPool2dBackward(shape, f64(dy), params))).toBeLessThanOrEqual(1e-6);
+    // Half precision, channels-last: against the reference on the values the buffers hold, each
+    // element within its own rounding (u·|r|) and float accumulation of a few terms.
+    for (const dtype of HALF) {
+      const u = dtype === 'bfloat16' ? 2 ** -8 : 2 ** -11;
+      const xh = rounded(x, dtype);
+      const dyh = rounded(dy, dtype);
+      const within = (got: Float32Array, want: Float64Array, what: string) => {
+        const scale = Math.max(...want.map(Math.abs));
+        for (let i = 0; i < want.length; i++) {
+          expect(Math.abs(got[i]! - want[i]!), `${what} ${dtype} element ${i}`).toBeLessThanOrEqual(u * Math.abs(want[i]!) + 1e-6 * scale);
+        }
+      };
+      within(a().hostPoolBackward('max', x, dy, shape, kernel, stride, padding, dtype), ref.maxPool2dBackward(xh, shape, dyh, params), 'max');
+      within(a().hostPoolBackward('avg', null, dy, shape, kernel, stride, padding, dtype), ref.avgPool2dBackward(shape, dyh, params), 'avg');
+    }
+  });
+
+  // The one conversion kernel behind uploads, readbacks, reshapes and casts (kernels::Convert).
+  test.each(HALF)('%s buffers: 4-D ones are channels-last in memory, everything else plain; reshapes and readbacks keep row-major order', (dtype) => {
+    const cases: [number[], number[]][] = [
+      [[2, 3, 4, 5], [2, 3, 4, 5]],
+      [[2, 3, 4, 5], [6, 20]],
+      [[4, 6, 1, 1], [4, 6]],
+      [[24, 5], [3, 2, 4, 5]],
+      [[2, 3, 4, 5], [5, 4, 3, 2]],
+      [[7, 11], [77]],
+    ];
+    for (const [shape, to] of cases) {
+      const n = shape.reduce((p, q) => p * q, 1);
+      const v = floats(n, 10);
+      const want = rounded(v, dtype);
+      const r = a().hostConvert(v, shape, dtype, to);
+      const layoutOf = (s: number[]) => (s.length === 4 ? (i: number) => {
+        const [, C, H, W] = s as unknown as Shape4;
+        const b = Math.floor(i / (C * H * W));
+        const c = Math.floor(i / (H * W)) % C;
+        const hw = i % (H * W);
+        return ((b * H * W) + hw) * C + c;
+      } : (i: number) => i);
+      for (const [physical, s] of [[r.physical, shape], [r.reshaped, to]] as const) {
+        const at = layoutOf(s);
+        const got = Float64Array.from({ length: n }, (_, i) => physical[at(i)]!);
+        expect(Array.from(got), `${shape} -> ${to}: ${s} in memory`).toEqual(Array.from(want));
+      }
+      expect(Array.from(r.plain), `${shape} -> ${to} read back`).toEqual(Array.from(want));
+    }
   });
 });
 
@@ -478,6 +600,24 @@ describe.skipIf(!cuda.available)('uploads and readbacks on the GPU', () => {
     expect(() => b.syncBlocking()).not.toThrow();
     expect(Array.from(b.downloadSync(logits))).toEqual([1, 2, 3, 4, 5, 6]);
     for (const h of [logits, labels, loss, probs]) b.release(h);
+  });
+
+  // The fused tail's saved3 holds cuDNN's reserve space for one shape and tail: a backward of
+  // another one is refused at the call, before cuDNN would read a reserve of the wrong size.
+  test.each(HALF)('%s: saved3 of a fused batch-norm tail is refused for another shape or tail', (dtype) => {
+    const b = bindingOf('cuda');
+    const x = b.upload(new Float32Array(2 * 8 * 3 * 3).fill(1), [2, 8, 3, 3], dtype);
+    const other = b.upload(new Float32Array(2 * 8 * 3 * 4).fill(1), [2, 8, 3, 4], dtype);
+    const gamma = b.fill([8], 1, 'float32');
+    const beta = b.fill([8], 0, 'float32');
+    const [y, s1, s2, s3] = b.batchNormForwardTraining(x, gamma, beta, null, null, 0.1, 1e-5, null, true);
+    expect(s3).not.toBeNull();
+    expect(() => b.batchNormBackward(other, other, other, gamma, s1, s2, s3, 1e-5, false, true))
+      .toThrow(/saved3 does not come from a training forward of input \[2, 8, 3, 4\]/);
+    expect(() => b.batchNormBackward(x, y, x, gamma, s1, s2, s3, 1e-5, true, true)).toThrow(/residual yes, relu yes/);
+    const grads = b.batchNormBackward(x, y, y, gamma, s1, s2, s3, 1e-5, false, true);
+    expect(Array.from(b.downloadSync(grads[0]))).toEqual(new Array(2 * 8 * 9).fill(0));
+    for (const h of [x, other, gamma, beta, y, s1, s2, s3!, ...grads.filter((g) => g !== null)]) b.release(h!);
   });
 });
 

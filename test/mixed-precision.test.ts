@@ -1,15 +1,16 @@
 /**
  * Mixed precision: the half-precision types (conversions, casts, memory), the ops in bfloat16 and
  * float16 against float64 references, autocast's policy and cast cache, the gradient scaler, and
- * training through `fit`, on every backend that runs half precision (the CPU; the cuda backend
- * refuses it with a TypeError, checked here too).
+ * training through `fit`, on every available backend (the CPU; the cuda backend on a GPU, in
+ * NHWC half precision on cuDNN), and an autocast ResNet-20 training step on cuda against the
+ * CPU backend's where both run.
  *
  * Error budget of the ops. The inputs are half-precision tensors, so the reference computes on
  * exactly the values the op receives (read back, exact), in float64. What remains:
  * - the rounding of each output to the tensor's type, to nearest even: at most u·|r| with
  *   u = 2^-8 for bfloat16 (8 significant bits) and 2^-11 for float16 (11);
- * - float32 accumulation inside the op (oneDNN's bfloat16 kernels and this backend's float16 path
- *   both accumulate in float32): a sum of K products errs by at most K·2^-24 times the sum of
+ * - float32 accumulation inside the op (oneDNN's bfloat16 kernels, the CPU's float16 path and
+ *   cuDNN with a float compute type all accumulate in float32): a sum of K products errs by at most K·2^-24 times the sum of
  *   their magnitudes, which the reference gives as the same op on |inputs| (the bound `a` below);
  * - for batch norm, float32 statistics: relative errors of a few 1e-7 in the mean and variance,
  *   bounded by 1e-5·(|x̂·γ| + |β|) per element (forward) or 1e-4·‖r‖∞ (backward, whose sums
@@ -18,12 +19,13 @@
  * rounding mode, a conversion of the wrong width or an op computing in half precision without
  * float32 accumulation breaks it.
  */
-import { afterAll, describe, expect, test, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
 import {
   type Tensor, amp, backends, loadSafetensorsSync, memory, models, ops, optim, profile, randn,
   readSafetensorsHeader, saveSafetensorsSync, sync, tensor, tidy, train, zeros,
 } from '../lib/index.js';
 import { fromBFloat16Bits, fromFloat16Bits, toBFloat16Bits, toFloat16Bits } from '../lib/tensor/half.js';
+import { bindingOf } from '../lib/backend/load.js';
 import * as ref from './reference/ops64.js';
 import { type Shape4 } from './reference/ops64.js';
 import { randomArray } from './reference/random.js';
@@ -89,13 +91,19 @@ function expectWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, u:
 }
 
 const abs = (v: Float64Array) => v.map(Math.abs);
-const cpuHalf = backends().find((b) => b.name === 'cpu')!.available;
-// Tensors made without a backend go to the default one, which is cuda on a GPU machine; half
-// precision runs on the CPU only for now, so this file's default is the CPU backend.
-vi.stubEnv('CUDNN_RESNET_BACKEND', 'cpu');
-afterAll(() => vi.unstubAllEnvs());
+// Every backend that can run here; each describe below runs once per backend, as the default one
+// (tensors made without a backend go there). Neither addon is assumed to load: a GPU machine may
+// lack the CPU's.
+const available = backends().filter((b) => b.available && (b.name === 'cpu' || b.name === 'cuda')).map((b) => b.name as 'cpu' | 'cuda');
+for (const b of backends()) if (!b.available) console.log(`[skip] mixed precision on ${b.name}: ${b.reason}`);
+/** Makes `backend` the default for the tests of the enclosing describe (TF32 is off: vitest.config.ts). */
+function onBackend(backend: 'cpu' | 'cuda'): void {
+  beforeAll(() => vi.stubEnv('CUDNN_RESNET_BACKEND', backend));
+  afterAll(() => vi.unstubAllEnvs());
+}
 
-describe('the half-precision types', () => {
+describe.each(available)('the half-precision types on %s', (backend) => {
+  onBackend(backend);
   test.each(['bfloat16', 'float16'] as const)('%s: uploads round to nearest even, read back exactly, cast like uploads', (dtype) => {
     const v = awkwardValues(new Rng(5), dtype);
     const t = tensor(v, [v.length], { dtype });
@@ -114,7 +122,7 @@ describe('the half-precision types', () => {
     const unsigned = (a: Float32Array) => Array.from(a, (x) => (x === 0 ? 0 : x));
     expect(unsigned(c.dataSync())).toEqual(unsigned(back));
     expect(unsigned(c.cast('float32').dataSync())).toEqual(unsigned(back));
-    expect(t.toString()).toBe(`Tensor(${dtype} [${v.length}] on cpu)`);
+    expect(t.toString()).toBe(`Tensor(${dtype} [${v.length}] on ${backend})`);
     const nan = tensor([Number.NaN, 1], [2], { dtype }).dataSync();
     expect(Number.isNaN(nan[0])).toBe(true);
     for (const x of [t, f, c]) x.dispose();
@@ -129,8 +137,8 @@ describe('the half-precision types', () => {
     }
   });
 
-  // Both directions run eight values at a time (AVX2) with a scalar tail: the 65,536 patterns and
-  // an odd count cover both, and the NaNs whose payload is only in the bits a narrowing drops
+  // On the CPU both directions run eight values at a time (AVX2) with a scalar tail: the 65,536
+  // patterns and an odd count cover both, and the NaNs whose payload is only in the bits a narrowing drops
   // (which a plain rounding add would carry into infinity).
   test('every bfloat16 bit pattern comes back (subnormals as signed zero, like oneDNN), and narrowing keeps NaNs NaN', () => {
     const wide = new Uint32Array(65536 + 3);
@@ -151,7 +159,7 @@ describe('the half-precision types', () => {
     }
   });
 
-  test('a cast keeps a convolution\'s blocked layout and its values', () => {
+  test('a cast keeps a convolution\'s values, whatever layout either side has', () => {
     const y = tidy(() => ops.conv2d(randn([2, 5, 6, 6], { seed: 1 }), randn([20, 5, 3, 3], { seed: 2 })));
     const f = y.dataSync();
     for (const dtype of ['bfloat16', 'float16'] as const) {
@@ -164,9 +172,9 @@ describe('the half-precision types', () => {
   test('memory counts 2 bytes an element, and constructors take the dtype', async () => {
     // The earlier tests' buffers are released once the queue has run their last ops.
     await sync();
-    const before = memory().backends.cpu!.bytes;
+    const before = memory().backends[backend]!.bytes;
     const t = randn([64, 64], { dtype: 'bfloat16', seed: 3 });
-    expect(memory().backends.cpu!.bytes - before).toBe(64 * 64 * 2);
+    expect(memory().backends[backend]!.bytes - before).toBe(64 * 64 * 2);
     const z = zeros([3], { dtype: 'float16' });
     expect(z.dtype).toBe('float16');
     expect(Array.from(z.dataSync())).toEqual([0, 0, 0]);
@@ -196,15 +204,47 @@ describe('the half-precision types', () => {
     }
   });
 
-  test.skipIf(!backends().find((b) => b.name === 'cuda')?.available)('the cuda backend refuses half precision for now', () => {
-    expect(() => tensor([1], [1], { dtype: 'bfloat16', backend: 'cuda' })).toThrow(/bfloat16 is not supported by the cuda backend yet/);
-    const t = tensor([1], [1], { backend: 'cuda' });
-    expect(() => t.cast('float16')).toThrow(/float16 is not supported by the cuda backend yet/);
-    t.dispose();
+  test('4-D half tensors reshape, read back and cast in logical NCHW order', () => {
+    const b = bindingOf(backend);
+    const v = Float32Array.from({ length: 120 }, (_, i) => i - 60);
+    const read = (buf: ReturnType<typeof b.upload>) => {
+      const out = Array.from(b.downloadSync(buf));
+      b.release(buf);
+      return out;
+    };
+    for (const dtype of ['bfloat16', 'float16'] as const) {
+      const other = dtype === 'bfloat16' ? 'float16' : 'bfloat16';
+      const t = b.upload(v, [2, 3, 4, 5], dtype);
+      const flat = b.reshape(t, [2, 60]);
+      const back = b.reshape(flat, [2, 3, 4, 5]);
+      const f32 = b.cast(t, 'float32');
+      // The CPU's oneDNN 2.x has no reorder between the two half types.
+      const results = [b.reshape(t, [5, 4, 3, 2]), b.cast(f32, dtype), ...(backend === 'cuda' ? [b.cast(t, other)] : [])];
+      for (const buf of [flat, back, f32, ...results]) expect(read(buf)).toEqual(Array.from(v));
+      // Plain [24, 5] -> half -> channels-last [2, 3, 4, 5] -> float32 NCHW.
+      const chain = [b.upload(v, [24, 5])];
+      chain.push(b.cast(chain[0]!, dtype));
+      chain.push(b.reshape(chain[1]!, [2, 3, 4, 5]));
+      chain.push(b.cast(chain[2]!, 'float32'));
+      for (const buf of chain) expect(read(buf)).toEqual(Array.from(v));
+      expect(read(t)).toEqual(Array.from(v));
+    }
+  });
+
+  test('the gradient scaler\'s count of non-finite values covers every type and layout', async () => {
+    // 70000 overflows float16 to infinity at the upload: 3 + 1 + 1 non-finite values.
+    const b = bindingOf(backend);
+    const bufs = [tensor([1, Infinity, Number.NaN, -Infinity], [1, 2, 1, 2], { dtype: 'bfloat16' }),
+      tensor([70000, 1, 2], [3], { dtype: 'float16' }), tensor([Number.NaN, 0], [2])];
+    const count = b.countNonFinite(bufs.map((t) => t._live('countNonFinite', 'buffer')));
+    expect(Array.from(await b.download(count))).toEqual([5]);
+    b.release(count);
+    for (const t of bufs) t.dispose();
   });
 });
 
-describe.skipIf(!cpuHalf).each(['bfloat16', 'float16'] as const)('ops in %s against float64', (dtype) => {
+describe.each(available.flatMap((b) => (['bfloat16', 'float16'] as const).map((d) => [b, d] as const)))('ops on %s in %s against float64', (backend, dtype) => {
+  onBackend(backend);
   const rng = new Rng(dtype === 'bfloat16' ? 11 : 12);
   const u = UNIT[dtype];
   const f32 = 2 ** -24;
@@ -254,31 +294,34 @@ describe.skipIf(!cpuHalf).each(['bfloat16', 'float16'] as const)('ops in %s agai
     for (const t of [x.t, w.t, b.t, y, dy.t]) t.dispose();
   });
 
+  // C = 20: cuDNN's fused tail on cuda (C % 4 == 0); C = 6: its composition.
   test.each([
-    [null, false],
-    [null, true],
-    ['residual', true],
-  ] as const)('batchNorm2d training, tail residual %s relu %s: float32 statistics, %s data', (residual, relu) => {
-    const shape: Shape4 = [3, 20, 5, 5];
-    // Through a convolution with the identity: exactly the same values, in the blocked layout a
-    // network's batch norm sees.
+    [null, false, 20],
+    [null, true, 20],
+    ['residual', true, 20],
+    [null, true, 6],
+    ['residual', true, 6],
+  ] as const)('batchNorm2d training, tail residual %s relu %s, C = %s: float32 statistics, half data', (residual, relu, C) => {
+    const shape: Shape4 = [3, C, 5, 5];
+    // Through a convolution with the identity: exactly the same values, in the layout a
+    // network's batch norm sees (blocked on the CPU, NHWC on cuda).
     const src = half(shape, 1, true);
-    const identity = tensor(Float32Array.from({ length: 400 }, (_, i) => (i % 21 === 0 ? 1 : 0)), [20, 20, 1, 1], { dtype });
+    const identity = tensor(Float32Array.from({ length: C * C }, (_, i) => (i % (C + 1) === 0 ? 1 : 0)), [C, C, 1, 1], { dtype });
     const x = ops.conv2d(src.t, identity);
     const z = residual ? half(shape, 1, true) : null;
-    const gamma = tensor(Float32Array.from(randomArray(20, rng)), [20], { requiresGrad: true });
-    const beta = tensor(Float32Array.from(randomArray(20, rng)), [20], { requiresGrad: true });
-    const rm = zeros([20]);
-    const rv = zeros([20]);
+    const gamma = tensor(Float32Array.from(randomArray(C, rng)), [C], { requiresGrad: true });
+    const beta = tensor(Float32Array.from(randomArray(C, rng)), [C], { requiresGrad: true });
+    const rm = zeros([C]);
+    const rv = zeros([C]);
     const y = ops.batchNorm2d(x, { weight: gamma, bias: beta, runningMean: rm, runningVar: rv, training: true, residual: z?.t ?? null, relu });
     expect([y.dtype, rm.dtype]).toEqual([dtype, 'float32']);
     const gv = values(gamma);
     const bv = values(beta);
     const tail = { residual: z?.v ?? null, relu };
     const r = ref.batchNorm2dTailForward(src.v, shape, gv, bv, 1e-5, tail);
-    const xhat = ref.batchNorm2dTrainForward(src.v, shape, new Float64Array(20).fill(1), new Float64Array(20), 1e-5).y;
-    const C = (i: number) => Math.floor(i / 25) % 20;
-    expectWithin(values(y), r.y, u, (i) => 1e-5 * (Math.abs(xhat[i]! * gv[C(i)]!) + Math.abs(bv[C(i)]!)), 'y');
+    const xhat = ref.batchNorm2dTrainForward(src.v, shape, new Float64Array(C).fill(1), new Float64Array(C), 1e-5).y;
+    const channel = (i: number) => Math.floor(i / 25) % C;
+    expectWithin(values(y), r.y, u, (i) => 1e-5 * (Math.abs(xhat[i]! * gv[channel(i)]!) + Math.abs(bv[channel(i)]!)), 'y');
     const n = 75;
     expectWithin(values(rm), r.mean.map((m) => 0.1 * m), 0, () => 1e-5, 'running mean');
     expectWithin(values(rv), r.var.map((v) => 0.1 * v * n / (n - 1) + 0.9 * 0), 0, (c) => 1e-5 * r.var[c]!, 'running var');
@@ -323,7 +366,8 @@ describe.skipIf(!cpuHalf).each(['bfloat16', 'float16'] as const)('ops in %s agai
   });
 });
 
-describe.skipIf(!cpuHalf)('amp.autocast', () => {
+describe.each(available)('amp.autocast on %s', (backend) => {
+  onBackend(backend);
   test('convolutions and linear layers compute in the autocast type; the rest keeps its own; parameters get float32 gradients', () => {
     const x = randn([2, 3, 6, 6], { seed: 1 });
     const w = randn([8, 3, 3, 3], { seed: 2, std: 0.3, requiresGrad: true });
@@ -423,7 +467,8 @@ describe.skipIf(!cpuHalf)('amp.autocast', () => {
   });
 });
 
-describe.skipIf(!cpuHalf)('amp.GradScaler', () => {
+describe.each(available)('amp.GradScaler on %s', (backend) => {
+  onBackend(backend);
   const param = () => tensor([1, 2, 3], [3], { requiresGrad: true });
 
   test('scales the loss, unscales the gradients and steps; skips a step with inf gradients and backs off', async () => {
@@ -480,7 +525,8 @@ describe.skipIf(!cpuHalf)('amp.GradScaler', () => {
   });
 });
 
-describe.skipIf(!cpuHalf)('training in mixed precision', () => {
+describe.each(available)('training in mixed precision on %s', (backend) => {
+  onBackend(backend);
   test.each(['bf16', 'fp16'] as const)('fit({ precision: %s }) trains a residual network', async (precision) => {
     const net = models.cifarResNet({ depth: 8, numClasses: 4, inChannels: 1, seed: 2 });
     const sgd = new optim.SGD(net.parameters(), { lr: 0.05, momentum: 0.9 });
@@ -498,5 +544,53 @@ describe.skipIf(!cpuHalf)('training in mixed precision', () => {
     await expect(train.fit(net, { trainData: fixed, epochs: 1, optimizer: sgd, precision: 'fp8' as never })).rejects.toThrow(/precision/);
     sgd.dispose();
     net.dispose();
+  });
+});
+
+// The whole autocast step on cuda (NHWC half on cuDNN, fused batch-norm tails) against the CPU
+// backend's float32 step, with the yardstick of the residual-network test above: the distance a
+// perturbation of the input by the type's precision moves the float32 gradients.
+const both = available.includes('cpu') && available.includes('cuda');
+if (!both) console.log('[skip] the autocast step on cuda against the CPU: needs both backends');
+describe.skipIf(!both)('an autocast ResNet-20 training step on cuda against the CPU backend', () => {
+  onBackend('cuda');
+  test.each(['bfloat16', 'float16'] as const)('%s: the loss and the gradients', (dtype) => {
+    const nets = { cpu: models.cifarResNet({ depth: 20, seed: 9, backend: 'cpu' }), cuda: models.cifarResNet({ depth: 20, seed: 9, backend: 'cuda' }) };
+    expect(values(nets.cuda.parameters()[0]!)).toEqual(values(nets.cpu.parameters()[0]!));
+    const input = Float32Array.from(randomArray(32 * 3 * 32 * 32, new Rng(10)));
+    const labels = Array.from({ length: 32 }, (_, i) => (i * 7) % 10);
+    const step = (backend: 'cpu' | 'cuda', v: Float32Array, mixed: boolean) => {
+      const net = nets[backend];
+      let loss = 0;
+      tidy(() => {
+        const run = () => {
+          const l = ops.softmaxCrossEntropy(net.forward(tensor(v, [32, 3, 32, 32], { backend })), labels);
+          l.backward();
+          loss = l.dataSync()[0]!;
+        };
+        if (mixed) amp.autocast({ dtype }, run);
+        else run();
+      });
+      const g = net.parameters().map((p) => values(p.grad!));
+      for (const p of net.parameters()) p.grad = null;
+      return { loss, g };
+    };
+    const distance = (a: Float64Array[], b: Float64Array[]) => {
+      let d = 0;
+      let n = 0;
+      a.forEach((v, k) => v.forEach((e, i) => {
+        d += (e - b[k]![i]!) ** 2;
+        n += e * e;
+      }));
+      return Math.sqrt(d / n);
+    };
+    const full = step('cpu', input, false);
+    const perturbed = step('cpu', input.map((v, i) => v * (1 + UNIT[dtype] * Math.sin(12.9898 * i))), false);
+    const mixed = step('cuda', input, true);
+    const sensitivity = distance(perturbed.g, full.g);
+    expect(Math.abs(mixed.loss - full.loss)).toBeLessThanOrEqual(20 * UNIT[dtype] * Math.abs(full.loss));
+    expect(distance(mixed.g, full.g), `input perturbation ${sensitivity.toExponential(2)}`).toBeLessThanOrEqual(3 * sensitivity);
+    nets.cpu.dispose();
+    nets.cuda.dispose();
   });
 });

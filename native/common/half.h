@@ -1,6 +1,7 @@
-// Conversions between float32 and the two half-precision storage types, on the host: uploads of
-// Float32Arrays into bfloat16/float16 buffers, readback into Float32Arrays, and the kernels of
-// the CPU backend that read or write half-precision memory themselves.
+// Conversions between float32 and the two half-precision storage types: uploads of Float32Arrays
+// into bfloat16/float16 buffers, readback into Float32Arrays, the kernels of the CPU backend that
+// read or write half-precision memory themselves, and the CUDA kernels (compiled by nvcc, the
+// scalar functions are __host__ __device__), so that both backends and every upload round alike.
 //
 // float32 -> half rounds to nearest, ties to even (what oneDNN's reorders, cuDNN and PyTorch
 // do), keeps NaN a NaN and sends what is too large to infinity; half -> float32 is exact. To
@@ -14,25 +15,39 @@
 
 #include "storage.h"
 
+#ifdef __CUDACC__
+#define CR_HALF_HD __host__ __device__ inline
+#else
+#define CR_HALF_HD inline
+#endif
+
 namespace cr {
 
-inline uint32_t FloatBits(float f) {
+CR_HALF_HD uint32_t FloatBits(float f) {
+#ifdef __CUDA_ARCH__
+  return __float_as_uint(f);
+#else
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
   return u;
+#endif
 }
 
-inline float BitsFloat(uint32_t u) {
+CR_HALF_HD float BitsFloat(uint32_t u) {
+#ifdef __CUDA_ARCH__
+  return __uint_as_float(u);
+#else
   float f;
   std::memcpy(&f, &u, sizeof f);
   return f;
+#endif
 }
 
 // bfloat16 is the upper half of a float32: 8 exponent bits, 7 mantissa bits.
-inline float BFloat16ToFloat(uint16_t h) { return BitsFloat(uint32_t(h) << 16); }
+CR_HALF_HD float BFloat16ToFloat(uint16_t h) { return BitsFloat(uint32_t(h) << 16); }
 
 // Selects rather than branches, so that loops over it vectorize.
-inline uint16_t FloatToBFloat16(float f) {
+CR_HALF_HD uint16_t FloatToBFloat16(float f) {
   const uint32_t u = FloatBits(f), a = u & 0x7fffffffu;
   const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
   // A NaN whose payload sits in the dropped bits would round to infinity: it stays a quiet NaN.
@@ -41,7 +56,7 @@ inline uint16_t FloatToBFloat16(float f) {
 }
 
 // IEEE binary16: 5 exponent bits (bias 15), 10 mantissa bits, subnormals below 2^-14.
-inline float HalfToFloat(uint16_t h) {
+CR_HALF_HD float HalfToFloat(uint16_t h) {
   const uint32_t sign = uint32_t(h & 0x8000u) << 16;
   const uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
   if (exponent == 0x1f) return BitsFloat(sign | 0x7f800000u | (mantissa << 13));
@@ -53,7 +68,7 @@ inline float HalfToFloat(uint16_t h) {
   return BitsFloat(sign | ((exponent + 112) << 23) | (mantissa << 13));
 }
 
-inline uint16_t FloatToHalf(float f) {
+CR_HALF_HD uint16_t FloatToHalf(float f) {
   const uint32_t u = FloatBits(f);
   const uint16_t sign = uint16_t((u >> 16) & 0x8000u);
   const uint32_t a = u & 0x7fffffffu;

@@ -1,6 +1,9 @@
-// Moving data in and out of the GPU, reshape and casts. Every CUDA buffer is plain row-major.
+// Moving data in and out of the GPU, reshape and casts: the boundary where 4-D half-precision
+// buffers, channels-last on this backend (cuda_backend.h), meet the plain row-major values the
+// front end uploads and reads back. Every conversion of type or layout is one kernels::Convert.
 #include <cstring>
 
+#include "../common/half.h"
 #include "cuda_backend.h"
 
 namespace cr::cuda {
@@ -19,13 +22,27 @@ struct Readback {
 
 }  // namespace
 
+void ConvertInto(CudaBackend& b, CudaStorage& src, CudaStorage& dst) {
+  CR_CUDA(kernels::Convert(src.Ptr(), src.dtype, LayoutOf(src.dims, src.dtype), dst.Ptr(), dst.dtype,
+                           LayoutOf(dst.dims, dst.dtype), dst.Numel(), b.stream()));
+}
+
 StoragePtr CudaBackend::Upload(const UploadArgs& a) {
   CudaStoragePtr s = Alloc(a.dims, a.dtype);
   // JS may change the array once upload() returns, so its values are copied now, into the
   // pinned buffer the copy engine reads from (no zero-filling: every byte is written).
   auto staging = std::make_shared<PinnedBuffer>(device_->index, s->bytes);
   std::memcpy(staging->get(), a.values, s->bytes);
-  Enqueue(a.task, [this, s, staging] { CopyIn(*s, staging); });
+  if (!ChannelsLast(s->dims, s->dtype)) {
+    Enqueue(a.task, [this, s, staging] { CopyIn(*s, staging); });
+    return s;
+  }
+  // The values arrive in plain NCHW order: copied as they are, then reordered on the GPU.
+  auto plain = std::make_shared<CudaStorage>(device_, std::vector<int64_t>{s->Numel()}, s->dtype);
+  Enqueue(a.task, [this, s, plain, staging] {
+    CopyIn(*plain, staging);
+    ConvertInto(*this, *plain, *s);
+  });
   return s;
 }
 
@@ -49,6 +66,13 @@ void CudaBackend::CopyIn(CudaStorage& s, const std::shared_ptr<PinnedBuffer>& st
 }
 
 StoragePtr CudaBackend::Fill(const FillArgs& a) {
+  if (IsHalf(a.dtype)) {
+    const float f = static_cast<float>(a.value);
+    const uint16_t half = a.dtype == DType::kBFloat16 ? FloatToBFloat16(f) : FloatToHalf(f);
+    CudaStoragePtr s = Alloc(a.dims, a.dtype);
+    Enqueue(a.task, [this, s, half] { CR_CUDA(kernels::Fill16(s->Ptr(), half, s->Numel(), stream())); });
+    return s;
+  }
   uint32_t bits;
   if (a.dtype == DType::kFloat32) {
     const float f = static_cast<float>(a.value);
@@ -73,6 +97,13 @@ StoragePtr CudaBackend::ZerosLike(const OpArgs& a, const StoragePtr& like) {
 Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
   CudaStoragePtr src = Cuda(s);
   CR_CUDA(cudaSetDevice(device_->index));
+  if (ChannelsLast(src->dims, src->dtype)) {
+    // Reordered into plain NCHW first; the copy below is queued before the reordered buffer's
+    // stream-ordered free.
+    auto plain = std::make_shared<CudaStorage>(device_, std::vector<int64_t>{src->Numel()}, src->dtype);
+    ConvertInto(*this, *src, *plain);
+    src = plain;
+  }
   auto r = std::make_shared<Readback>(device_->index, src->bytes);
   CR_CUDA(cudaMemcpyAsync(r->data.get(), src->Ptr(), src->bytes, cudaMemcpyDeviceToHost, stream()));
   try {
@@ -89,26 +120,40 @@ Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
 }
 
 StoragePtr CudaBackend::Reshape(const ReshapeArgs& a) {
-  // Plain row-major: a reshape is a copy of the same bytes.
   CudaStoragePtr x = Cuda(a.x), out = Alloc(a.dims, a.x->dtype);
-  Enqueue(a.task, [this, x, out] {
-    CR_CUDA(cudaMemcpyAsync(out->Ptr(), x->Ptr(), x->bytes, cudaMemcpyDeviceToDevice, stream()));
-  });
+  if (!ChannelsLast(x->dims, x->dtype) && !ChannelsLast(out->dims, out->dtype)) {
+    // Plain row-major both: a copy of the same bytes.
+    Enqueue(a.task, [this, x, out] {
+      CR_CUDA(cudaMemcpyAsync(out->Ptr(), x->Ptr(), x->bytes, cudaMemcpyDeviceToDevice, stream()));
+    });
+    return out;
+  }
+  Enqueue(a.task, [this, x, out] { ConvertInto(*this, *x, *out); });
   return out;
 }
 
-// Only float32 buffers exist here (see Alloc): a cast to float32 is the buffer itself, any other
-// is refused.
+// Rounded to nearest even (math::Store); the layout follows the rule for the new type, so a cast
+// of a 4-D float32 buffer to half precision also makes it channels-last, and back.
 StoragePtr CudaBackend::Cast(const CastArgs& a) {
-  if (a.dtype != a.x->dtype) {
-    ThrowTypeError(OpScope::CurrentOp() + ": " + DTypeName(a.dtype) + " is not supported by the cuda backend yet");
-  }
-  return a.x;
+  if (a.dtype == a.x->dtype) return a.x;
+  CudaStoragePtr x = Cuda(a.x), out = Alloc(a.x->dims, a.dtype);
+  Enqueue(a.task, [this, x, out] { ConvertInto(*this, *x, *out); });
+  return out;
 }
 
-// The gradient scaler's check is for float16 training, which this backend does not run yet.
-StoragePtr CudaBackend::CountNonFinite(const CountNonFiniteArgs&) {
-  ThrowRangeError("countNonFinite is not supported by the cuda backend yet");
+StoragePtr CudaBackend::CountNonFinite(const CountNonFiniteArgs& a) {
+  std::vector<CudaStoragePtr> tensors;
+  for (const StoragePtr& t : a.tensors) tensors.push_back(Cuda(t));
+  CudaStoragePtr out = Alloc({});
+  Enqueue(a.task, [this, tensors = std::move(tensors), out] {
+    // Counted exactly in 64 bits, then stored as the float32 the front end returns.
+    DeviceMemory count(device(), sizeof(unsigned long long));
+    auto* c = static_cast<unsigned long long*>(count.get());
+    CR_CUDA(cudaMemsetAsync(c, 0, sizeof *c, stream()));
+    for (const CudaStoragePtr& t : tensors) CR_CUDA(kernels::CountNonFinite(t->dtype, t->Ptr(), t->Numel(), c, stream()));
+    CR_CUDA(kernels::CountToFloat(c, out->F(), stream()));
+  });
+  return out;
 }
 
 }  // namespace cr::cuda

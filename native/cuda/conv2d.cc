@@ -11,11 +11,12 @@
 // CUDNN_RESNET_BENCHMARK=1 ranks by measuring instead (cudnnFind*AlgorithmEx, once per shape,
 // like torch.backends.cudnn.benchmark). CUDNN_RESNET_CONV_LOG=<file> (or `stderr`) logs each
 // choice, so that a result near a tolerance can be traced to its algorithm (FFT and Winograd
-// round differently from the GEMM-like ones). Tensors are plain NCHW float32 (NHWC for tensor
-// cores is a later step).
+// round differently from the GEMM-like ones). float32 tensors are plain NCHW; bfloat16 and float16
+// ones are NHWC (weights OHWI), the layout cuDNN's tensor-core kernels read without a transpose,
+// with float accumulation (the convolution descriptor's compute type) and tensor-op math.
 //
-// cuDNN 9 marks these classic calls deprecated in favour of the graph API; they remain and are
-// all this float32 NCHW path needs. This file is the one place to replace.
+// cuDNN 9 marks these classic calls deprecated in favour of the graph API; they remain, take
+// NHWC half precision too, and are all these paths need. This file is the one place to replace.
 #include "conv2d.h"
 
 #include <cstdio>
@@ -38,6 +39,10 @@ const bool kMeasure = [] {
   return v && *v && std::strcmp(v, "0") != 0;
 }();
 
+// Tensor-core math: for half precision always (it has no FMA kernels worth having), for float32
+// where TF32 is allowed.
+bool TensorOps(const ConvPlanKey& k) { return k.tf32 || IsHalf(k.dtype); }
+
 const char* DirectionName(ConvDirection d) {
   return d == ConvDirection::kForward ? "forward" : d == ConvDirection::kBackwardData ? "backward data" : "backward filter";
 }
@@ -56,7 +61,7 @@ void LogChoice(const ConvPlanKey& k, ConvDirection d, const ConvChoice& c, const
   const Conv2dGeometry& g = k.g;
   const std::string line = std::string("conv2d ") + DirectionName(d) + " x " + ShapeString(g.x) + " w " + ShapeString(g.w) +
                            " stride " + ShapeString(g.stride) + " padding " + ShapeString(g.padding) + " dilation " +
-                           ShapeString(g.dilation) + " groups " + std::to_string(g.groups) + " tf32 " +
+                           ShapeString(g.dilation) + " groups " + std::to_string(g.groups) + " " + DTypeName(k.dtype) + " tf32 " +
                            (k.tf32 ? "on" : "off") + ": " + ConvAlgoName(d, chosen.algo) + " (" + ConvMathName(chosen.math) +
                            " math, " + std::to_string(chosen.workspace) + "-byte workspace), candidate " +
                            std::to_string(index + 1) + " of " + std::to_string(c.candidates.size()) + " by " +
@@ -113,7 +118,7 @@ void Run(CudaBackend& b, const ConvPlanKey& k, ConvPlan& p, ConvChoice& c, const
     } else {
       CR_CUDNN(calls.rank(&ranked));
     }
-    c.candidates = ConvCandidates(ranked, k.tf32, calls.fallback);
+    c.candidates = ConvCandidates(ranked, TensorOps(k), calls.fallback);
   }
   RunFirstWorking(
       c,
@@ -157,20 +162,21 @@ std::shared_ptr<ConvPlan> BuildConvPlan(const ConvPlanKey& k) {
   SetTensor4d(p->x, g.x, k.dtype);
   SetTensor4d(p->y, g.y, k.dtype);
   SetTensor4d(p->bias, {1, g.w[0], 1, 1}, k.dtype);
-  CR_CUDNN(cudnnSetFilter4dDescriptor(p->w.get(), CudnnType(k.dtype), CUDNN_TENSOR_NCHW, int(g.w[0]), int(g.w[1]),
+  CR_CUDNN(cudnnSetFilter4dDescriptor(p->w.get(), CudnnType(k.dtype), CudnnFormat(k.dtype), int(g.w[0]), int(g.w[1]),
                                       int(g.w[2]), int(g.w[3])));
   CR_CUDNN(cudnnSetConvolution2dDescriptor(p->conv.get(), int(g.padding[0]), int(g.padding[1]), int(g.stride[0]),
                                            int(g.stride[1]), int(g.dilation[0]), int(g.dilation[1]), CUDNN_CROSS_CORRELATION,
                                            CUDNN_DATA_FLOAT));
   CR_CUDNN(cudnnSetConvolutionGroupCount(p->conv.get(), int(g.groups)));
   // FMA math keeps float32 exact to float32 rounding; the default lets cuDNN use TF32 tensor
-  // cores (10-bit mantissa inputs), PyTorch's default for convolutions.
-  p->base_math = k.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
+  // cores (10-bit mantissa inputs), PyTorch's default for convolutions. Half precision always
+  // runs on tensor cores, accumulating in float (the descriptor's compute type above).
+  p->base_math = IsHalf(k.dtype) ? CUDNN_TENSOR_OP_MATH : k.tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH;
   CR_CUDNN(cudnnSetConvolutionMathType(p->conv.get(), p->base_math));
   return p;
 }
 
-std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked, bool tf32, int fallback) {
+std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked, bool tensor_ops, int fallback) {
   std::vector<ConvCandidate> out;
   const auto add = [&](int algo, cudnnMathType_t math) {
     for (const ConvCandidate& c : out) {
@@ -182,8 +188,8 @@ std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked,
   // cuDNN down-convert float32 operands to FP16/BF16 for the tensor cores (a narrower exponent
   // range as well as a shorter mantissa), so a ranking entry with it runs as plain tensor-op math
   // (TF32 on float32 data) instead, or is refused by cuDNN and passed over by the walk.
-  const auto math_of = [tf32](cudnnMathType_t m) {
-    if (!tf32) return CUDNN_FMA_MATH;
+  const auto math_of = [tensor_ops](cudnnMathType_t m) {
+    if (!tensor_ops) return CUDNN_FMA_MATH;
     return m == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION ? CUDNN_TENSOR_OP_MATH : m;
   };
   bool fallback_ranked = false;
@@ -192,7 +198,7 @@ std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked,
     add(r.algo, math_of(r.math));
     fallback_ranked = fallback_ranked || r.algo == fallback;
   }
-  if (!fallback_ranked) add(fallback, tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
+  if (!fallback_ranked) add(fallback, tensor_ops ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH);
   return out;
 }
 

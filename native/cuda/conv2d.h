@@ -12,8 +12,8 @@ namespace cr::cuda {
 struct ConvPlanKey {
   Conv2dGeometry g;
   DType dtype = DType::kFloat32;
-  // TF32 tensor-core math allowed; read when the op is enqueued, so that setTf32() applies
-  // exactly to the ops enqueued after it.
+  // TF32 tensor-core math allowed for float32; read when the op is enqueued, so that setTf32()
+  // applies exactly to the ops enqueued after it. Half precision uses tensor cores regardless.
   bool tf32 = false;
 };
 
@@ -44,7 +44,8 @@ struct ConvPlan {
   TensorDesc x, y, bias;
   FilterDesc w;
   ConvDesc conv;
-  // The math type the heuristics rank with: TF32 tensor cores allowed or not (FMA).
+  // The math type the heuristics rank with: float32 with TF32 tensor cores allowed or not (FMA);
+  // tensor-op for half precision.
   cudnnMathType_t base_math = CUDNN_FMA_MATH;
   ConvChoice fwd, data, filter;
 };
@@ -62,11 +63,11 @@ struct ConvRanked {
 
 // The candidates of a ranking, best first: the entries cuDNN reports as runnable within the
 // workspace cap, each with the math type it was ranked with (PyTorch does the same: cuDNN picks
-// tensor-core kernels by algorithm and math type together), except that without TF32 every one
-// runs in FMA math, so that TF32 is never used where it is off, and with it a ranking's
-// tensor-op-with-conversion (FP16/BF16 down-conversion) runs as tensor-op; then `fallback`, which needs
-// little or no workspace, if the ranking lacks it.
-std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked, bool tf32, int fallback);
+// tensor-core kernels by algorithm and math type together), except that without tensor ops
+// (float32 with TF32 off) every one runs in FMA math, so that TF32 is never used where it is off,
+// and with them a ranking's tensor-op-with-conversion (FP16/BF16 down-conversion) runs as
+// tensor-op; then `fallback`, which needs little or no workspace, if the ranking lacks it.
+std::vector<ConvCandidate> ConvCandidates(const std::vector<ConvRanked>& ranked, bool tensor_ops, int fallback);
 
 // The outcome of trying one candidate: ran, or why not (a cuDNN status name or a workspace
 // problem, and a message).

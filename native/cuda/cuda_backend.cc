@@ -87,11 +87,34 @@ void ThrowCudnn(cudnnStatus_t status, const char* call, const char* file, int li
   Fail(cudnnGetErrorString(status), message + Where(call, file, line));
 }
 
-cudnnDataType_t CudnnType(DType dtype) { return dtype == DType::kInt32 ? CUDNN_DATA_INT32 : CUDNN_DATA_FLOAT; }
+cudnnDataType_t CudnnType(DType dtype) {
+  switch (dtype) {
+    case DType::kInt32:
+      return CUDNN_DATA_INT32;
+    case DType::kBFloat16:
+      return CUDNN_DATA_BFLOAT16;
+    case DType::kFloat16:
+      return CUDNN_DATA_HALF;
+    case DType::kFloat32:
+      break;
+  }
+  return CUDNN_DATA_FLOAT;
+}
+
+bool IsHalf(DType dtype) { return dtype == DType::kBFloat16 || dtype == DType::kFloat16; }
+
+bool ChannelsLast(const std::vector<int64_t>& dims, DType dtype) { return dims.size() == 4 && IsHalf(dtype); }
+
+cudnnTensorFormat_t CudnnFormat(DType dtype) { return IsHalf(dtype) ? CUDNN_TENSOR_NHWC : CUDNN_TENSOR_NCHW; }
 
 void SetTensor4d(const TensorDesc& d, const std::vector<int64_t>& s, DType dtype) {
-  CR_CUDNN(cudnnSetTensor4dDescriptor(d.get(), CUDNN_TENSOR_NCHW, CudnnType(dtype), int(s[0]), int(s[1]), int(s[2]),
+  CR_CUDNN(cudnnSetTensor4dDescriptor(d.get(), CudnnFormat(dtype), CudnnType(dtype), int(s[0]), int(s[1]), int(s[2]),
                                       int(s[3])));
+}
+
+math::Layout LayoutOf(const std::vector<int64_t>& dims, DType dtype) {
+  if (!ChannelsLast(dims, dtype)) return {false, 0, 0};
+  return {true, dims[1], dims[2] * dims[3]};
 }
 
 void RequireCudnnSize(const std::vector<int64_t>& dims, const std::string& what) {
@@ -423,11 +446,6 @@ void* CudaBackend::Workspace(size_t bytes) {
 }
 
 CudaStoragePtr CudaBackend::Alloc(const std::vector<int64_t>& dims, DType dtype) {
-  // Every buffer is made here, so no half-precision tensor can exist on this backend until its
-  // ops handle one (the NHWC graph-API path of mixed precision is still to come).
-  if (dtype == DType::kBFloat16 || dtype == DType::kFloat16) {
-    ThrowTypeError(OpScope::CurrentOp() + ": " + DTypeName(dtype) + " is not supported by the cuda backend yet");
-  }
   return std::make_shared<CudaStorage>(device_, dims, dtype);
 }
 
@@ -463,7 +481,7 @@ BackendInfo CudaBackend::Info() {
                    {"cudnn", CudnnVersion(cudnnGetVersion())},
                    {"cudnnBuild", CudnnVersion(CUDNN_VERSION)}};
   info.details = {{"tf32", tf32_.load()},
-                  {"layout", std::string("NCHW")},
+                  {"layout", std::string("NCHW; 4-D bfloat16/float16 NHWC")},
                   {"cudnnLibrary", CudnnLibraryPath()},
                   {"deviceIndex", double(index_)}};
   if (device_count_ >= 0) info.details.emplace_back("deviceCount", double(device_count_));

@@ -32,6 +32,16 @@
 // freed by an earlier task without any synchronization. It also means that an out-of-memory is
 // an execution failure reported at the next sync point with the op's name, like a cuDNN status.
 //
+// Layout: the front end sees logical NCHW shapes only. Physically, float32 and int32 buffers
+// are plain row-major, as before half precision came; a 4-D bfloat16 or float16 buffer
+// (activations, their gradients, and the reduced-precision copies of convolution weights that
+// amp.autocast makes, OIHW stored as OHWI) is channels-last, NHWC. The rule depends on nothing
+// but the dtype and the rank, so every op knows every operand's layout without a field to keep
+// in step: cuDNN's tensor-core convolutions and its fused batch norm (batch_norm.cc) want NHWC
+// half precision, and no float32 path changes. The boundary converts (buffers.cc: upload,
+// readback, reshape, cast, one kernel, kernels::Convert); element-wise ops see operands of one
+// shape and type, hence one layout, and index them linearly.
+//
 // cuDNN: one handle per backend, used only by the worker (a cuDNN handle is not meant for
 // concurrent use by several threads). Descriptors and algorithm choices are cached per shape in
 // the context's KeyedCache, on the worker too, so no lock is needed.
@@ -100,11 +110,21 @@ using TensorDesc = CudnnDesc<cudnnTensorDescriptor_t, cudnnCreateTensorDescripto
 using FilterDesc = CudnnDesc<cudnnFilterDescriptor_t, cudnnCreateFilterDescriptor, cudnnDestroyFilterDescriptor>;
 using ConvDesc = CudnnDesc<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
 using PoolDesc = CudnnDesc<cudnnPoolingDescriptor_t, cudnnCreatePoolingDescriptor, cudnnDestroyPoolingDescriptor>;
+using ActivationDesc =
+    CudnnDesc<cudnnActivationDescriptor_t, cudnnCreateActivationDescriptor, cudnnDestroyActivationDescriptor>;
 
 // cuDNN's element type for a buffer's.
 cudnnDataType_t CudnnType(DType dtype);
-// A plain NCHW tensor descriptor.
+bool IsHalf(DType dtype);
+// The layout rule (top of this file): whether a buffer of these dims and type is channels-last.
+bool ChannelsLast(const std::vector<int64_t>& dims, DType dtype);
+// cuDNN's format for 4-D tensors and filters of `dtype`: NHWC for half precision, else NCHW.
+cudnnTensorFormat_t CudnnFormat(DType dtype);
+// A 4-D tensor descriptor of logical NCHW dims in the layout the rule gives a 4-D buffer of
+// `dtype`. A [N, C, 1, 1] view of a 2-D [N, C] buffer (linear.cc) is the same memory either way.
 void SetTensor4d(const TensorDesc& d, const std::vector<int64_t>& nchw, DType dtype = DType::kFloat32);
+// A buffer's layout as the kernels take it.
+math::Layout LayoutOf(const std::vector<int64_t>& dims, DType dtype);
 // cuDNN's descriptors take int dimensions and strides: refuses (RangeError) a shape above 2^31
 // elements. `what` names the tensors for the message.
 void RequireCudnnSize(const std::vector<int64_t>& dims, const std::string& what);
@@ -184,6 +204,12 @@ class CudaStorage : public Storage {
 };
 
 using CudaStoragePtr = std::shared_ptr<CudaStorage>;
+
+class CudaBackend;
+// dst's values from src's of the same logical (row-major) indices, converted from src's type and
+// layout to dst's (a 1-D buffer is plain): one kernels::Convert on the compute stream (buffers.cc).
+// Worker only.
+void ConvertInto(CudaBackend& b, CudaStorage& src, CudaStorage& dst);
 
 // A storage handed in by the front end: made by this backend (see backend.h).
 inline CudaStoragePtr Cuda(const StoragePtr& s) { return std::static_pointer_cast<CudaStorage>(s); }

@@ -1,12 +1,16 @@
 // Test-only functions that need no GPU, so that a machine without one tests what it can of the
 // backend with the backend's own code:
 // - the plans the ops build (conv2d.cc, pool2d.cc, batch_norm.cc) from the geometry the front end
-//   reads, with every descriptor field read back from cuDNN, which runs these calls on the host;
+//   reads, with every descriptor field read back from cuDNN, which runs these calls on the host,
+//   in float32 and in the half types' NHWC layout, and batch norm's choice of a fused tail;
+// - the conversions of type and layout behind uploads, readbacks, reshapes and casts;
 // - the convolution's choice of algorithm (candidates from a ranking, the walk to the first one
 //   that runs) against a simulated cuDNN;
 // - the kernels (kernels/), by running their per-thread code on the CPU over the grid their launch
 //   would have, so that indexing, launch sizes, the SGD chunks and the softmax block reduction
-//   are tested too, not only the arithmetic; an index visited twice or never is an error.
+//   are tested too, not only the arithmetic, in float32 and in the half types (stored as the
+//   backend stores them, read back as it reads them); an index visited twice or never is an
+//   error.
 // Not part of the Binding surface.
 #include <cstring>
 #include <stdexcept>
@@ -92,11 +96,62 @@ void EmulateMap(int64_t n, F f) {
   }
 }
 
+const char* CudnnTypeName(cudnnDataType_t type) {
+  switch (type) {
+    case CUDNN_DATA_FLOAT:
+      return "float";
+    case CUDNN_DATA_HALF:
+      return "half";
+    case CUDNN_DATA_BFLOAT16:
+      return "bfloat16";
+    default:
+      return "?";
+  }
+}
+
 std::string DescString(const TensorDesc& d) {
   cudnnDataType_t type;
   int n, c, h, w, ns, cs, hs, ws;
   CR_CUDNN(cudnnGetTensor4dDescriptor(d.get(), &type, &n, &c, &h, &w, &ns, &cs, &hs, &ws));
-  return ShapeString({n, c, h, w}) + " strides " + ShapeString({ns, cs, hs, ws}) + (type == CUDNN_DATA_FLOAT ? " float" : " ?");
+  return ShapeString({n, c, h, w}) + " strides " + ShapeString({ns, cs, hs, ws}) + " " + CudnnTypeName(type);
+}
+
+// The element type of argument i, float32 when absent.
+DType OptionalDType(const Napi::CallbackInfo& info, size_t i) {
+  return i < info.Length() && !info[i].IsUndefined() ? DTypeArg(info, i) : DType::kFloat32;
+}
+
+// f(T{}) with T the kernels' element type of a floating `type`, on the host.
+template <typename F>
+auto WithHostType(DType type, F&& f) {
+  if (type == DType::kBFloat16) return f(math::BFloat16{});
+  if (type == DType::kFloat16) return f(math::Float16{});
+  if (type == DType::kFloat32) return f(float{});
+  ThrowTypeError(OpScope::CurrentOp() + ": expected a floating dtype");
+}
+
+// n values of T in `layout` from plain float32 ones, and back, as kernels::Convert runs them.
+template <typename T>
+std::vector<T> ToDevice(const float* plain, int64_t n, const math::Layout& layout) {
+  std::vector<T> out(static_cast<size_t>(n));
+  EmulateMap(n, [&](int64_t j) { math::ConvertAt(plain, math::Layout{false, 0, 0}, out.data(), layout, j); });
+  return out;
+}
+
+template <typename T>
+Napi::Float32Array ToPlain(Napi::Env env, const std::vector<T>& values, const math::Layout& layout) {
+  Napi::Float32Array out = Poisoned(env, values.size());
+  EmulateMap(int64_t(values.size()),
+             [&](int64_t j) { math::ConvertAt(values.data(), layout, Data<float>(out), math::Layout{false, 0, 0}, j); });
+  return out;
+}
+
+// The values of a buffer in physical order, widened to float32.
+template <typename T>
+Napi::Float32Array Widened(Napi::Env env, const std::vector<T>& values) {
+  Napi::Float32Array out = Napi::Float32Array::New(env, values.size());
+  for (size_t i = 0; i < values.size(); ++i) Data<float>(out)[i] = math::Load(values[i]);
+  return out;
 }
 
 cudnnMathType_t MathTypeOf(const std::string& name) {
@@ -121,7 +176,7 @@ Napi::Value ConvPlanOf(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostConvPlan", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const Dims x = IntsArg(info, 0, "input shape", 4), w = IntsArg(info, 1, "weight shape", 4);
-    const ConvPlanKey k{ops::ReadConv2dGeometry(info, 2, x, w), DType::kFloat32, BoolArg(info, 6, "tf32")};
+    const ConvPlanKey k{ops::ReadConv2dGeometry(info, 2, x, w), OptionalDType(info, 7), BoolArg(info, 6, "tf32")};
     auto p = BuildConvPlan(k);
     int n, c, h, wo;
     CR_CUDNN(cudnnGetConvolution2dForwardOutputDim(p->conv.get(), p->x.get(), p->w.get(), &n, &c, &h, &wo));
@@ -142,7 +197,7 @@ Napi::Value ConvPlanOf(const Napi::CallbackInfo& info) {
     o.Set("x", DescString(p->x));
     o.Set("yDesc", DescString(p->y));
     o.Set("bias", DescString(p->bias));
-    o.Set("w", ShapeString({k0, k1, k2, k3}) + (format == CUDNN_TENSOR_NCHW && wtype == CUDNN_DATA_FLOAT ? " NCHW float" : " ?"));
+    o.Set("w", ShapeString({k0, k1, k2, k3}) + (format == CUDNN_TENSOR_NCHW ? " NCHW " : " NHWC ") + CudnnTypeName(wtype));
     o.Set("padding", Ints(env, {pad_h, pad_w}));
     o.Set("stride", Ints(env, {u, v}));
     o.Set("dilation", Ints(env, {dil_h, dil_w}));
@@ -161,7 +216,7 @@ Napi::Value PoolPlanOf(const Napi::CallbackInfo& info) {
     const std::string mode_name = StringArg(info, 4, "mode");
     if (mode_name != "max" && mode_name != "avg") ThrowTypeError("hostPoolPlan: mode must be 'max' or 'avg'");
     const PoolPlanKey k{mode_name == "max" ? PoolMode::kMax : PoolMode::kAvg,
-                        ops::ReadPoolGeometry(info, 1, IntsArg(info, 0, "input shape", 4)), DType::kFloat32};
+                        ops::ReadPoolGeometry(info, 1, IntsArg(info, 0, "input shape", 4)), OptionalDType(info, 5)};
     auto p = BuildPoolPlan(k);
     int n, c, h, w;
     CR_CUDNN(cudnnGetPooling2dForwardOutputDim(p->pool.get(), p->x.get(), &n, &c, &h, &w));
@@ -176,6 +231,7 @@ Napi::Value PoolPlanOf(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(env);
     o.Set("y", Ints(env, k.g.y));
     o.Set("cudnnY", Ints(env, {n, c, h, w}));
+    o.Set("xDesc", DescString(p->x));
     o.Set("yDesc", DescString(p->y));
     o.Set("mode", mode_str);
     o.Set("propagateNan", nan == CUDNN_PROPAGATE_NAN);
@@ -193,6 +249,59 @@ Napi::Value BatchNormPlanOf(const Napi::CallbackInfo& info) {
     CheckedNumel(x);
     auto p = BuildBatchNormPlan(x, DType::kFloat32);
     return Napi::String::New(info.Env(), DescString(p->stats));
+  });
+}
+
+// hostBatchNormTail(x, dtype, relu, residual) -> what batch_norm.cc decides and builds for a
+// training forward with this tail: whether it tries cuDNN's fused call, with which ops, the type
+// cuDNN's call computes in, and the plan's descriptors.
+Napi::Value BatchNormTail(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostBatchNormTail", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Dims x = IntsArg(info, 0, "input shape", 4);
+    CheckedNumel(x);
+    const DType dtype = DTypeArg(info, 1);
+    const bool relu = BoolArg(info, 2, "relu"), residual = BoolArg(info, 3, "residual");
+    auto p = BuildBatchNormPlan(x, dtype);
+    cudnnActivationMode_t mode;
+    cudnnNanPropagation_t nan;
+    double coef;
+    CR_CUDNN(cudnnGetActivationDescriptor(p->relu.get(), &mode, &nan, &coef));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("x", DescString(p->x));
+    o.Set("stats", DescString(p->stats));
+    o.Set("fused", TriesFusedTail(x, dtype, relu));
+    o.Set("computes", DTypeName(BatchNormComputeType(dtype)));
+    o.Set("ops", FusedOps(residual) == CUDNN_BATCHNORM_OPS_BN_ADD_ACTIVATION ? "bn-add-activation" : "bn-activation");
+    o.Set("activation", mode == CUDNN_ACTIVATION_RELU && nan == CUDNN_PROPAGATE_NAN ? "relu" : "?");
+    return o;
+  });
+}
+
+// hostConvert(values, shape, dtype, toShape) -> { physical, reshaped, plain }: plain float32
+// values uploaded into a buffer of shape and dtype (physical: its values in memory order,
+// widened), reshaped to toShape (reshaped: likewise), and read back (plain), each step as
+// kernels::Convert runs it.
+Napi::Value Convert(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostConvert", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const Dims shape = ShapeArg(info, 1), to = ShapeArg(info, 3);
+    const int64_t n = CheckedNumel(shape);
+    if (CheckedNumel(to) != n) ThrowRangeError("hostConvert: the shapes hold different numbers of elements");
+    const float* values = Data<float>(Floats(info[0], "values", size_t(n)));
+    const DType dtype = DTypeArg(info, 2);
+    return WithHostType(dtype, [&](auto t) -> Napi::Value {
+      using T = decltype(t);
+      const math::Layout from = LayoutOf(shape, dtype), layout = LayoutOf(to, dtype);
+      const std::vector<T> stored = ToDevice<T>(values, n, from);
+      std::vector<T> reshaped(static_cast<size_t>(n));
+      EmulateMap(n, [&](int64_t j) { math::ConvertAt(stored.data(), from, reshaped.data(), layout, j); });
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("physical", Widened(env, stored));
+      o.Set("reshaped", Widened(env, reshaped));
+      o.Set("plain", ToPlain(env, reshaped, layout));
+      return o;
+    });
   });
 }
 
@@ -270,29 +379,36 @@ Napi::Value ConvWalk(const Napi::CallbackInfo& info) {
   });
 }
 
-// hostElementwise('relu' | 'reluBackward' | 'add' | 'addRelu', a, b | null) -> result
+// hostElementwise('relu' | 'reluBackward' | 'add' | 'addRelu', a, b | null, dtype?) -> result: a
+// and b stored in dtype (plain, as the kernels index every layout), the kernel's per-element code,
+// the result read back to float32.
 Napi::Value Elementwise(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostElementwise", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const std::string op = StringArg(info, 0, "op");
+    if (op != "relu" && op != "reluBackward" && op != "add" && op != "addRelu") {
+      ThrowTypeError("hostElementwise: unknown op '" + op + "'");
+    }
     if (info.Length() < 2 || !info[1].IsTypedArray()) ThrowTypeError("hostElementwise: expected a Float32Array");
     const size_t n = info[1].As<Napi::TypedArray>().ElementLength();
     const float* a = Data<float>(Floats(info[1], "a", n));
     const float* b = op == "relu" ? nullptr : Data<float>(Floats(info.Length() > 2 ? info[2] : env.Undefined(), "b", n));
-    Napi::Float32Array out = Poisoned(env, n);
-    float* y = Data<float>(out);
-    if (op == "relu") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::Relu(a[i]); });
-    } else if (op == "reluBackward") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::ReluGrad(a[i], b[i]); });
-    } else if (op == "add") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = a[i] + b[i]; });
-    } else if (op == "addRelu") {
-      EmulateMap(int64_t(n), [&](int64_t i) { y[i] = math::AddRelu(a[i], b[i]); });
-    } else {
-      ThrowTypeError("hostElementwise: unknown op '" + op + "'");
-    }
-    return out;
+    const math::Layout plain{false, 0, 0};
+    return WithHostType(OptionalDType(info, 3), [&](auto t) -> Napi::Value {
+      using T = decltype(t);
+      const std::vector<T> at = ToDevice<T>(a, int64_t(n), plain);
+      const std::vector<T> bt = b ? ToDevice<T>(b, int64_t(n), plain) : std::vector<T>();
+      std::vector<T> y(n);
+      for (T& v : y) math::Store(&v, NAN);
+      if (op == "relu") {
+        EmulateMap(int64_t(n), [&](int64_t i) { math::ReluAt(at.data(), y.data(), i); });
+      } else if (op == "reluBackward") {
+        EmulateMap(int64_t(n), [&](int64_t i) { math::ReluBackwardAt(at.data(), bt.data(), y.data(), i); });
+      } else {
+        EmulateMap(int64_t(n), [&](int64_t i) { math::AddAt(at.data(), bt.data(), op == "addRelu", y.data(), i); });
+      }
+      return ToPlain(env, y, plain);
+    });
   });
 }
 
@@ -388,24 +504,33 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   });
 }
 
-// hostPoolBackward('max' | 'avg', x | null, dy, xShape, kernel, stride, padding) -> dx
+// hostPoolBackward('max' | 'avg', x | null, dy, xShape, kernel, stride, padding, dtype?) -> dx:
+// with a half-precision dtype, x and dy are stored as the backend stores them (channels-last, in
+// that type) and dx is read back to plain float32, each step as the kernels run it.
 Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostPoolBackward", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     const std::string mode = StringArg(info, 0, "mode");
     if (mode != "max" && mode != "avg") ThrowTypeError("hostPoolBackward: mode must be 'max' or 'avg'");
     const PoolGeometry g = ops::ReadPoolGeometry(info, 4, IntsArg(info, 3, "input shape", 4));
-    const int64_t planes = g.x[0] * g.x[1], n = planes * g.x[2] * g.x[3];
-    const float* dy = Data<float>(Floats(info[2], "dy", size_t(planes * g.y[2] * g.y[3])));
-    const math::PoolPlane plane = PoolPlaneOf(g);
-    Napi::Float32Array dx = Poisoned(env, size_t(n));
-    if (mode == "max") {
-      const float* x = Data<float>(Floats(info[1], "x", size_t(n)));
-      EmulateMap(n, [&](int64_t i) { math::MaxPoolBackwardAt(x, dy, Data<float>(dx), plane, i); });
-    } else {
-      EmulateMap(n, [&](int64_t i) { math::AvgPoolBackwardAt(dy, Data<float>(dx), plane, i); });
-    }
-    return dx;
+    const DType dtype = OptionalDType(info, 7);
+    const int64_t n = g.x[0] * g.x[1] * g.x[2] * g.x[3], dy_n = g.y[0] * g.y[1] * g.y[2] * g.y[3];
+    const float* dy = Data<float>(Floats(info[2], "dy", size_t(dy_n)));
+    const float* x = mode == "max" ? Data<float>(Floats(info[1], "x", size_t(n))) : nullptr;
+    const math::PoolPlane plane = PoolPlaneOf(g, dtype);
+    return WithHostType(dtype, [&](auto t) -> Napi::Value {
+      using T = decltype(t);
+      const std::vector<T> dy_d = ToDevice<T>(dy, dy_n, LayoutOf(g.y, dtype));
+      const std::vector<T> x_d = x ? ToDevice<T>(x, n, LayoutOf(g.x, dtype)) : std::vector<T>();
+      std::vector<T> dx(static_cast<size_t>(n));
+      for (T& v : dx) math::Store(&v, NAN);
+      if (x) {
+        EmulateMap(n, [&](int64_t i) { math::MaxPoolBackwardAt(x_d.data(), dy_d.data(), dx.data(), plane, i); });
+      } else {
+        EmulateMap(n, [&](int64_t i) { math::AvgPoolBackwardAt(dy_d.data(), dx.data(), plane, i); });
+      }
+      return ToPlain(env, dx, LayoutOf(g.x, dtype));
+    });
   });
 }
 
@@ -432,6 +557,8 @@ void RegisterHostChecks(Napi::Env env, Napi::Object exports) {
       {"hostConvPlan", ConvPlanOf},
       {"hostPoolPlan", PoolPlanOf},
       {"hostBatchNormPlan", BatchNormPlanOf},
+      {"hostBatchNormTail", BatchNormTail},
+      {"hostConvert", Convert},
       {"hostConvCandidates", ConvCandidatesOf},
       {"hostConvWalk", ConvWalk},
       {"hostElementwise", Elementwise},

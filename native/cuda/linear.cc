@@ -1,5 +1,7 @@
 // Fully connected layer (y = x·wᵀ + b) as a cuDNN 1x1 convolution of x viewed as [N, in, 1, 1]
-// with w viewed as [out, in, 1, 1]: the same memory, no reorder. The CUDA toolkit here ships no
+// with w viewed as [out, in, 1, 1]: the same memory, no reorder. In half precision the views get
+// NHWC descriptors (SetTensor4d), which with H = W = 1 is that memory too, and the tensor-core
+// kernels cuDNN has for NHWC. The CUDA toolkit here ships no
 // cuBLAS, and the layer is the small classifier head, so a GEMM library would buy little.
 #include "conv2d.h"
 

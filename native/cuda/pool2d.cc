@@ -6,6 +6,9 @@
 // cover it, deterministically, with PyTorch's rule, and their index arithmetic runs on the CPU in
 // the host-side tests.
 //
+// Half precision is channels-last (cuda_backend.h): cuDNN's forward takes NHWC descriptors, and the
+// backward kernels index NHWC planes (math::PoolElementAt).
+//
 // The opaque "workspace" of maxPool2dForward keeps the forward's input, which the backward reads
 // to find each window's maximum again (the price: the input is kept, where the CPU backend keeps
 // argmax offsets). It also remembers the geometry, so a workspace of another pooling is refused.
@@ -32,8 +35,9 @@ std::shared_ptr<PoolPlan> BuildPoolPlan(const PoolPlanKey& k) {
   return plan;
 }
 
-math::PoolPlane PoolPlaneOf(const PoolGeometry& g) {
-  return {g.x[2], g.x[3], g.y[2], g.y[3], g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.padding[0], g.padding[1]};
+math::PoolPlane PoolPlaneOf(const PoolGeometry& g, DType dtype) {
+  return {g.x[2],      g.x[3],      g.y[2],     g.y[3],     g.kernel[0], g.kernel[1], g.stride[0],
+          g.stride[1], g.padding[0], g.padding[1], ChannelsLast(g.x, dtype), g.x[1]};
 }
 
 namespace {
@@ -74,13 +78,12 @@ StoragePtr CudaBackend::Pool2dBackward(const Pool2dBackwardArgs& a) {
     if (!ws || ws->key != k.Key()) RefuseWorkspace(a.g);
     x = ws->x;
   }
-  const math::PoolPlane plane = PoolPlaneOf(a.g);
-  const int64_t planes = a.g.x[0] * a.g.x[1];
-  Enqueue(a.task, [this, dy, dx, x, plane, planes] {
+  const math::PoolPlane plane = PoolPlaneOf(a.g, a.dtype);
+  Enqueue(a.task, [this, dy, dx, x, plane] {
     if (x) {
-      CR_CUDA(kernels::MaxPoolBackward(x->F(), dy->F(), dx->F(), planes, plane, stream()));
+      CR_CUDA(kernels::MaxPoolBackward(dx->dtype, x->Ptr(), dy->Ptr(), dx->Ptr(), dx->Numel(), plane, stream()));
     } else {
-      CR_CUDA(kernels::AvgPoolBackward(dy->F(), dx->F(), planes, plane, stream()));
+      CR_CUDA(kernels::AvgPoolBackward(dx->dtype, dy->Ptr(), dx->Ptr(), dx->Numel(), plane, stream()));
     }
   });
   return dx;

@@ -22,7 +22,7 @@ struct PoolPlan {
 // padded zeros (PyTorch's count_include_pad = true); NaN propagates. Host calls only (no GPU).
 std::shared_ptr<PoolPlan> BuildPoolPlan(const PoolPlanKey& k);
 
-// The geometry of one plane, as the backward kernels take it.
-math::PoolPlane PoolPlaneOf(const PoolGeometry& g);
+// The geometry of one plane of buffers of `dtype`, as the backward kernels take it.
+math::PoolPlane PoolPlaneOf(const PoolGeometry& g, DType dtype);
 
 }  // namespace cr::cuda

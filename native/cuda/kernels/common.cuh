@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../../common/storage.h"
 #include "math.cuh"
 
 namespace cr::cuda::kernels {
@@ -42,6 +43,23 @@ template <typename F>
 cudaError_t Map(int64_t n, cudaStream_t stream, F f) {
   MapKernel<<<Blocks(n), kThreads, 0, stream>>>(n, f);
   return cudaGetLastError();
+}
+
+// f(T{}) with T the kernels' element type of `type` (math::BFloat16 ...): the one switch from a
+// buffer's type to a kernel's template argument. int32 has no floating kernels.
+template <typename F>
+cudaError_t WithFloatType(DType type, F&& f) {
+  switch (type) {
+    case DType::kFloat32:
+      return f(float{});
+    case DType::kBFloat16:
+      return f(math::BFloat16{});
+    case DType::kFloat16:
+      return f(math::Float16{});
+    case DType::kInt32:
+      break;
+  }
+  return cudaErrorInvalidValue;
 }
 #endif
 

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "../../common/storage.h"
 #include "math.cuh"
 
 namespace cr::cuda::kernels {
@@ -17,12 +18,24 @@ struct LabelError {
   long long row, rows;
 };
 
-cudaError_t Relu(const float* x, float* y, int64_t n, cudaStream_t stream);
-cudaError_t ReluBackward(const float* y, const float* dy, float* dx, int64_t n, cudaStream_t stream);
-cudaError_t Scale(const float* x, float alpha, float* y, int64_t n, cudaStream_t stream);
-cudaError_t Add(const float* a, const float* b, float* y, int64_t n, bool relu, cudaStream_t stream);
+// The element-wise kernels read and write `type` (float32, bfloat16 or float16) and compute in
+// float; they index buffers linearly, so any layout works as long as all operands share it.
+cudaError_t Relu(DType type, const void* x, void* y, int64_t n, cudaStream_t stream);
+cudaError_t ReluBackward(DType type, const void* y, const void* dy, void* dx, int64_t n, cudaStream_t stream);
+cudaError_t Scale(DType type, const void* x, float alpha, void* y, int64_t n, cudaStream_t stream);
+cudaError_t Add(DType type, const void* a, const void* b, void* y, int64_t n, bool relu, cudaStream_t stream);
 // Writes the 32-bit pattern `bits` (a float's or an int's) n times.
 cudaError_t Fill(void* p, uint32_t bits, int64_t n, cudaStream_t stream);
+// Writes the 16-bit pattern `bits` (a half-precision value's) n times.
+cudaError_t Fill16(void* p, uint16_t bits, int64_t n, cudaStream_t stream);
+// dst, n elements of dst_type in layout `to`, from src's values of the same logical indices,
+// converted from src_type (math::ConvertAt): casts, layout changes and reshapes in one pass.
+cudaError_t Convert(const void* src, DType src_type, const math::Layout& from, void* dst, DType dst_type,
+                    const math::Layout& to, int64_t n, cudaStream_t stream);
+// Adds to *count the number of infinite or NaN values among x's n values of `type`.
+cudaError_t CountNonFinite(DType type, const void* x, int64_t n, unsigned long long* count, cudaStream_t stream);
+// *out = float(*count), on the device.
+cudaError_t CountToFloat(const unsigned long long* count, float* out, cudaStream_t stream);
 
 // `error` points at a LabelError: the first out-of-range label is recorded
 // there and reported at the next sync point. `loss` receives the mean over rows.
@@ -34,10 +47,11 @@ cudaError_t SoftmaxXentBackward(const float* probs, const int32_t* labels, int64
 // Updates every tensor in a few launches (one per chunk of tensors, not one per tensor).
 cudaError_t SgdStep(const math::SgdTensor* tensors, size_t count, const math::SgdHyper& h, cudaStream_t stream);
 
-// Pooling backwards over `planes` planes (N·C) of geometry g: dx of planes·h·w elements, every one
-// written. Max pooling reads the forward's input x.
-cudaError_t MaxPoolBackward(const float* x, const float* dy, float* dx, int64_t planes, const math::PoolPlane& g,
+// Pooling backwards of geometry g (channels-last where g.nhwc) over n = N·C·h·w input elements
+// of `type`: dx, every element written. Max pooling reads the forward's input x.
+cudaError_t MaxPoolBackward(DType type, const void* x, const void* dy, void* dx, int64_t n, const math::PoolPlane& g,
                             cudaStream_t stream);
-cudaError_t AvgPoolBackward(const float* dy, float* dx, int64_t planes, const math::PoolPlane& g, cudaStream_t stream);
+cudaError_t AvgPoolBackward(DType type, const void* dy, void* dx, int64_t n, const math::PoolPlane& g,
+                            cudaStream_t stream);
 
 }  // namespace cr::cuda::kernels

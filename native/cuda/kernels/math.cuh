@@ -6,6 +6,8 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "../../common/half.h"
+
 #ifdef __CUDACC__
 #define CR_HD __host__ __device__ __forceinline__
 #else
@@ -14,10 +16,76 @@
 
 namespace cr::cuda::math {
 
+// The element types kernels read and write. Arithmetic is in float: a half-precision value is
+// widened on load and rounded to nearest even on store, with native/common/half.h's functions,
+// so a value stored by a kernel is the one an upload or the CPU backend would store.
+struct BFloat16 {
+  uint16_t bits;
+};
+struct Float16 {
+  uint16_t bits;
+};
+
+CR_HD float Load(float v) { return v; }
+CR_HD float Load(BFloat16 v) { return BFloat16ToFloat(v.bits); }
+CR_HD float Load(Float16 v) { return HalfToFloat(v.bits); }
+CR_HD void Store(float* p, float v) { *p = v; }
+CR_HD void Store(BFloat16* p, float v) { p->bits = FloatToBFloat16(v); }
+CR_HD void Store(Float16* p, float v) { p->bits = FloatToHalf(v); }
+
+// Where the element of logical (row-major NCHW) index i of a buffer is. 4-D half-precision
+// buffers of the cuda backend are channels-last (cuda_backend.h): `c` and `hw` are then the
+// channels and H·W of the logical shape; everything else is plain (`nhwc` false).
+struct Layout {
+  bool nhwc;
+  int64_t c, hw;
+};
+
+CR_HD int64_t PhysicalIndex(const Layout& l, int64_t i) {
+  if (!l.nhwc) return i;
+  const int64_t image = l.c * l.hw, n = i / image, r = i % image;
+  return (n * l.hw + r % l.hw) * l.c + r / l.hw;
+}
+
+CR_HD int64_t LogicalIndex(const Layout& l, int64_t j) {
+  if (!l.nhwc) return j;
+  const int64_t image = l.c * l.hw, n = j / image, r = j % image;
+  return (n * l.c + r % l.c) * l.hw + r / l.c;
+}
+
+// Element j of a conversion: dst's physical element j gets the value of the same logical
+// element in src, converted. A reshape keeps the logical (row-major) index, so src and dst may
+// have different logical shapes as well as layouts and types.
+template <typename S, typename D>
+CR_HD void ConvertAt(const S* src, const Layout& from, D* dst, const Layout& to, int64_t j) {
+  Store(dst + j, Load(src[PhysicalIndex(from, LogicalIndex(to, j))]));
+}
+
+CR_HD bool NonFinite(float v) { return !isfinite(v); }
+
 // NaN propagates, as through the CPU backend's ReLU.
 CR_HD float Relu(float x) { return (x > 0.f || x != x) ? x : 0.f; }
 CR_HD float ReluGrad(float y, float dy) { return y > 0.f ? dy : 0.f; }
 CR_HD float AddRelu(float a, float b) { return Relu(a + b); }
+
+// Element i of the element-wise kernels, in float between a load and a store of T.
+template <typename T>
+CR_HD void ReluAt(const T* x, T* y, int64_t i) {
+  Store(y + i, Relu(Load(x[i])));
+}
+template <typename T>
+CR_HD void ReluBackwardAt(const T* y, const T* dy, T* dx, int64_t i) {
+  Store(dx + i, ReluGrad(Load(y[i]), Load(dy[i])));
+}
+template <typename T>
+CR_HD void ScaleAt(const T* x, float alpha, T* y, int64_t i) {
+  Store(y + i, alpha * Load(x[i]));
+}
+template <typename T>
+CR_HD void AddAt(const T* a, const T* b, bool relu, T* y, int64_t i) {
+  const float sum = Load(a[i]) + Load(b[i]);
+  Store(y + i, relu ? Relu(sum) : sum);
+}
 
 // PyTorch's SGD rule for one element (see Binding.sgdStep). `buf` is null without momentum.
 struct SgdHyper {
@@ -105,6 +173,12 @@ CR_HD void SoftmaxXentGradAt(const float* probs, const int32_t* labels, int64_t 
 struct PoolPlane {
   int64_t h, w, oh, ow;
   int64_t kh, kw, sh, sw, ph, pw;
+  // Channels-last (NHWC) buffers: c channels lie between horizontally adjacent elements of a
+  // plane. Plain NCHW: false, and c is unused.
+  bool nhwc;
+  int64_t c;
+  // The distance between horizontally adjacent elements of one plane.
+  CR_HD int64_t Step() const { return nhwc ? c : 1; }
 };
 
 // The windows along one axis that contain input position i: [*lo, *hi], empty when lo > hi.
@@ -118,7 +192,8 @@ CR_HD void CoveringWindows(int64_t i, int64_t k, int64_t s, int64_t p, int64_t o
 
 // The index in the plane of window (oy, ox)'s maximum: the first one in row-major order on ties,
 // and a NaN wins, as in PyTorch (and test/reference/ops64.ts). Padding never wins.
-CR_HD int64_t WindowArgmax(const float* x, const PoolPlane& g, int64_t oy, int64_t ox) {
+template <typename T>
+CR_HD int64_t WindowArgmax(const T* x, const PoolPlane& g, int64_t oy, int64_t ox) {
   int64_t best = -1;
   float best_value = 0.f;
   for (int64_t ky = 0; ky < g.kh; ++ky) {
@@ -127,7 +202,7 @@ CR_HD int64_t WindowArgmax(const float* x, const PoolPlane& g, int64_t oy, int64
     for (int64_t kx = 0; kx < g.kw; ++kx) {
       const int64_t ix = ox * g.sw - g.pw + kx;
       if (ix < 0 || ix >= g.w) continue;
-      const float v = x[iy * g.w + ix];
+      const float v = Load(x[(iy * g.w + ix) * g.Step()]);
       if (best < 0 || v > best_value || (v != v && best_value == best_value)) {
         best = iy * g.w + ix;
         best_value = v;
@@ -139,7 +214,8 @@ CR_HD int64_t WindowArgmax(const float* x, const PoolPlane& g, int64_t oy, int64
 
 // Max pooling's input gradient at (iy, ix): the output gradients of the windows whose maximum it
 // is, gathered in a fixed order (deterministic, no atomics).
-CR_HD float MaxPoolGradAt(const float* x, const float* dy, const PoolPlane& g, int64_t iy, int64_t ix) {
+template <typename T>
+CR_HD float MaxPoolGradAt(const T* x, const T* dy, const PoolPlane& g, int64_t iy, int64_t ix) {
   int64_t y_lo, y_hi, x_lo, x_hi;
   CoveringWindows(iy, g.kh, g.sh, g.ph, g.oh, &y_lo, &y_hi);
   CoveringWindows(ix, g.kw, g.sw, g.pw, g.ow, &x_lo, &x_hi);
@@ -147,7 +223,7 @@ CR_HD float MaxPoolGradAt(const float* x, const float* dy, const PoolPlane& g, i
   float sum = 0.f;
   for (int64_t oy = y_lo; oy <= y_hi; ++oy) {
     for (int64_t ox = x_lo; ox <= x_hi; ++ox) {
-      if (WindowArgmax(x, g, oy, ox) == self) sum += dy[oy * g.ow + ox];
+      if (WindowArgmax(x, g, oy, ox) == self) sum += Load(dy[(oy * g.ow + ox) * g.Step()]);
     }
   }
   return sum;
@@ -155,27 +231,46 @@ CR_HD float MaxPoolGradAt(const float* x, const float* dy, const PoolPlane& g, i
 
 // Average pooling's input gradient at (iy, ix), padded zeros counted in every divisor (PyTorch's
 // count_include_pad = true): each covering window's gradient over kh·kw.
-CR_HD float AvgPoolGradAt(const float* dy, const PoolPlane& g, int64_t iy, int64_t ix) {
+template <typename T>
+CR_HD float AvgPoolGradAt(const T* dy, const PoolPlane& g, int64_t iy, int64_t ix) {
   int64_t y_lo, y_hi, x_lo, x_hi;
   CoveringWindows(iy, g.kh, g.sh, g.ph, g.oh, &y_lo, &y_hi);
   CoveringWindows(ix, g.kw, g.sw, g.pw, g.ow, &x_lo, &x_hi);
   const float divisor = float(g.kh * g.kw);
   float sum = 0.f;
   for (int64_t oy = y_lo; oy <= y_hi; ++oy) {
-    for (int64_t ox = x_lo; ox <= x_hi; ++ox) sum += dy[oy * g.ow + ox] / divisor;
+    for (int64_t ox = x_lo; ox <= x_hi; ++ox) sum += Load(dy[(oy * g.ow + ox) * g.Step()]) / divisor;
   }
   return sum;
 }
 
-// Element i of a pooling backward over planes of h·w inputs: plane i / (h·w), position i % (h·w).
-CR_HD void MaxPoolBackwardAt(const float* x, const float* dy, float* dx, const PoolPlane& g, int64_t i) {
-  const int64_t hw = g.h * g.w, plane = i / hw, r = i % hw;
-  dx[i] = MaxPoolGradAt(x + plane * hw, dy + plane * g.oh * g.ow, g, r / g.w, r % g.w);
+// Where element i of a pooling backward's dx (physical order) is: the offsets of its plane's
+// first element in x (and dx) and in dy, and its position (iy, ix) in the plane. Plain NCHW planes
+// are contiguous; channels-last ones interleave their channels.
+struct PoolElement {
+  int64_t x_base, dy_base, iy, ix;
+};
+
+CR_HD PoolElement PoolElementAt(const PoolPlane& g, int64_t i) {
+  const int64_t hw = g.h * g.w, ohw = g.oh * g.ow;
+  if (!g.nhwc) {
+    const int64_t plane = i / hw, r = i % hw;
+    return {plane * hw, plane * ohw, r / g.w, r % g.w};
+  }
+  const int64_t ch = i % g.c, r = (i / g.c) % hw, n = i / (g.c * hw);
+  return {n * hw * g.c + ch, n * ohw * g.c + ch, r / g.w, r % g.w};
 }
 
-CR_HD void AvgPoolBackwardAt(const float* dy, float* dx, const PoolPlane& g, int64_t i) {
-  const int64_t hw = g.h * g.w, plane = i / hw, r = i % hw;
-  dx[i] = AvgPoolGradAt(dy + plane * g.oh * g.ow, g, r / g.w, r % g.w);
+template <typename T>
+CR_HD void MaxPoolBackwardAt(const T* x, const T* dy, T* dx, const PoolPlane& g, int64_t i) {
+  const PoolElement e = PoolElementAt(g, i);
+  Store(dx + i, MaxPoolGradAt(x + e.x_base, dy + e.dy_base, g, e.iy, e.ix));
+}
+
+template <typename T>
+CR_HD void AvgPoolBackwardAt(const T* dy, T* dx, const PoolPlane& g, int64_t i) {
+  const PoolElement e = PoolElementAt(g, i);
+  Store(dx + i, AvgPoolGradAt(dy + e.dy_base, g, e.iy, e.ix));
 }
 
 }  // namespace cr::cuda::math
