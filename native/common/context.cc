@@ -180,9 +180,17 @@ void InitAddon(Napi::Env env, Napi::Object exports, const char* name, const Cont
   ops::RegisterAll(env, exports);
 }
 
+void Context::RefuseInCapture(const std::string& op, const std::string& why) {
+  if (!capturing) return;
+  const std::string message = op + ": " + why + " inside a captured step (train.captureStep); the capture is abandoned";
+  if (capture_refusal.empty()) capture_refusal = message;
+  Fail("ERR_CAPTURE_REFUSED", message);
+}
+
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
                               std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
+  ctx.RefuseInCapture(op, "a sync point cannot wait");
   // The job belongs to the queued task until the task hands it to the JS thread. A task that never
   // runs (dropped when the environment goes away with work queued) frees it with the queue, on
   // the JS thread, since its JS references may only be deleted there.
@@ -225,6 +233,7 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
 
 void RunSync(Napi::Env env, const std::string& op, std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
+  ctx.RefuseInCapture(op, "a sync point cannot wait");
   std::promise<std::optional<Failure>> done;
   std::future<std::optional<Failure>> result = done.get_future();
   ctx.queue.Push(op, [&ctx, &done, op, fill = std::move(fill)] {

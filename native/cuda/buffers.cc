@@ -30,6 +30,8 @@ StoragePtr CudaBackend::Upload(const UploadArgs& a) {
 }
 
 void CudaBackend::CopyIn(CudaStorage& s, const std::shared_ptr<PinnedBuffer>& staging) {
+  // The front end refuses uploads while a step is captured; this is the worker's backstop.
+  RefuseInCapture("an upload from JavaScript memory cannot be captured");
   const Device& d = *device_;
   void* dst = s.AllocateOn(d.copy_stream);
   try {
@@ -73,6 +75,7 @@ StoragePtr CudaBackend::ZerosLike(const OpArgs& a, const StoragePtr& like) {
 Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
   CudaStoragePtr src = Cuda(s);
   CR_CUDA(cudaSetDevice(device_->index));
+  RefuseInCapture("a sync point cannot wait");
   auto r = std::make_shared<Readback>(device_->index, src->bytes);
   CR_CUDA(cudaMemcpyAsync(r->data.get(), src->Ptr(), src->bytes, cudaMemcpyDeviceToHost, stream()));
   try {
@@ -86,6 +89,13 @@ Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
     r->end->Wait();
     std::memcpy(dst, r->data.get(), r->data.bytes());
   };
+}
+
+void CudaBackend::CopyInto(const CopyIntoArgs& a) {
+  CudaStoragePtr dst = Cuda(a.dst), src = Cuda(a.src);
+  Enqueue(a.task, [this, dst, src] {
+    CR_CUDA(cudaMemcpyAsync(dst->Ptr(), src->Ptr(), dst->bytes, cudaMemcpyDeviceToDevice, stream()));
+  });
 }
 
 StoragePtr CudaBackend::Reshape(const ReshapeArgs& a) {
