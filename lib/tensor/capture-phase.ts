@@ -20,6 +20,9 @@ interface Frame {
   phase: CapturePhase;
   // Host-side effects to repeat at each replay (see eachReplay).
   replay: (() => void)[];
+  // The first refusal: thrown again when the call returns, in case it was a promise's rejection
+  // (an un-awaited `data()`) that the step function never saw.
+  refused: Error | null;
 }
 
 let current: Frame | null = null;
@@ -31,14 +34,17 @@ export function capturePhase(): CapturePhase | null {
 
 /**
  * Runs `fn` as a step's call in `phase`, and returns what it returned with the effects it asked
- * to repeat at each replay. Steps do not nest: a step called inside another is refused.
+ * to repeat at each replay; throws the first refusal made during the call, even one `fn` caught.
+ * Steps do not nest: a step called inside another is refused.
  */
 export function runInPhase<T>(phase: CapturePhase, fn: () => T): { result: T; replay: (() => void)[] } {
   if (current) throw captureRefusal('captureStep', 'a step called inside another step');
-  const frame: Frame = { phase, replay: [] };
+  const frame: Frame = { phase, replay: [], refused: null };
   current = frame;
   try {
-    return { result: fn(), replay: frame.replay };
+    const result = fn();
+    if (frame.refused) throw frame.refused;
+    return { result, replay: frame.replay };
   } finally {
     current = null;
   }
@@ -52,7 +58,10 @@ export function captureRefusal(op: string, what: string): Error {
 
 /** Throws `captureRefusal(op, what)` inside a recorded or checked call; nothing otherwise. */
 export function refuseInCapture(op: string, what: string): void {
-  if (current && current.phase !== 'warmup') throw captureRefusal(op, what);
+  if (!current || current.phase === 'warmup') return;
+  const err = captureRefusal(op, what);
+  current.refused ??= err;
+  throw err;
 }
 
 /**

@@ -184,7 +184,8 @@ void Context::RefuseInCapture(const std::string& op, const std::string& why) {
   if (!capturing) return;
   const std::string message = op + ": " + why + " inside a captured step (train.captureStep); the capture is abandoned";
   if (capture_refusal.empty()) capture_refusal = message;
-  Fail("ERR_CAPTURE_REFUSED", message);
+  // Not Fail, which would name the entry point again: `op` names it with its shapes.
+  throw NativeError(name, op, "ERR_CAPTURE_REFUSED", message);
 }
 
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,

@@ -35,7 +35,7 @@ namespace {
 
 enum GraphState : int { kPending = 0, kReady = 1, kFailed = 2 };
 
-std::string GraphName(uint64_t id) { return "captured step (graph " + std::to_string(id) + ")"; }
+std::string GraphName(uint64_t id) { return "captured step, graph " + std::to_string(id); }
 
 }  // namespace
 
@@ -70,8 +70,8 @@ struct CapturedGraph {
 
 void CudaBackend::RefuseInCapture(const std::string& why) {
   if (!device_ || !device_->capture.Active()) return;
-  const std::string message = OpScope::CurrentOp() + ": " + why + " inside a captured step (train.captureStep)";
-  device_->capture.Fail(message);
+  const std::string message = why + " inside a captured step (train.captureStep)";
+  device_->capture.Fail(OpScope::CurrentOp() + ": " + message);
   Fail("ERR_CAPTURE_REFUSED", message);
 }
 
@@ -96,7 +96,7 @@ uint64_t CudaBackend::CaptureBegin() {
 
 void CudaBackend::CaptureEnd(bool keep) {
   // Not Enqueue: its tasks are skipped after a failed capture, and this one must run.
-  ctx_.queue.Push("captureEnd", [this, keep] {
+  ctx_.queue.Push(keep ? "captureEnd" : "captureAbort", [this, keep] {
     CR_CUDA(cudaSetDevice(device_->index));
     EndCapture(keep);
   });
@@ -141,7 +141,7 @@ void CudaBackend::EndCapture(bool keep) {
   }
   if (failure.empty()) g->kept = std::move(left.kept);
   g->Settle(failure);
-  if (keep && !failure.empty()) Fail("ERR_CAPTURE_FAILED", GraphName(g->id) + " could not be captured: " + failure);
+  if (keep && !failure.empty()) Fail("ERR_CAPTURE_FAILED", "the " + GraphName(g->id) + " could not be captured: " + failure);
 }
 
 void CudaBackend::GraphLaunch(uint64_t id) {
@@ -152,8 +152,8 @@ void CudaBackend::GraphLaunch(uint64_t id) {
   std::shared_ptr<CapturedGraph> g = it->second;
   Enqueue("graphLaunch (" + GraphName(id) + ")", [this, g] {
     if (!g->exec) {
-      Fail("ERR_CAPTURE_FAILED", GraphName(g->id) + " cannot be replayed: " +
-                                     (g->failure.empty() ? std::string("its capture did not end") : g->failure));
+      Fail("ERR_CAPTURE_FAILED",
+           "cannot be replayed: " + (g->failure.empty() ? std::string("its capture did not end") : g->failure));
     }
     CR_CUDA(cudaGraphLaunch(g->exec, stream()));
   });

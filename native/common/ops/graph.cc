@@ -13,16 +13,16 @@ namespace cr {
 
 namespace {
 
-[[noreturn]] void NoGraphs(const char* op) {
-  Fail("ERR_UNSUPPORTED", std::string(op) + ": the " + OpScope::CurrentBackend() +
+[[noreturn]] void NoGraphs() {
+  Fail("ERR_UNSUPPORTED", std::string("the ") + OpScope::CurrentBackend() +
                               " backend has no graphs; train.captureStep runs its step eagerly there");
 }
 
 }  // namespace
 
-uint64_t Backend::CaptureBegin() { NoGraphs("captureBegin"); }
-void Backend::CaptureEnd(bool) { NoGraphs("captureEnd"); }
-void Backend::GraphLaunch(uint64_t) { NoGraphs("graphLaunch"); }
+uint64_t Backend::CaptureBegin() { NoGraphs(); }
+void Backend::CaptureEnd(bool) { NoGraphs(); }
+void Backend::GraphLaunch(uint64_t) { NoGraphs(); }
 void Backend::GraphRelease(uint64_t) {}
 GraphStatus Backend::GraphStatusOf(uint64_t) { return {false, "this backend has no graphs"}; }
 
@@ -44,7 +44,7 @@ Napi::Value CaptureBegin(const Napi::CallbackInfo& info) {
   return Entry(info, "captureBegin", [&]() -> Napi::Value {
     Context& ctx = Ctx(info.Env());
     Backend& backend = ctx.backend();
-    if (ctx.capturing) Fail("ERR_CAPTURE_OPEN", "captureBegin: a capture is already open; end it with captureEnd or captureAbort first");
+    if (ctx.capturing) Fail("ERR_CAPTURE_OPEN", "a capture is already open; end it with captureEnd or captureAbort first");
     const uint64_t id = backend.CaptureBegin();
     ctx.capturing = true;
     ctx.capture_refusal.clear();
@@ -59,12 +59,12 @@ Napi::Value CaptureEnd(const Napi::CallbackInfo& info) {
   return Entry(info, "captureEnd", [&]() -> Napi::Value {
     Context& ctx = Ctx(info.Env());
     Backend& backend = ctx.backend();
-    if (!ctx.capturing) Fail("ERR_CAPTURE_OPEN", "captureEnd: no capture is open (captureBegin first)");
+    if (!ctx.capturing) Fail("ERR_CAPTURE_OPEN", "no capture is open (captureBegin first)");
     const std::string refused = ctx.capture_refusal;
     ctx.capturing = false;
     ctx.capture_refusal.clear();
     backend.CaptureEnd(refused.empty());
-    if (!refused.empty()) Fail("ERR_CAPTURE_REFUSED", "captureEnd: the capture was abandoned: " + refused);
+    if (!refused.empty()) Fail("ERR_CAPTURE_REFUSED", "the capture was abandoned: " + refused);
     return info.Env().Undefined();
   });
 }
