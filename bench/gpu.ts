@@ -1,6 +1,8 @@
 /**
  * Training throughput on the CUDA backend: ResNet-20 (CIFAR shape, batch 128) and ResNet-50
- * (224x224, batch 64), float32 with TF32 convolutions on and off, in images per second.
+ * (224x224, batch 64), float32 with TF32 convolutions on and off, in images per second; each
+ * step eager (every op launched by the worker) and captured (`train.captureStep`: one CUDA
+ * graph replayed per step, after the warm-up steps, which also capture it).
  * Run by scripts/gpu-check.sh next to bench/gpu_torch.py; bench/gpu-report.ts prints both.
  *
  *     node --import tsx bench/gpu.ts [--reps 10] [--warmup 3] [--json out.json] [--dry-run]
@@ -9,7 +11,7 @@
  * usable and what would run, and exits 0 without touching a GPU (scripts/gpu-check.sh --dry-run).
  */
 import { writeFileSync } from 'node:fs';
-import { backends, models, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
+import { type Tensor, backends, models, ops, optim, randn, setTf32, sync, tensor, tidy, train } from '../lib/index.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -31,7 +33,7 @@ const configs = [
 ] as const;
 const cuda = backends().find((b) => b.name === 'cuda')!;
 if (dryRun) {
-  console.log(`bench/gpu.ts --dry-run: would time ${configs.map(([m, b]) => `${m} batch ${b}`).join(' and ')}, TF32 on and off, ` +
+  console.log(`bench/gpu.ts --dry-run: would time ${configs.map(([m, b]) => `${m} batch ${b}`).join(' and ')}, TF32 on and off, eager and captured, ` +
     `${warmup} warm-up and ${reps} timed steps each; cuda here: ${cuda.available ? `available (${String(cuda.details.device)})` : `unavailable (${cuda.reason})`}`);
   process.exit(0);
 }
@@ -40,7 +42,7 @@ if (!cuda.available) {
   process.exit(2);
 }
 
-interface Row { model: string; batch: number; tf32: boolean; imgPerSec: number; msPerStep: number }
+interface Row { model: string; batch: number; tf32: boolean; captured: boolean; imgPerSec: number; msPerStep: number }
 const rows: Row[] = [];
 
 // The same networks as bench/gpu_torch.py: ResNet-20 with projection shortcuts, torchvision's ResNet-50.
@@ -51,27 +53,35 @@ const make = {
 
 for (const [model, batch, size, classes] of configs) {
   for (const tf32 of [true, false]) {
-    setTf32(tf32);
-    const net = make[model]();
-    const x = randn([batch, 3, size, size], { backend: 'cuda', seed: 9 });
-    const labels = Array.from({ length: batch }, (_, i) => i % classes);
-    const sgd = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
-    const step = () => {
-      tidy(() => ops.softmaxCrossEntropy(net.forward(x), labels).backward());
-      sgd.step();
-      sgd.zeroGrad();
-    };
-    for (let i = 0; i < warmup; i++) step();
-    await sync('cuda');
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) step();
-    await sync('cuda');
-    const ms = (performance.now() - t0) / reps;
-    rows.push({ model, batch, tf32, imgPerSec: (batch * 1000) / ms, msPerStep: ms });
-    console.log(`${model} batch ${batch} tf32 ${tf32 ? 'on ' : 'off'}: ${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
-    sgd.dispose();
-    net.dispose();
-    x.dispose();
+    for (const captured of [false, true]) {
+      setTf32(tf32);
+      const net = make[model]();
+      const x = randn([batch, 3, size, size], { backend: 'cuda', seed: 9 });
+      const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { backend: 'cuda', dtype: 'int32' });
+      const sgd = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
+      const eager = (xs: Tensor, ys: Tensor<'int32'>) => {
+        tidy(() => ops.softmaxCrossEntropy(net.forward(xs), ys).backward());
+        sgd.step();
+        sgd.zeroGrad();
+      };
+      // The capture needs at least one eager step before it (cuDNN's choices, momentum buffers).
+      const step = train.captureStep(eager, { warmup: Math.max(1, warmup - 1), enabled: captured });
+      for (let i = 0; i < Math.max(warmup, captured ? 2 : 0); i++) step(x, y);
+      await sync('cuda');
+      if (captured && !step.captured) throw new Error(`bench/gpu.ts: ${model}: the step was not captured: ${step.reason}`);
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) step(x, y);
+      await sync('cuda');
+      const ms = (performance.now() - t0) / reps;
+      rows.push({ model, batch, tf32, captured, imgPerSec: (batch * 1000) / ms, msPerStep: ms });
+      console.log(`${model} batch ${batch} tf32 ${tf32 ? 'on ' : 'off'} ${captured ? 'captured' : 'eager   '}: ` +
+        `${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
+      step.dispose();
+      sgd.dispose();
+      net.dispose();
+      x.dispose();
+      y.dispose();
+    }
   }
 }
 if (json) {
