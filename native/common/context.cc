@@ -180,9 +180,9 @@ void InitAddon(Napi::Env env, Napi::Object exports, const char* name, const Cont
   ops::RegisterAll(env, exports);
 }
 
-void Context::RefuseInCapture(const std::string& op, const std::string& why) {
+void Context::RefuseInCapture(const std::string& op, const std::string& what) {
   if (!capturing) return;
-  const std::string message = op + ": " + why + " inside a captured step (train.captureStep); the capture is abandoned";
+  const std::string message = op + ": " + what + " cannot be part of a captured step (train.captureStep); the capture is abandoned";
   if (capture_refusal.empty()) capture_refusal = message;
   // Not Fail, which would name the entry point again: `op` names it with its shapes.
   throw NativeError(name, op, "ERR_CAPTURE_REFUSED", message);
@@ -191,7 +191,7 @@ void Context::RefuseInCapture(const std::string& op, const std::string& why) {
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
                               std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
-  ctx.RefuseInCapture(op, "a sync point cannot wait");
+  ctx.RefuseInCapture(op, "a sync point");
   // The job belongs to the queued task until the task hands it to the JS thread. A task that never
   // runs (dropped when the environment goes away with work queued) frees it with the queue, on
   // the JS thread, since its JS references may only be deleted there.
@@ -234,7 +234,7 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
 
 void RunSync(Napi::Env env, const std::string& op, std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
-  ctx.RefuseInCapture(op, "a sync point cannot wait");
+  ctx.RefuseInCapture(op, "a sync point");
   std::promise<std::optional<Failure>> done;
   std::future<std::optional<Failure>> result = done.get_future();
   ctx.queue.Push(op, [&ctx, &done, op, fill = std::move(fill)] {

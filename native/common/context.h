@@ -63,11 +63,11 @@ class Context {
   bool capturing = false;
   // The first thing RefuseInCapture refused during the capture, which captureEnd reports.
   std::string capture_refusal;
-  // While capturing: records and throws ERR_CAPTURE_REFUSED ("<op>: <why> inside a captured
-  // step; ..."); nothing otherwise. Called by whatever cannot become part of a CUDA graph: sync
+  // While capturing: records and throws ERR_CAPTURE_REFUSED ("<op>: <what> cannot be part of a
+  // captured step; ..."); nothing otherwise. Called by whatever cannot become part of a CUDA graph: sync
   // points (a readback waits for work that, being captured, never runs), uploads (their pinned
   // staging and copy stream live outside the graph), collectives.
-  void RefuseInCapture(const std::string& op, const std::string& why);
+  void RefuseInCapture(const std::string& op, const std::string& what);
 
   // "cpu" or "cuda".
   const char* const name;

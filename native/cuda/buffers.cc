@@ -31,7 +31,7 @@ StoragePtr CudaBackend::Upload(const UploadArgs& a) {
 
 void CudaBackend::CopyIn(CudaStorage& s, const std::shared_ptr<PinnedBuffer>& staging) {
   // The front end refuses uploads while a step is captured; this is the worker's backstop.
-  RefuseInCapture("an upload from JavaScript memory cannot be captured");
+  RefuseInCapture("an upload from JavaScript memory");
   const Device& d = *device_;
   void* dst = s.AllocateOn(d.copy_stream);
   try {
@@ -75,7 +75,7 @@ StoragePtr CudaBackend::ZerosLike(const OpArgs& a, const StoragePtr& like) {
 Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
   CudaStoragePtr src = Cuda(s);
   CR_CUDA(cudaSetDevice(device_->index));
-  RefuseInCapture("a sync point cannot wait");
+  RefuseInCapture("a sync point");
   auto r = std::make_shared<Readback>(device_->index, src->bytes);
   CR_CUDA(cudaMemcpyAsync(r->data.get(), src->Ptr(), src->bytes, cudaMemcpyDeviceToHost, stream()));
   try {

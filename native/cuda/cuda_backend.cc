@@ -407,7 +407,7 @@ void CudaBackend::Start() {
 Completion CudaBackend::Drain() {
   if (!device_) return nullptr;
   CR_CUDA(cudaSetDevice(device_->index));
-  RefuseInCapture("a sync point cannot wait");
+  RefuseInCapture("a sync point");
   auto point = std::make_shared<SyncPoint>(device_, label_error_);
   return [point] { point->Wait(); };
 }

@@ -323,13 +323,13 @@ class CudaBackend final : public Backend {
   template <typename T, typename Build>
   std::shared_ptr<T> Cached(const std::string& key, Build&& build) {
     return ctx_.cache.Get<T>(key, [&] {
-      RefuseInCapture("a cuDNN plan for new shapes (made on their first use) cannot be built");
+      RefuseInCapture("a cuDNN plan for new shapes (built on their first use)");
       return build();
     });
   }
   // Worker. While a step is captured: marks the capture failed and throws ERR_CAPTURE_REFUSED,
-  // "<current op>: <why> inside a captured step"; nothing otherwise.
-  void RefuseInCapture(const std::string& why);
+  // "<current op>: <what> cannot be part of a captured step"; nothing otherwise.
+  void RefuseInCapture(const std::string& what);
 
  private:
   CudaStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype = DType::kFloat32);

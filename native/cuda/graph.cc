@@ -68,9 +68,9 @@ struct CapturedGraph {
   std::string failure;
 };
 
-void CudaBackend::RefuseInCapture(const std::string& why) {
+void CudaBackend::RefuseInCapture(const std::string& what) {
   if (!device_ || !device_->capture.Active()) return;
-  const std::string message = why + " inside a captured step (train.captureStep)";
+  const std::string message = what + " cannot be part of a captured step (train.captureStep)";
   device_->capture.Fail(OpScope::CurrentOp() + ": " + message);
   Fail("ERR_CAPTURE_REFUSED", message);
 }

@@ -53,7 +53,7 @@ Napi::Value Upload(const Napi::CallbackInfo& info) {
     Backend& backend = Ctx(env).backend();
     // Its pinned staging and the copy stream's event live outside any graph: make the tensor
     // before the step, or pass it in as an input.
-    Ctx(env).RefuseInCapture("upload", "an upload from JavaScript memory cannot be captured");
+    Ctx(env).RefuseInCapture("upload", "an upload from JavaScript memory");
     if (info.Length() < 1 || !info[0].IsTypedArray()) ThrowTypeError("upload: expected a Float32Array or Int32Array");
     Napi::TypedArray values = info[0].As<Napi::TypedArray>();
     UploadArgs a;

@@ -55,7 +55,7 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name
 // outputs from now on. Refused inside a captured step: its communication and its wait are not
 // stream work a graph can hold.
 Napi::Value Started(Napi::Env env, Backend& backend, const CollectiveArgs& a) {
-  Ctx(env).RefuseInCapture(a.task, "a collective cannot be started");
+  Ctx(env).RefuseInCapture(a.task, "a collective");
   const StartedCollective started = backend.CollectiveStart(a);
   Napi::Object o = Napi::Object::New(env);
   o.Set("ticket", Napi::Number::New(env, double(started.ticket)));
@@ -209,7 +209,7 @@ Napi::Value CollectiveWait(const Napi::CallbackInfo& info) {
     Backend& backend = Ctx(info.Env()).backend();
     const int64_t ticket = IntArg(info, 0, "ticket");
     if (ticket < 0) ThrowRangeError("collectiveWait: unknown ticket " + std::to_string(ticket));
-    Ctx(info.Env()).RefuseInCapture("collectiveWait", "waiting for a collective cannot be");
+    Ctx(info.Env()).RefuseInCapture("collectiveWait", "waiting for a collective");
     backend.CollectiveWait(uint64_t(ticket));
     return info.Env().Undefined();
   });

@@ -86,7 +86,7 @@ Napi::Value GraphLaunch(const Napi::CallbackInfo& info) {
   return Entry(info, "graphLaunch", [&]() -> Napi::Value {
     Context& ctx = Ctx(info.Env());
     const uint64_t id = GraphIdArg(info, "graphLaunch");
-    ctx.RefuseInCapture("graphLaunch", "a graph cannot be launched");
+    ctx.RefuseInCapture("graphLaunch", "a graph launch");
     ctx.backend().GraphLaunch(id);
     return info.Env().Undefined();
   });
