@@ -116,62 +116,67 @@ for (const c of backendCases) {
   });
 }
 
-describe.skipIf(!cpuCase.available)('the rules of a captured step (checked on the CPU too)', () => {
-  // A linear model's step that does `extra` inside, after one warm-up call.
-  const refusedAfterWarmup = (extra: (t: { loss: Tensor; opt: optim.SGD }) => void, momentum = 0) => {
-    const lin = new Linear(4, 3, { seed: 1, backend: 'cpu' });
-    const opt = new optim.SGD(lin.parameters(), { lr: 0.1, momentum });
-    let calls = 0;
-    const step = captureStep((x: Tensor, y: Tensor<'int32'>) => {
-      const loss = ops.softmaxCrossEntropy(lin.forward(x), y);
-      loss.backward();
-      if (calls++ > 0) extra({ loss, opt });
-      if (momentum === 0 || calls > 1) opt.step();
-      opt.zeroGrad();
-      return loss;
-    }, { warmup: 1 });
-    const x = randn([2, 4], { seed: 3, backend: 'cpu' });
-    const y = tensor(Int32Array.of(0, 2), [2], { backend: 'cpu', dtype: 'int32' });
-    step(x, y).dispose();
-    let err: unknown = null;
-    try {
-      step(x, y);
-    } catch (e) {
-      err = e;
-    }
-    // The step stays usable, eagerly, without the rules.
-    const after = step(x, y);
-    const reason = step.reason;
-    after.dispose();
-    step.dispose();
-    opt.dispose();
-    x.dispose();
-    y.dispose();
-    return { err: err as Error & { code?: string }, reason };
-  };
+// A linear model's step on `backend` that does `extra` inside, after one warm-up call: the
+// refusal, and why the step runs eagerly afterwards.
+function refusedAfterWarmup(backend: BackendName, extra: (t: { loss: Tensor; opt: optim.SGD }) => void, momentum = 0) {
+  const lin = new Linear(4, 3, { seed: 1, backend });
+  const opt = new optim.SGD(lin.parameters(), { lr: 0.1, momentum });
+  let calls = 0;
+  const step = captureStep((x: Tensor, y: Tensor<'int32'>) => {
+    const loss = ops.softmaxCrossEntropy(lin.forward(x), y);
+    loss.backward();
+    if (calls++ > 0) extra({ loss, opt });
+    if (momentum === 0 || calls > 1) opt.step();
+    opt.zeroGrad();
+    return loss;
+  }, { warmup: 1 });
+  const x = randn([2, 4], { seed: 3, backend });
+  const y = tensor(Int32Array.of(0, 2), [2], { backend, dtype: 'int32' });
+  step(x, y).dispose();
+  let err: unknown = null;
+  try {
+    step(x, y);
+  } catch (e) {
+    err = e;
+  }
+  // The step stays usable, eagerly, without the rules.
+  const after = step(x, y);
+  const reason = step.reason;
+  after.dispose();
+  step.dispose();
+  opt.dispose();
+  x.dispose();
+  y.dispose();
+  return { err: err as Error & { code?: string }, reason };
+}
 
-  test.each([
-    ['a readback', ({ loss }: { loss: Tensor }) => loss.data().catch(() => undefined), /^data: a readback \(a sync point\) cannot be part of a captured step/],
-    ['dataSync', ({ loss }: { loss: Tensor }) => loss.dataSync(), /^dataSync: a readback/],
-    ['sync()', () => sync('cpu').catch(() => undefined), /^sync: a sync point cannot be part/],
-    ['an upload', () => tensor([1, 2], [2], { backend: 'cpu' }), /^tensor: an upload from JavaScript memory cannot be part/],
-    ['a change of lr', ({ opt }: { opt: optim.SGD }) => {
-      opt.lr = 0.5;
-    }, /^SGD\.lr: a change of the learning rate cannot be part/],
-  ])('%s inside the step is refused with ERR_CAPTURE_REFUSED, and the step runs eagerly afterwards', (_, extra, message) => {
-    const { err, reason } = refusedAfterWarmup(extra as (t: { loss: Tensor; opt: optim.SGD }) => void);
-    expect(err).toBeInstanceOf(Error);
-    expect(err.message).toMatch(message);
-    expect(err.code).toBe('ERR_CAPTURE_REFUSED');
-    expect(reason).toMatch(/^it broke the rules of a captured step: /);
+for (const c of backendCases) {
+  describe.skipIf(!c.available)(`the rules of a captured step on ${c.name} (the CPU checks them too)`, () => {
+    test.each([
+      ['a readback', ({ loss }: { loss: Tensor }) => loss.data().catch(() => undefined), /^data: a readback \(a sync point\) cannot be part of a captured step/],
+      ['dataSync', ({ loss }: { loss: Tensor }) => loss.dataSync(), /^dataSync: a readback/],
+      ['sync()', () => sync(c.name).catch(() => undefined), /^sync: a sync point cannot be part/],
+      ['an upload', () => tensor([1, 2], [2], { backend: c.name }), /^tensor: an upload from JavaScript memory cannot be part/],
+      ['a change of lr', ({ opt }: { opt: optim.SGD }) => {
+        opt.lr = 0.5;
+      }, /^SGD\.lr: a change of the learning rate cannot be part/],
+    ])('%s inside the step is refused with ERR_CAPTURE_REFUSED, and the step runs eagerly afterwards', (_, extra, message) => {
+      const { err, reason } = refusedAfterWarmup(c.name, extra as (t: { loss: Tensor; opt: optim.SGD }) => void);
+      expect(err).toBeInstanceOf(Error);
+      expect(err.message).toMatch(message);
+      expect(err.code).toBe('ERR_CAPTURE_REFUSED');
+      expect(reason).toMatch(c.name === 'cpu' ? /^it broke the rules of a captured step: / : /^its capture failed: /);
+    });
+
+    test('a momentum buffer that would start after the warm-up is refused', () => {
+      const { err } = refusedAfterWarmup(c.name, () => undefined, 0.9);
+      expect(err.message).toMatch(/^SGD\.step: the start of params\[0\]'s momentum buffer \(the step's warm-up calls start it\) cannot be part/);
+    });
   });
+}
 
-  test('a momentum buffer that would start after the warm-up is refused', () => {
-    const { err } = refusedAfterWarmup(() => undefined, 0.9);
-    expect(err.message).toMatch(/^SGD\.step: the start of params\[0\]'s momentum buffer \(the step's warm-up calls start it\) cannot be part/);
-  });
-
-  test('stochastic depth is refused inside a step, and fit does not capture such a model', () => {
+describe.skipIf(!cpuCase.available)('captureStep\'s checks, the capturable SGD, fit and the cpu addon', () => {
+  test('stochastic depth is refused inside a step after its warm-up', () => {
     const model = cifarResNet({ depth: 8, seed: 1, backend: 'cpu', dropPath: 0.5 } as never);
     const step = captureStep((x: Tensor) => model.forward(x), { warmup: 1 });
     const x = randn([2, 3, 8, 8], { seed: 1, backend: 'cpu' });
@@ -303,6 +308,20 @@ describe.skipIf(!cuda.available)('captures on a GPU: the native refusals and rec
     expect(b.graphStatus(id2)).toEqual({ ready: true, failure: null });
     b.graphRelease(id2);
     for (const h of [x, w, y, eager, y2]) b.release(h);
+  });
+
+  test('fit trains a ResNet-8 the same with its steps captured or not', async () => {
+    const run = async (captureSteps: boolean) => {
+      const model = cifarResNet({ depth: 8, seed: 5, inChannels: 1, backend: 'cuda' });
+      const opt = new optim.SGD(model.parameters(), { lr: 0.05, momentum: 0.9 });
+      const h = await fit(model, { trainData: randomBatches({ batch: 8, steps: 7, size: 8, classes: 10 }), epochs: 2, optimizer: opt, progress: false,
+        captureSteps, schedule: (step) => 0.05 / (1 + step) });
+      opt.dispose();
+      return h.map((m) => m.trainLoss);
+    };
+    const eager = await run(false);
+    const captured = await run(true);
+    captured.forEach((l, i) => expect(Math.abs(l - eager[i]!)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(eager[i]!))));
   });
 
   test('replays read the new inputs, and disposing the step gives its memory back', async () => {

@@ -116,8 +116,9 @@ export interface FitOptions {
    * default true). It applies on a cuda backend, in fp32 and bf16, to the batches of the
    * epoch's first shape (a last, smaller batch runs eagerly), and is recaptured each epoch, so
    * that `onEpoch` may load a checkpoint. fp16 runs eagerly (the loss scaler reads back whether
-   * each step overflowed), and so does a model with stochastic depth (a random draw on the host
-   * each step). false: every step eagerly.
+   * each step overflowed), and so do a model with stochastic depth (a random draw on the host
+   * each step) and a process group's training (its collectives cannot be captured yet). false:
+   * every step eagerly.
    */
   captureSteps?: boolean;
 }
@@ -289,7 +290,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   }
   const scaler = precision === 'fp16' ? (opts.gradScaler as GradScaler | undefined) ?? new GradScaler() : null;
   const capture = (opts.captureSteps === undefined || checkBool(op, 'captureSteps', opts.captureSteps)) && !scaler &&
-    optimizer.params.every((p) => p.backend.startsWith('cuda')) && !hasStochasticDepth(model);
+    optimizer.params.every((p) => p.backend.startsWith('cuda')) && !hasStochasticDepth(model) && !isInitialized();
   // Forward, backward and the optimizer's step; the loss and the logits come out.
   const trainStep = (x: Tensor, y: Tensor<'int32'>): [Tensor, Tensor] => {
     const out = tidy(() => inPrecision(precision, () => {
