@@ -134,6 +134,9 @@ class Backend {
   // JS thread. Never waits: pending, ready, or failed with why (a failure is also reported at the
   // next sync point after the end of the capture).
   virtual GraphStatus GraphStatusOf(uint64_t id);
+  // Worker. Whether the tasks now running are being captured (recorded, not run): there is then
+  // nothing to wait for, and waiting would break the capture.
+  virtual bool Capturing() const { return false; }
 
   // --- Collectives (collectives.cc): one process group per context ---------------------------
   // JS thread. Creates this rank's end of the group and returns what the other ranks need to

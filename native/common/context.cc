@@ -93,8 +93,10 @@ std::optional<Failure> Capture(const char* backend, const std::function<void()>&
 Context::Context(const char* name, size_t max_pending, const BackendFactory& make_backend)
     : name(name), queue(name, max_pending) {
   backend_ = make_backend(*this);
-  // While profiling, each task's time includes the wait for the asynchronous work it launched.
+  // While profiling, each task's time includes the wait for the asynchronous work it launched
+  // (none while a step is captured: its work is recorded, and runs when the graph is launched).
   queue.SetProfileSettle([this] {
+    if (backend_->Capturing()) return;
     if (Completion wait = backend_->Drain()) wait();
   });
 }

@@ -295,6 +295,7 @@ class CudaBackend final : public Backend {
   void GraphLaunch(uint64_t id) override;
   void GraphRelease(uint64_t id) override;
   GraphStatus GraphStatusOf(uint64_t id) override;
+  bool Capturing() const override { return device_ && device_->capture.Active(); }
 
   std::vector<uint8_t> GroupPrepare(const GroupArgs& a) override;
   void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
