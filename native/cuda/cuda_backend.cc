@@ -217,6 +217,26 @@ CudaStorage::~CudaStorage() {
   if (ptr_) device_->FreeAsync(ptr_);
 }
 
+namespace {
+
+// The calling thread in cudaStreamCaptureModeRelaxed for the guard's lifetime, then back in its
+// own mode, in the push-pop fashion cudaThreadExchangeStreamCaptureMode's documentation asks for.
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode() { CR_CUDA(cudaThreadExchangeStreamCaptureMode(&mode_)); }
+  ~RelaxedCaptureMode() {
+    const cudaError_t st = cudaThreadExchangeStreamCaptureMode(&mode_);
+    if (st != cudaSuccess) Warn("cudaThreadExchangeStreamCaptureMode (restoring the capture mode)", st);
+  }
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
+
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+};
+
+}  // namespace
+
 void* CudaStorage::Ptr() {
   // Only an opaque storage (a max-pooling workspace) has no bytes. Handing its null pointer to a
   // kernel or a copy would be an illegal address, a sticky error that ends the CUDA context for
@@ -227,7 +247,11 @@ void* CudaStorage::Ptr() {
     // While a step is captured, on the copy stream, which is not captured: on the compute stream
     // the allocation would become a graph memory node, freed by the graph or never reusable at
     // the same address. The compute stream waits for the copy stream before the graph's first
-    // launch (graph.cc, EndCapture), which orders this allocation before every use.
+    // launch (graph.cc, EndCapture), which orders this allocation before every use. The call is
+    // not part of the capture; in relaxed mode, so that the pool growing (mapping memory) is not
+    // taken for an unsafe call of the capturing thread.
+    std::optional<RelaxedCaptureMode> relaxed;
+    if (capture.Active()) relaxed.emplace();
     cudaStream_t on = capture.Active() ? device_->copy_stream : device_->stream;
     CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, on));
     if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, on));

@@ -16,7 +16,8 @@
 //   cuDNN workspace does not grow during a capture (CudaBackend::Workspace);
 // - memory: capture_ledger.h. Buffers first used during the capture are allocated on the copy
 //   stream, which is not captured (CudaStorage::Ptr), every buffer the graph touches is kept alive
-//   with it, and frees that arrive meanwhile wait for the end of the capture;
+//   with it, and frees that arrive meanwhile wait for the end of the capture (the allocation runs in
+//   cudaStreamCaptureModeRelaxed: it is no part of the capture);
 // - a task that fails while capturing (a refusal, a CUDA or cuDNN status) marks the capture
 //   failed; the tasks after it until captureEnd are skipped (their work could only be recorded
 //   into a graph that will never run), and the failure reaches the next sync point as usual.
