@@ -212,7 +212,7 @@ export function captureStep<A extends Tensor<DType>[], R extends StepOutput>(fn:
       try {
         return eager('the cpu backend has no graphs: every call runs eagerly, under the rules of a captured step', inputs, 'checked');
       } catch (err) {
-        entry.failure = `it broke the rules of a captured step: ${(err as Error).message}`;
+        if ((err as { code?: unknown }).code === 'ERR_CAPTURE_REFUSED') entry.failure = `it broke the rules of a captured step: ${(err as Error).message}`;
         throw err;
       }
     }
