@@ -83,7 +83,10 @@ for (const c of backendCases) {
       // Batch-norm layers count the replays as forward calls.
       expect(cap.model.stateDict()['bn1.num_batches_tracked']!.dataSync()[0]).toBe(6);
       step.dispose();
-      expect(() => step(batch(0, c.name).x, batch(0, c.name).y)).toThrow('captureStep: the step is disposed');
+      const after = batch(0, c.name);
+      expect(() => step(after.x, after.y)).toThrow('captureStep: the step is disposed');
+      after.x.dispose();
+      after.y.dispose();
       step.dispose();
       eager.opt.dispose();
       cap.opt.dispose();
@@ -201,6 +204,20 @@ describe.skipIf(!cpuCase.available)('captureStep\'s checks, the capturable SGD, 
     const disposedInput = zeros([1], { backend: 'cpu' });
     disposedInput.dispose();
     expect(() => step(disposedInput)).toThrow(/disposed/);
+    // An error of the step function that is no refusal leaves its shape under the rules.
+    let fail = true;
+    const flaky = captureStep((t: Tensor) => {
+      if (fail) throw new RangeError('the step function failed');
+      return ops.relu(t);
+    }, { warmup: 1 });
+    fail = false;
+    flaky(x).dispose();
+    fail = true;
+    expect(() => flaky(x)).toThrow('the step function failed');
+    fail = false;
+    flaky(x).dispose();
+    expect(flaky.reason).toMatch(/^the cpu backend has no graphs/);
+    flaky.dispose();
     const off = captureStep((t: Tensor) => ops.relu(t), { enabled: false });
     off(x).dispose();
     expect(off.reason).toBe('capture is disabled (enabled: false)');
