@@ -80,16 +80,26 @@ uint64_t CudaBackend::CaptureBegin() {
   const uint64_t id = next_graph_id_++;
   auto graph = std::make_shared<CapturedGraph>(device_, id);
   Enqueue("captureBegin (" + GraphName(id) + ")", [this, graph] {
-    capturing_ = graph;
     try {
+      // The capture allocates on the copy stream (CudaStorage::Ptr), which first waits for the
+      // compute stream's work so far: the pool follows that dependency, so the blocks the eager
+      // steps before the capture freed are reused by the capture instead of the pool growing
+      // beside them.
+      cudaEvent_t before = nullptr;
+      CR_CUDA(cudaEventCreateWithFlags(&before, cudaEventDisableTiming));
+      cudaError_t st = cudaEventRecord(before, stream());
+      if (st == cudaSuccess) st = cudaStreamWaitEvent(device_->copy_stream, before, 0);
+      const cudaError_t destroyed = cudaEventDestroy(before);
+      CheckCuda(st, "cudaStreamWaitEvent(copy_stream, <compute stream's work>)", __FILE__, __LINE__);
+      CheckCuda(destroyed, "cudaEventDestroy", __FILE__, __LINE__);
       device_->capture.Begin([&] { CR_CUDA(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeThreadLocal)); });
     } catch (const NativeError& e) {
       // The tasks up to captureEnd then run eagerly, as if no capture had been asked for; the
       // failure is reported at the next sync point and the graph is never launched.
-      capturing_.reset();
-      graph->Settle(std::string("cudaStreamBeginCapture failed: ") + e.what());
+      graph->Settle(std::string("the capture could not begin: ") + e.what());
       throw;
     }
+    capturing_ = graph;
   });
   graphs_[id] = std::move(graph);
   return id;
