@@ -2,7 +2,9 @@
  * Training throughput on the CUDA backend: ResNet-20 (CIFAR shape, batch 128) and ResNet-50
  * (224x224, batch 64), float32 with TF32 convolutions on and off, or (--precision bf16) under
  * amp.autocast in bfloat16 (NHWC on cuDNN, fused batch-norm tails where cuDNN has them), in
- * images per second. Run by scripts/gpu-check.sh next to bench/gpu_torch.py with the same
+ * images per second; each step eager (every op launched by the worker) and captured
+ * (`train.captureStep`: one CUDA graph replayed per step, after the warm-up steps, which also
+ * capture it). Run by scripts/gpu-check.sh next to bench/gpu_torch.py with the same
  * --precision, alternating the two processes; bench/gpu-report.ts prints both.
  *
  *     node --import tsx bench/gpu.ts [--precision fp32|bf16] [--reps 10] [--warmup 3] [--json out.json] [--dry-run]
@@ -11,7 +13,7 @@
  * usable and what would run, and exits 0 without touching a GPU (scripts/gpu-check.sh --dry-run).
  */
 import { writeFileSync } from 'node:fs';
-import { amp, backends, models, ops, optim, randn, setTf32, sync, tidy } from '../lib/index.js';
+import { type Tensor, amp, backends, models, ops, optim, randn, setTf32, sync, tensor, tidy, train } from '../lib/index.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, fallback: string) => {
@@ -37,7 +39,7 @@ const configs = [
 const cuda = backends().find((b) => b.name === 'cuda')!;
 if (dryRun) {
   console.log(`bench/gpu.ts --dry-run: would time ${configs.map(([m, b]) => `${m} batch ${b}`).join(' and ')}, ` +
-    `${precision === 'bf16' ? 'amp.autocast bfloat16' : 'float32, TF32 on and off'}, ` +
+    `${precision === 'bf16' ? 'amp.autocast bfloat16' : 'float32, TF32 on and off'}, eager and captured, ` +
     `${warmup} warm-up and ${reps} timed steps each; cuda here: ${cuda.available ? `available (${String(cuda.details.device)})` : `unavailable (${cuda.reason})`}`);
   process.exit(0);
 }
@@ -46,7 +48,7 @@ if (!cuda.available) {
   process.exit(2);
 }
 
-interface Row { model: string; batch: number; precision: 'fp32' | 'bf16'; tf32: boolean; imgPerSec: number; msPerStep: number }
+interface Row { model: string; batch: number; precision: 'fp32' | 'bf16'; tf32: boolean; captured: boolean; imgPerSec: number; msPerStep: number }
 const rows: Row[] = [];
 
 // The same networks as bench/gpu_torch.py: ResNet-20 with projection shortcuts, torchvision's ResNet-50.
@@ -57,30 +59,42 @@ const make = {
 
 for (const [model, batch, size, classes] of configs) {
   for (const tf32 of tf32Settings) {
-    setTf32(tf32);
-    const net = make[model]();
-    const x = randn([batch, 3, size, size], { backend: 'cuda', seed: 9 });
-    const labels = Array.from({ length: batch }, (_, i) => i % classes);
-    const sgd = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
-    const forwardBackward = () => ops.softmaxCrossEntropy(net.forward(x), labels).backward();
-    const step = () => {
-      // As train.fit runs a bf16 step: forward and backward inside the autocast region.
-      tidy(() => (precision === 'bf16' ? amp.autocast({ dtype: 'bfloat16' }, forwardBackward) : forwardBackward()));
-      sgd.step();
-      sgd.zeroGrad();
-    };
-    for (let i = 0; i < warmup; i++) step();
-    await sync('cuda');
-    const t0 = performance.now();
-    for (let i = 0; i < reps; i++) step();
-    await sync('cuda');
-    const ms = (performance.now() - t0) / reps;
-    rows.push({ model, batch, precision, tf32, imgPerSec: (batch * 1000) / ms, msPerStep: ms });
-    const mode = precision === 'bf16' ? 'bf16 autocast' : `tf32 ${tf32 ? 'on ' : 'off'}`;
-    console.log(`${model} batch ${batch} ${mode}: ${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
-    sgd.dispose();
-    net.dispose();
-    x.dispose();
+    for (const captured of [false, true]) {
+      setTf32(tf32);
+      const net = make[model]();
+      const x = randn([batch, 3, size, size], { backend: 'cuda', seed: 9 });
+      const y = tensor(Int32Array.from({ length: batch }, (_, i) => i % classes), [batch], { backend: 'cuda', dtype: 'int32' });
+      const sgd = new optim.SGD(net.parameters(), { lr: 0.1, momentum: 0.9, weightDecay: 1e-4 });
+      const forwardBackward = (xs: Tensor, ys: Tensor<'int32'>) => ops.softmaxCrossEntropy(net.forward(xs), ys).backward();
+      const eager = (xs: Tensor, ys: Tensor<'int32'>) => {
+        // As train.fit runs a bf16 step: forward and backward inside the autocast region.
+        tidy(() => (precision === 'bf16' ? amp.autocast({ dtype: 'bfloat16' }, () => forwardBackward(xs, ys)) : forwardBackward(xs, ys)));
+        sgd.step();
+        sgd.zeroGrad();
+      };
+      // The capture needs at least one eager step before it (cuDNN's choices, momentum buffers).
+      const step = train.captureStep(eager, { warmup: Math.max(1, warmup - 1), enabled: captured });
+      for (let i = 0; i < Math.max(warmup, captured ? 2 : 0); i++) step(x, y);
+      await sync('cuda');
+      const mode = precision === 'bf16' ? 'bf16 autocast' : `tf32 ${tf32 ? 'on ' : 'off'}`;
+      if (captured && !step.captured) {
+        // Reported, and the other rows still run: an eager number labelled captured would mislead.
+        console.error(`bench/gpu.ts: ${model} batch ${batch} ${mode}: the step was not captured: ${step.reason}`);
+      } else {
+        const t0 = performance.now();
+        for (let i = 0; i < reps; i++) step(x, y);
+        await sync('cuda');
+        const ms = (performance.now() - t0) / reps;
+        rows.push({ model, batch, precision, tf32, captured, imgPerSec: (batch * 1000) / ms, msPerStep: ms });
+        console.log(`${model} batch ${batch} ${mode} ${captured ? 'captured' : 'eager   '}: ` +
+          `${((batch * 1000) / ms).toFixed(1)} img/s (${ms.toFixed(1)} ms/step)`);
+      }
+      step.dispose();
+      sgd.dispose();
+      net.dispose();
+      x.dispose();
+      y.dispose();
+    }
   }
 }
 if (json) {

@@ -79,6 +79,7 @@ interface HostChecks {
   hostPoolBackward(mode: 'max' | 'avg', x: Float32Array | null, dy: Float32Array, xShape: readonly number[], kernel: Pair, stride: Pair,
     padding: Pair, dtype?: Dtype): Float32Array;
   hostNccl(): { available: boolean; reason: string; version: number };
+  hostCaptureLedger(events: string[]): string[];
 }
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -150,6 +151,21 @@ describe.skipIf(!host.addon)('NCCL (host side, no GPU needed)', () => {
       expect(n.reason).toMatch(/NCCL|libnccl/);
       console.log(`[skip] NCCL: ${n.reason}`);
     }
+  });
+});
+
+describe.skipIf(!host.addon)("a captured step's memory bookkeeping (capture_ledger.h, host side)", () => {
+  test('frees wait for the end of a capture; the buffers a capture touched are kept once each, with its failure', () => {
+    expect(a().hostCaptureLedger([
+      'free a', 'begin', 'free b', 'keep x', 'keep y', 'keep x', 'free c', 'fail conv2d: refused', 'fail later', 'end', 'free d',
+      'begin', 'end',
+    ])).toEqual([
+      'freed a',
+      'end deferred=b,c kept=x,y failure=conv2d: refused',
+      'freed d',
+      'end deferred= kept= failure=',
+    ]);
+    expect(() => a().hostCaptureLedger(['launch'])).toThrow("hostCaptureLedger: unknown event 'launch'");
   });
 });
 

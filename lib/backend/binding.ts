@@ -204,10 +204,37 @@ export interface Binding {
    * One SGD step over every parameter, PyTorch's rule: g = grad + wd·p; buf = momentum·buf + g
    * (buf = g on the first step); g = nesterov ? g + momentum·buf : buf; p -= lr·g.
    * Parameters, gradients and momentum buffers must have equal shapes pairwise; `momentumBuffers`
-   * is empty when momentum is 0.
+   * is empty when momentum is 0. `lrBuffer`, a float32 buffer of one value, replaces `lr` with
+   * the value it holds when the step runs (a captured step's schedule).
    */
   sgdStep(params: NativeBuffer[], grads: NativeBuffer[], momentumBuffers: NativeBuffer[], lr: number,
-    momentum: number, weightDecay: number, nesterov: boolean, firstStep: boolean): void;
+    momentum: number, weightDecay: number, nesterov: boolean, firstStep: boolean, lrBuffer?: NativeBuffer | null): void;
+  /** Enqueues a copy of src's values into dst (same shape and dtype); dst keeps its memory. */
+  copyInto(dst: NativeBuffer, src: NativeBuffer): void;
+
+  /**
+   * Captured steps (lib/train/capture.ts): everything enqueued between `captureBegin` and
+   * `captureEnd` is recorded into a CUDA graph instead of running, and `graphLaunch` replays it.
+   * Sync points, uploads and collectives are refused in between (ERR_CAPTURE_REFUSED), and so
+   * is a cuDNN plan for shapes not seen before; `captureEnd` then throws what was refused. The
+   * graph keeps every buffer it uses alive until `graphRelease`. The CPU backend has no graphs:
+   * `captureBegin` and `graphLaunch` throw ERR_UNSUPPORTED there.
+   * Returns the id of the graph the capture makes.
+   */
+  captureBegin(): number;
+  /** Ends the capture; the graph has not run yet (launch it once for this step's values). */
+  captureEnd(): void;
+  /** Discards the open capture, if any. */
+  captureAbort(): void;
+  /** Enqueues a replay of graph `id`. */
+  graphLaunch(id: number): void;
+  /** Drops graph `id` once its enqueued replays have run; an unknown id is harmless. */
+  graphRelease(id: number): void;
+  /**
+   * Never waits: `ready` once the worker has instantiated the graph; `failure` once its capture
+   * failed (also reported at the next sync point); neither while the capture's end is queued.
+   */
+  graphStatus(id: number): { ready: boolean; failure: string | null };
 
   /**
    * Synchronized batch norm's local parts (lib/ops/sync-batch-norm.ts runs the collectives

@@ -8,6 +8,7 @@
  */
 import type { StartedCollective } from '../backend/binding.js';
 import type { BackendName } from '../backend/load.js';
+import { refuseInCapture } from '../tensor/capture-phase.js';
 import { checkFloat } from '../tensor/check-tensor.js';
 import { Tensor } from '../tensor/tensor.js';
 import { checkInt, checkOptions, show } from '../util/check.js';
@@ -23,6 +24,7 @@ export interface Pending {
 }
 
 function groupFor(op: string, tensors: readonly Tensor[]) {
+  refuseInCapture(op, 'a collective');
   const g = currentGroup(op);
   if (g.lost) throw Object.assign(new Error(`${op}: the process group failed: ${g.lost}`), { code: 'ERR_DIST_PEER_LOST' });
   for (const t of tensors) {

@@ -10,6 +10,7 @@ import { parseBackend } from '../backend/backends.js';
 import * as ops from '../ops/index.js';
 import { tensor } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
+import { refuseInCapture } from '../tensor/capture-phase.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { checkBool, checkInt, checkNumber, checkOptions, show } from '../util/check.js';
 import { BatchNorm2d, type BatchNormTail, Conv2d, Sequential, checkSeed } from './layers.js';
@@ -204,7 +205,10 @@ abstract class ResidualBlock extends Module {
   }
 
   #dropBranch(): boolean {
-    return this.training && this.survival < 1 && !(this.#random() < this.survival);
+    if (!this.training || this.survival === 1) return false;
+    // A captured step would replay the draw it made once.
+    refuseInCapture('stochastic depth', 'a random draw on the host');
+    return !(this.#random() < this.survival);
   }
 
   // In evaluation the branch enters the sum scaled by its survival probability (Huang et al.).

@@ -9,6 +9,7 @@ import { syncBatchNorm2d } from '../ops/sync-batch-norm.js';
 import { tensor, zeros, ones } from '../tensor/create.js';
 import { rngFor } from '../tensor/random.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { eachReplay } from '../tensor/capture-phase.js';
 import { FLOAT32_MAX, FLOAT32_MIN, MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkNumber, checkOptions, checkPair, show } from '../util/check.js';
 import { Module } from './module.js';
 
@@ -224,7 +225,8 @@ export class BatchNorm2d extends Module {
         ...(t.relu === undefined ? {} : { relu: t.relu as boolean }),
       });
     }
-    if (this.training) this.#batches++;
+    // A captured step counts its replays too.
+    if (this.training) eachReplay(() => this.#batches++);
     return y;
   }
 

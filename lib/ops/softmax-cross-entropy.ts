@@ -1,6 +1,7 @@
 import { needsGrad, record } from '../autograd/node.js';
 import { Tensor } from '../tensor/tensor.js';
 import { isTensor } from '../tensor/is-tensor.js';
+import { refuseInCapture } from '../tensor/capture-phase.js';
 import { checkNumber, checkOptions, shapeStr, show } from '../util/check.js';
 import { checkFloat, checkSameBackend, checkTensor } from '../tensor/check-tensor.js';
 import { withCasts } from '../amp/autocast.js';
@@ -44,6 +45,7 @@ export function softmaxCrossEntropy(logits: Tensor, labels: Labels, options?: So
       }
       data[i] = v;
     }
+    refuseInCapture(op, 'labels from a JavaScript array (an upload)');
     labelTensor = Tensor._wrapUntracked(logits._binding().upload(data, [N]), [N], logits.backend, 'int32');
     ownLabels = true;
   }

@@ -3,6 +3,8 @@
  * @module
  */
 import type { NativeBuffer } from '../backend/binding.js';
+import type { BackendName } from '../backend/load.js';
+import { capturePhase, refuseInCapture } from '../tensor/capture-phase.js';
 import { Tensor } from '../tensor/tensor.js';
 import { isTensor } from '../tensor/is-tensor.js';
 import { checkBool, checkNumber, checkOptions, show } from '../util/check.js';
@@ -16,6 +18,12 @@ export interface SGDOptions {
   weightDecay?: number;
   /** Nesterov momentum (default false; needs momentum > 0). */
   nesterov?: boolean;
+  /**
+   * Keep the learning rate in device memory, where the step's kernels read it when they run, so
+   * that a step captured into a CUDA graph follows later changes of `lr` (PyTorch's
+   * `capturable`). Default false; `train.captureStep` turns it on in its warm-up calls.
+   */
+  capturable?: boolean;
 }
 
 /**
@@ -31,6 +39,10 @@ export class SGD {
   readonly weightDecay: number;
   readonly nesterov: boolean;
   readonly #buffers = new Map<Tensor, Tensor>();
+  #capturable: boolean;
+  // Capturable: the learning rate as a float32 [1] per backend with parameters, rewritten by the
+  // lr setter in queue order, so that a replayed step reads the value set before it was launched.
+  readonly #lrBuffers = new Map<BackendName, Tensor>();
 
   constructor(params: Iterable<Tensor>, options: SGDOptions) {
     const op = 'SGD';
@@ -53,7 +65,7 @@ export class SGD {
       list.push(p as Tensor);
     }
     if (list.length === 0) throw new RangeError(`${op}: got an empty parameter list`);
-    const opts = checkOptions(op, options, ['lr', 'momentum', 'weightDecay', 'nesterov']);
+    const opts = checkOptions(op, options, ['lr', 'momentum', 'weightDecay', 'nesterov', 'capturable']);
     if (opts.lr === undefined) throw new TypeError(`${op}: the lr option is required`);
     this.params = list;
     this.#lr = checkNumber(op, 'lr', opts.lr, 0);
@@ -61,6 +73,12 @@ export class SGD {
     this.weightDecay = opts.weightDecay === undefined ? 0 : checkNumber(op, 'weightDecay', opts.weightDecay, 0);
     this.nesterov = opts.nesterov === undefined ? false : checkBool(op, 'nesterov', opts.nesterov);
     if (this.nesterov && this.momentum === 0) throw new RangeError(`${op}: Nesterov momentum needs momentum > 0`);
+    this.#capturable = opts.capturable === undefined ? false : checkBool(op, 'capturable', opts.capturable);
+  }
+
+  /** Whether the learning rate lives in device memory (see `SGDOptions.capturable`). */
+  get capturable(): boolean {
+    return this.#capturable;
   }
 
   get lr(): number {
@@ -68,12 +86,35 @@ export class SGD {
   }
 
   set lr(value: number) {
-    this.#lr = checkNumber('SGD', 'lr', value, 0);
+    const lr = checkNumber('SGD', 'lr', value, 0);
+    if (lr === this.#lr) return;
+    // Written inside a captured step, the new value would be part of the graph and come back at
+    // every replay.
+    if (this.#lrBuffers.size) refuseInCapture('SGD.lr', 'a change of the learning rate');
+    this.#lr = lr;
+    for (const t of this.#lrBuffers.values()) {
+      const b = t._binding();
+      const value = b.fill([1], lr, 'float32');
+      b.copyInto(t._buf!, value);
+      b.release(value);
+    }
+  }
+
+  /** The capturable optimizer's learning-rate buffer on `owner`'s backend, made on first use. */
+  #lrBuffer(owner: Tensor): NativeBuffer {
+    let t = this.#lrBuffers.get(owner.backend);
+    if (!t) {
+      refuseInCapture('SGD.step', "moving the learning rate to the device (the step's warm-up calls do)");
+      t = Tensor._wrapUntracked(owner._binding().fill([1], this.#lr, 'float32'), [1], owner.backend);
+      this.#lrBuffers.set(owner.backend, t);
+    }
+    return t._buf!;
   }
 
   /** Updates every parameter that has a gradient, in place. */
   step(): void {
     const op = 'SGD.step';
+    if (capturePhase() === 'warmup') this.#capturable = true;
     // Parameters whose momentum buffer starts now take buf = g; the rest continue theirs.
     const groups = new Map<string, { params: NativeBuffer[]; grads: NativeBuffer[]; bufs: NativeBuffer[]; first: boolean; owner: Tensor }>();
     this.params.forEach((p, i) => {
@@ -86,6 +127,8 @@ export class SGD {
       if (this.momentum !== 0) {
         let m = this.#buffers.get(p);
         if (!m) {
+          // Its first step (buf = g) would be replayed as a first step every time.
+          refuseInCapture(op, `the start of params[${i}]'s momentum buffer (the step's warm-up calls start it)`);
           m = Tensor._wrapUntracked(p._binding().zerosLike(pb), p.shape, p.backend);
           this.#buffers.set(p, m);
           first = true;
@@ -103,7 +146,8 @@ export class SGD {
       if (buf) group.bufs.push(buf);
     });
     for (const g of groups.values()) {
-      g.owner._binding().sgdStep(g.params, g.grads, g.bufs, this.#lr, this.momentum, this.weightDecay, this.nesterov, g.first);
+      g.owner._binding().sgdStep(g.params, g.grads, g.bufs, this.#lr, this.momentum, this.weightDecay, this.nesterov, g.first,
+        this.#capturable ? this.#lrBuffer(g.owner) : null);
     }
   }
 
@@ -141,14 +185,20 @@ export class SGD {
       }
       incoming.set(p, t);
     }
-    this.dispose();
+    this.#disposeMomentum();
     for (const [p, t] of incoming) {
       this.#buffers.set(p, Tensor._wrapUntracked(p._binding().upload(t.dataSync() as Float32Array, [...p.shape]), p.shape, p.backend));
     }
   }
 
-  /** Frees the momentum buffers. The parameters are the caller's. */
+  /** Frees the momentum buffers and the device-side learning rate. The parameters are the caller's. */
   dispose(): void {
+    this.#disposeMomentum();
+    for (const t of this.#lrBuffers.values()) t.dispose();
+    this.#lrBuffers.clear();
+  }
+
+  #disposeMomentum(): void {
     for (const m of this.#buffers.values()) m.dispose();
     this.#buffers.clear();
   }

@@ -6,6 +6,7 @@ import { type BackendName, parseBackend } from '../backend/backends.js';
 import { bindingOf } from '../backend/load.js';
 import { loadBackend, loadedBackendNames } from '../backend/load.js';
 import { MAX_ARRAY_ELEMENTS, checkBool, checkElements, checkInt, checkOptions, checkShape, show, shapeStr } from '../util/check.js';
+import { refuseInCapture } from './capture-phase.js';
 import { rngFor } from './random.js';
 import { type DType, type FloatDType, Tensor, isFloatDType, liveTensorCount } from './tensor.js';
 
@@ -103,6 +104,7 @@ export function tensor<D extends DType = 'float32'>(values: ArrayLike<number>, s
     data = isInt ? new Int32Array(n) : new Float32Array(n);
     for (let i = 0; i < n; i++) data[i] = check(i);
   }
+  refuseInCapture(op, 'an upload from JavaScript memory');
   const buf = bindingOf(backend).upload(data, dims, dtype);
   return finish(Tensor._wrap<D>(buf, dims, backend, dtype), requiresGrad);
 }
@@ -122,6 +124,7 @@ export function randn(shape: readonly number[], options?: RandomOptions): Tensor
   const n = checkElements(op, 'shape', dims, '', MAX_ARRAY_ELEMENTS).reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = mean + std * rng.normal();
+  refuseInCapture(op, 'an upload from JavaScript memory');
   const buf = bindingOf(backend).upload(data, dims, dtype);
   return finish(Tensor._wrap(buf, dims, backend, dtype), requiresGrad);
 }
@@ -218,5 +221,6 @@ export function setMemoryLimit(bytes: number | null, backend?: BackendName): voi
 
 /** Resolves once every op enqueued so far on the backend has run; rejects with the first failure. */
 export function sync(backend?: BackendName): Promise<void> {
+  refuseInCapture('sync', 'a sync point');
   return bindingOf(parseBackend('sync', backend)).sync();
 }

@@ -7,6 +7,7 @@ import { type BackendName, bindingOf } from '../backend/load.js';
 import { type GradNode, needsGrad, record } from '../autograd/node.js';
 import { runBackward } from '../autograd/backward.js';
 import { checkBool, sameShape, shapeStr, show } from '../util/check.js';
+import { refuseInCapture } from './capture-phase.js';
 import { isTensor, markTensor } from './is-tensor.js';
 import { track, untrack } from './scope.js';
 
@@ -227,6 +228,7 @@ export class Tensor<D extends DType = FloatDType> {
     const target = this._live(op, 'the target');
     const binding = this._binding();
     let buf: NativeBuffer;
+    if (!isTensor(src) || src.backend !== this.backend) refuseInCapture(op, 'an upload from JavaScript memory');
     if (isTensor(src)) {
       const from = src._live(op, 'the source');
       buf = src.backend === this.backend ? binding.reshape(from, [...this.shape]) : binding.upload(src.dataSync(), [...this.shape], this.dtype);
@@ -248,11 +250,13 @@ export class Tensor<D extends DType = FloatDType> {
   /** The values in row-major (NCHW) order, once every op producing them has run. */
   async data(): Promise<DataOf<D>> {
     const buf = this._live('data', 'the tensor');
+    refuseInCapture('data', 'a readback (a sync point)');
     return (await this._binding().download(buf)) as DataOf<D>;
   }
 
   /** Like `data()`, but blocks the thread until the values are ready. For scripts and tests. */
   dataSync(): DataOf<D> {
+    refuseInCapture('dataSync', 'a readback (a sync point)');
     return this._binding().downloadSync(this._live('dataSync', 'the tensor')) as DataOf<D>;
   }
 

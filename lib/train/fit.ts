@@ -17,6 +17,7 @@ import { isTensor } from '../tensor/is-tensor.js';
 import { allReduce } from '../distributed/collectives.js';
 import { currentGroup, isInitialized, rank as distributedRank, worldSize as distributedWorldSize } from '../distributed/process-group.js';
 import { tensor } from '../tensor/create.js';
+import { captureStep } from './capture.js';
 import { writeChart } from './plot.js';
 import { Progress } from './progress.js';
 import type { Schedule } from './schedule.js';
@@ -110,6 +111,16 @@ export interface FitOptions {
    * step waits for the previous one instead of being queued behind it.
    */
   gradScaler?: GradScaler;
+  /**
+   * Replay each training step from a CUDA graph once its shapes are known (`captureStep`;
+   * default true). It applies on a cuda backend, in fp32 and bf16, to the batches of the
+   * epoch's first shape (a last, smaller batch runs eagerly), and is recaptured each epoch, so
+   * that `onEpoch` may load a checkpoint. fp16 runs eagerly (the loss scaler reads back whether
+   * each step overflowed), and so do a model with stochastic depth (a random draw on the host
+   * each step) and a process group's training (its collectives cannot be captured yet). false:
+   * every step eagerly.
+   */
+  captureSteps?: boolean;
 }
 
 /** What `onStep` receives. */
@@ -156,6 +167,12 @@ function checkSource(op: string, name: string, data: unknown): BatchSource {
     throw new TypeError(`${op}: expected ${name} to be a data loader (with batches(epoch)), got ${show(data)}`);
   }
   return data as BatchSource;
+}
+
+/** Whether a module of `model` drops its residual branch at random (a block's `survival` below 1). */
+function hasStochasticDepth(model: Trainable): boolean {
+  const modules = (model as { namedModules?: () => [string, unknown][] }).namedModules?.() ?? [];
+  return modules.some(([, m]) => typeof (m as { survival?: unknown }).survival === 'number' && (m as { survival: number }).survival < 1);
 }
 
 /** Disposes what a batch or a step left, whatever came out of a data source. */
@@ -240,7 +257,7 @@ interface Pending {
 export async function fit(model: Trainable, options: FitOptions): Promise<EpochMetrics[]> {
   const op = 'fit';
   const opts = checkOptions(op, options, ['trainData', 'evalData', 'epochs', 'optimizer', 'schedule', 'labelSmoothing', 'startEpoch',
-    'metricsFile', 'curvesFile', 'progress', 'onStep', 'onEpoch', 'history', 'precision', 'gradScaler']);
+    'metricsFile', 'curvesFile', 'progress', 'onStep', 'onEpoch', 'history', 'precision', 'gradScaler', 'captureSteps']);
   checkTrainable(op, model);
   const trainData = checkSource(op, 'trainData', opts.trainData);
   const evalData = opts.evalData === undefined ? undefined : checkSource(op, 'evalData', opts.evalData);
@@ -272,6 +289,22 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     throw new TypeError(`${op}: expected gradScaler to be an amp.GradScaler, got ${show(opts.gradScaler)}`);
   }
   const scaler = precision === 'fp16' ? (opts.gradScaler as GradScaler | undefined) ?? new GradScaler() : null;
+  const capture = (opts.captureSteps === undefined || checkBool(op, 'captureSteps', opts.captureSteps)) && !scaler &&
+    optimizer.params.every((p) => p.backend.startsWith('cuda')) && !hasStochasticDepth(model) && !isInitialized();
+  // Forward, backward and the optimizer's step; the loss and the logits come out.
+  const trainStep = (x: Tensor, y: Tensor<'int32'>): [Tensor, Tensor] => {
+    const out = tidy(() => inPrecision(precision, () => {
+      const logits = model.forward(x);
+      const l = softmaxCrossEntropy(logits, y, { labelSmoothing });
+      (scaler ? scaler.scale(l) : l).backward();
+      return [l, logits.detach()] as const;
+    }));
+    if (!scaler) {
+      optimizer.step();
+      optimizer.zeroGrad();
+    }
+    return [...out];
+  };
   const perEpoch = trainData.batchesPerEpoch;
   const totalSteps = epochs * perEpoch;
   const baseLr = optimizer.lr;
@@ -280,11 +313,13 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   for (let epoch = startEpoch; epoch < epochs; epoch++) {
     model.train();
     const started = performance.now();
-    let step = epoch * perEpoch;
+    let stepIndex = epoch * perEpoch;
     let lossSum = 0;
     let wrong = 0;
     let images = 0;
     let pending: Pending | null = null;
+    // One graph, for the epoch's first batch shape.
+    const step = captureStep(trainStep, { enabled: capture, maxGraphs: 1 });
     const settle = async (p: Pending) => {
       let values: [number, Float32Array, Int32Array];
       try {
@@ -306,24 +341,17 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
       for await (const { x, y } of trainData.batches(epoch)) {
         let current: Pending | null = null;
         try {
-          optimizer.lr = schedule ? schedule(step, totalSteps) : baseLr;
-          const [loss, logits] = tidy(() => inPrecision(precision, () => {
-            const out = model.forward(x);
-            const l = softmaxCrossEntropy(out, y, { labelSmoothing });
-            (scaler ? scaler.scale(l) : l).backward();
-            return [l, out.detach()] as const;
-          }));
+          optimizer.lr = schedule ? schedule(stepIndex, totalSteps) : baseLr;
+          const [loss, logits] = step(x, y);
           const values = Promise.all([loss.item(), logits.data(), y.data()]);
           // Awaited in settle(); a failure before that is not an unhandled rejection.
           values.catch(() => undefined);
-          current = { loss, logits, labels: y, step, values };
+          current = { loss, logits, labels: y, step: stepIndex, values };
           if (scaler) {
             await scaler.step(optimizer);
             scaler.update();
-          } else {
-            optimizer.step();
+            optimizer.zeroGrad();
           }
-          optimizer.zeroGrad();
         } catch (err) {
           release(y, current?.loss, current?.logits);
           // A backward that stopped half-way left gradients in some parameters only.
@@ -336,7 +364,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
         // finally below frees it if reading the previous one fails.
         const previous = pending;
         pending = current;
-        step++;
+        stepIndex++;
         if (previous) await settle(previous);
       }
       const last = pending;
@@ -344,11 +372,12 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
       if (last) await settle(last);
     } finally {
       if (pending) for (const t of [pending.loss, pending.logits, pending.labels]) t.dispose();
+      step.dispose();
     }
     [lossSum, wrong, images] = await sumOverRanks([lossSum, wrong, images]) as [number, number, number];
     const seconds = (performance.now() - started) / 1000;
     const metrics: EpochMetrics = {
-      epoch: epoch + 1, step, lr: optimizer.lr, trainLoss: lossSum / Math.max(1, images), trainError: wrong / Math.max(1, images),
+      epoch: epoch + 1, step: stepIndex, lr: optimizer.lr, trainLoss: lossSum / Math.max(1, images), trainError: wrong / Math.max(1, images),
       seconds, imagesPerSecond: images / seconds,
     };
     if (evalData) {

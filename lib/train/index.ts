@@ -2,6 +2,7 @@
  * Training: the fit loop, learning-rate schedules, the paper's recipe, curves.
  * @module
  */
+export { captureStep, type CaptureStepOptions, type CapturedStep, type StepOutput } from './capture.js';
 export { fit, evaluate, NonFiniteLossError, type FitOptions, type EvaluateOptions, type Precision, type EpochMetrics, type Trainable, type Batch, type BatchSource, type StepInfo } from './fit.js';
 export { stepSchedule, cosineSchedule, constantSchedule, type Schedule, type StepScheduleOptions, type CosineScheduleOptions, type WarmupOptions } from './schedule.js';
 export { renderChart, writeChart, type Series, type ChartOptions } from './plot.js';

@@ -38,6 +38,13 @@ struct BackendInfo {
   std::vector<std::pair<std::string, Value>> details;
 };
 
+// Where a captured step's graph stands (Backend::GraphStatusOf): pending until the worker has run
+// the end of its capture, then ready, or failed with the reason.
+struct GraphStatus {
+  bool ready = false;
+  std::string failure;
+};
+
 class Backend {
  public:
   explicit Backend(Context& ctx) : ctx_(ctx) {}
@@ -106,6 +113,30 @@ class Backend {
   virtual StoragePtr SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) = 0;
 
   virtual void SgdStep(const SgdArgs& a) = 0;
+
+  // Enqueues a copy of src's values into dst (same shape and type): the static inputs of a
+  // captured step, the device-side learning rate of SGD.
+  virtual void CopyInto(const CopyIntoArgs& a) = 0;
+
+  // --- Captured steps (CUDA graphs; ops/graph.cc, lib/train/capture.ts) ------------------------
+  // A backend without graphs (the CPU) keeps these defaults, which refuse with ERR_UNSUPPORTED;
+  // train.captureStep then runs its step eagerly and says so.
+  // JS thread. Enqueues the start of a capture of everything enqueued until CaptureEnd; returns
+  // the id of the graph it will make.
+  virtual uint64_t CaptureBegin();
+  // JS thread. Enqueues the end of the capture: its graph is instantiated (keep) or discarded.
+  virtual void CaptureEnd(bool keep);
+  // JS thread. Enqueues a replay of graph `id`; an id the backend does not hold is refused.
+  virtual void GraphLaunch(uint64_t id);
+  // JS thread. Drops graph `id` once the replays already enqueued have run; an unknown id is
+  // harmless.
+  virtual void GraphRelease(uint64_t id);
+  // JS thread. Never waits: pending, ready, or failed with why (a failure is also reported at the
+  // next sync point after the end of the capture).
+  virtual GraphStatus GraphStatusOf(uint64_t id);
+  // Worker. Whether the tasks now running are being captured (recorded, not run): there is then
+  // nothing to wait for, and waiting would break the capture.
+  virtual bool Capturing() const { return false; }
 
   // --- Collectives (collectives.cc): one process group per context ---------------------------
   // JS thread. Creates this rank's end of the group and returns what the other ranks need to

@@ -93,8 +93,10 @@ std::optional<Failure> Capture(const char* backend, const std::function<void()>&
 Context::Context(const char* name, size_t max_pending, const BackendFactory& make_backend)
     : name(name), queue(name, max_pending) {
   backend_ = make_backend(*this);
-  // While profiling, each task's time includes the wait for the asynchronous work it launched.
+  // While profiling, each task's time includes the wait for the asynchronous work it launched
+  // (none while a step is captured: its work is recorded, and runs when the graph is launched).
   queue.SetProfileSettle([this] {
+    if (backend_->Capturing()) return;
     if (Completion wait = backend_->Drain()) wait();
   });
 }
@@ -180,9 +182,18 @@ void InitAddon(Napi::Env env, Napi::Object exports, const char* name, const Cont
   ops::RegisterAll(env, exports);
 }
 
+void Context::RefuseInCapture(const std::string& op, const std::string& what) {
+  if (!capturing) return;
+  const std::string message = op + ": " + what + " cannot be part of a captured step (train.captureStep); the capture is abandoned";
+  if (capture_refusal.empty()) capture_refusal = message;
+  // Not Fail, which would name the entry point again: `op` names it with its shapes.
+  throw NativeError(name, op, "ERR_CAPTURE_REFUSED", message);
+}
+
 Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value result,
                               std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
+  ctx.RefuseInCapture(op, "a sync point");
   // The job belongs to the queued task until the task hands it to the JS thread. A task that never
   // runs (dropped when the environment goes away with work queued) frees it with the queue, on
   // the JS thread, since its JS references may only be deleted there.
@@ -225,6 +236,7 @@ Napi::Promise EnqueueReadback(Napi::Env env, const std::string& op, Napi::Value 
 
 void RunSync(Napi::Env env, const std::string& op, std::function<Completion()> fill) {
   Context& ctx = Ctx(env);
+  ctx.RefuseInCapture(op, "a sync point");
   std::promise<std::optional<Failure>> done;
   std::future<std::optional<Failure>> result = done.get_future();
   ctx.queue.Push(op, [&ctx, &done, op, fill = std::move(fill)] {

@@ -58,6 +58,17 @@ class Context {
   // calls into a deleted one. Called on the JS thread after each readback's is created.
   void KeepStopHookLast(napi_env env);
 
+  // A captured step being recorded (ops/graph.cc): true between captureBegin and captureEnd or
+  // captureAbort. JS thread only, like everything that enqueues.
+  bool capturing = false;
+  // The first thing RefuseInCapture refused during the capture, which captureEnd reports.
+  std::string capture_refusal;
+  // While capturing: records and throws ERR_CAPTURE_REFUSED ("<op>: <what> cannot be part of a
+  // captured step; ..."); nothing otherwise. Called by whatever cannot become part of a CUDA graph: sync
+  // points (a readback waits for work that, being captured, never runs), uploads (their pinned
+  // staging and copy stream live outside the graph), collectives.
+  void RefuseInCapture(const std::string& op, const std::string& what);
+
   // "cpu" or "cuda".
   const char* const name;
   Napi::FunctionReference buffer_ctor;

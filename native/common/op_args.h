@@ -291,6 +291,15 @@ struct SgdArgs : OpArgs {
   // Pairwise of equal shapes, no parameter twice; `bufs` empty when momentum is 0.
   std::vector<StoragePtr> params, grads, bufs;
   SgdHyperparameters h;
+  // A float32 [1] buffer whose value, read when the step runs, replaces h.lr; null: h.lr. A
+  // captured step replays the same kernels, so a schedule can only reach them through memory
+  // (PyTorch's capturable optimizers).
+  StoragePtr lr;
+};
+
+// dst's values replaced by src's (same shape and type).
+struct CopyIntoArgs : OpArgs {
+  StoragePtr dst, src;
 };
 
 // --- Collectives over a process group (Gloo on the CPU, NCCL on CUDA) ------------------------------

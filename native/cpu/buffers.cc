@@ -67,4 +67,10 @@ StoragePtr CpuBackend::Cast(const CastArgs& a) {
   return Stored(Cpu(a.x), a.dtype);
 }
 
+// dst keeps its own layout: a blocked parameter stays blocked.
+void CpuBackend::CopyInto(const CopyIntoArgs& a) {
+  const CpuStoragePtr src = Cpu(a.src), dst = Cpu(a.dst);
+  EnqueueReorder(src, src->md, dst, dst->md, "copyInto");
+}
+
 }  // namespace cr::cpu

@@ -132,6 +132,7 @@ class CpuBackend final : public Backend {
   StoragePtr SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) override;
 
   void SgdStep(const SgdArgs& a) override;
+  void CopyInto(const CopyIntoArgs& a) override;
 
   std::vector<uint8_t> GroupPrepare(const GroupArgs& a) override;
   void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;

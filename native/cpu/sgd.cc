@@ -29,7 +29,8 @@ void CpuBackend::SgdStep(const SgdArgs& a) {
     }
     slots.push_back(std::move(s));
   }
-  Push(a.task, [slots = std::move(slots), h = a.h] {
+  Push(a.task, [slots = std::move(slots), h = a.h, lr_buffer = a.lr ? Cpu(a.lr) : nullptr] {
+    const float lr = lr_buffer ? *static_cast<const float*>(lr_buffer->data) : h.lr;
     for (const Slot& s : slots) {
       float* p = static_cast<float*>(s.param->data);
       const float* g = static_cast<const float*>(s.grad->data);
@@ -45,7 +46,7 @@ void CpuBackend::SgdStep(const SgdArgs& a) {
           b[i] = v;
           d = h.nesterov ? d + h.momentum * v : v;
         }
-        p[i] -= h.lr * d;
+        p[i] -= lr * d;
       }
     }
   });

@@ -47,6 +47,8 @@ StoragePtr CudaBackend::Upload(const UploadArgs& a) {
 }
 
 void CudaBackend::CopyIn(CudaStorage& s, const std::shared_ptr<PinnedBuffer>& staging) {
+  // The front end refuses uploads while a step is captured; this is the worker's backstop.
+  RefuseInCapture("an upload from JavaScript memory");
   const Device& d = *device_;
   void* dst = s.AllocateOn(d.copy_stream);
   try {
@@ -97,6 +99,7 @@ StoragePtr CudaBackend::ZerosLike(const OpArgs& a, const StoragePtr& like) {
 Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
   CudaStoragePtr src = Cuda(s);
   CR_CUDA(cudaSetDevice(device_->index));
+  RefuseInCapture("a sync point");
   if (ChannelsLast(src->dims, src->dtype)) {
     // Reordered into plain NCHW first; the copy below is queued before the reordered buffer's
     // stream-ordered free.
@@ -117,6 +120,13 @@ Completion CudaBackend::ReadPlain(const StoragePtr& s, void* dst) {
     r->end->Wait();
     std::memcpy(dst, r->data.get(), r->data.bytes());
   };
+}
+
+void CudaBackend::CopyInto(const CopyIntoArgs& a) {
+  CudaStoragePtr dst = Cuda(a.dst), src = Cuda(a.src);
+  Enqueue(a.task, [this, dst, src] {
+    CR_CUDA(cudaMemcpyAsync(dst->Ptr(), src->Ptr(), dst->bytes, cudaMemcpyDeviceToDevice, stream()));
+  });
 }
 
 StoragePtr CudaBackend::Reshape(const ReshapeArgs& a) {

@@ -206,20 +206,18 @@ DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : devic
   CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes_ ? bytes_ : 1, device_->pool, device_->stream));
 }
 
-namespace {
-
 // Frees in stream order from whichever thread drops the last reference. That thread may serve
 // another device (the JS thread), or none yet: the device is set first.
-void FreeAsync(Device& device, void* ptr) {
-  cudaError_t st = cudaSetDevice(device.index);
-  if (st == cudaSuccess) st = cudaFreeAsync(ptr, device.stream);
-  if (st != cudaSuccess) device.RecordDeferred(st, "cudaFreeAsync");
+void Device::FreeAsync(void* ptr) {
+  capture.FreeOrDefer(ptr, [this](void* p) {
+    cudaError_t st = cudaSetDevice(index);
+    if (st == cudaSuccess) st = cudaFreeAsync(p, stream);
+    if (st != cudaSuccess) RecordDeferred(st, "cudaFreeAsync");
+  });
 }
 
-}  // namespace
-
 DeviceMemory::~DeviceMemory() {
-  if (ptr_) FreeAsync(*device_, ptr_);
+  if (ptr_) device_->FreeAsync(ptr_);
 }
 
 CudaStorage::CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype)
@@ -239,18 +237,49 @@ CudaStorage::~CudaStorage() {
   // The last reference goes either on the worker (after the last task that used the buffer)
   // or on the JS thread when no queued task holds it, that is, after every use was launched:
   // freeing in stream order is then correct from either thread.
-  if (ptr_) FreeAsync(*device_, ptr_);
+  if (ptr_) device_->FreeAsync(ptr_);
 }
+
+namespace {
+
+// The calling thread in cudaStreamCaptureModeRelaxed for the guard's lifetime, then back in its
+// own mode, in the push-pop fashion cudaThreadExchangeStreamCaptureMode's documentation asks for.
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode() { CR_CUDA(cudaThreadExchangeStreamCaptureMode(&mode_)); }
+  ~RelaxedCaptureMode() {
+    const cudaError_t st = cudaThreadExchangeStreamCaptureMode(&mode_);
+    if (st != cudaSuccess) Warn("cudaThreadExchangeStreamCaptureMode (restoring the capture mode)", st);
+  }
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
+
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+};
+
+}  // namespace
 
 void* CudaStorage::Ptr() {
   // Only an opaque storage (a max-pooling workspace) has no bytes. Handing its null pointer to a
   // kernel or a copy would be an illegal address, a sticky error that ends the CUDA context for
   // the whole process, so using one as data fails the op instead.
   if (bytes == 0) Fail("ERR_OPAQUE_BUFFER", "a buffer of shape " + ShapeString() + " is an opaque workspace and holds no values");
+  CaptureLedger& capture = device_->capture;
   if (!ptr_) {
-    CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, device_->stream));
-    if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, device_->stream));
+    // While a step is captured, on the copy stream, which is not captured: on the compute stream
+    // the allocation would become a graph memory node, freed by the graph or never reusable at
+    // the same address. The compute stream waits for the copy stream before the graph's first
+    // launch (graph.cc, EndCapture), which orders this allocation before every use. The call is
+    // not part of the capture; in relaxed mode, so that the pool growing (mapping memory) is not
+    // taken for an unsafe call of the capturing thread.
+    std::optional<RelaxedCaptureMode> relaxed;
+    if (capture.Active()) relaxed.emplace();
+    cudaStream_t on = capture.Active() ? device_->copy_stream : device_->stream;
+    CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, on));
+    if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, on));
   }
+  if (capture.Active()) capture.Keep(this, shared_from_this());
   return ptr_;
 }
 
@@ -332,6 +361,14 @@ CudaBackend::CudaBackend(Context& ctx) : Backend(ctx) {
 }
 
 CudaBackend::~CudaBackend() {
+  // The queue has stopped (~Context): a capture its worker began and never ended ends here, so
+  // that the device's teardown does not wait on a capturing stream.
+  try {
+    EndCapture(false);
+  } catch (const NativeError& e) {
+    std::fprintf(stderr, "cudnn-resnet: warning: cuda: ending a captured step at teardown: %s\n", e.what());
+  }
+  graphs_.clear();
   workspace_.reset();
   label_error_mem_.reset();
 }
@@ -417,6 +454,7 @@ void CudaBackend::Start() {
 Completion CudaBackend::Drain() {
   if (!device_) return nullptr;
   CR_CUDA(cudaSetDevice(device_->index));
+  RefuseInCapture("a sync point");
   auto point = std::make_shared<SyncPoint>(device_, label_error_);
   return [point] { point->Wait(); };
 }
@@ -435,10 +473,14 @@ size_t CudaBackend::WorkspaceCap() {
 void* CudaBackend::Workspace(size_t bytes) {
   if (bytes == 0) return nullptr;
   if (bytes > WorkspaceCap()) return nullptr;
-  if (workspace_ && workspace_->bytes() >= bytes) return workspace_->get();
+  if (workspace_ && workspace_->bytes() >= bytes) {
+    if (device_->capture.Active()) device_->capture.Keep(workspace_.get(), workspace_);
+    return workspace_->get();
+  }
+  if (device_->capture.Active()) return nullptr;
   workspace_.reset();
   try {
-    workspace_ = std::make_unique<DeviceMemory>(device_, bytes);
+    workspace_ = std::make_shared<DeviceMemory>(device_, bytes);
   } catch (const NativeError&) {
     return nullptr;
   }
@@ -450,10 +492,19 @@ CudaStoragePtr CudaBackend::Alloc(const std::vector<int64_t>& dims, DType dtype)
 }
 
 void CudaBackend::Enqueue(std::string task, std::function<void()> work) {
-  const int index = device_->index;
-  ctx_.queue.Push(std::move(task), [index, work = std::move(work)] {
-    CR_CUDA(cudaSetDevice(index));
-    work();
+  ctx_.queue.Push(std::move(task), [device = device_, work = std::move(work)] {
+    CR_CUDA(cudaSetDevice(device->index));
+    CaptureLedger& capture = device->capture;
+    if (!capture.Active()) return work();
+    // A capture that failed records nothing more: its graph is never made, and the task's work
+    // would be recorded, not run.
+    if (!capture.failure().empty()) return;
+    try {
+      work();
+    } catch (const std::exception& e) {
+      capture.Fail(OpScope::CurrentOp() + ": " + e.what());
+      throw;
+    }
   });
 }
 

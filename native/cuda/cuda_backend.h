@@ -52,12 +52,14 @@
 
 #include <atomic>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "../common/backend.h"
+#include "../common/capture_ledger.h"
 #include "../common/context.h"
 #include "../common/errors.h"
 #include "../common/keyed_cache.h"
@@ -147,6 +149,9 @@ class Device {
   void RecordDeferred(cudaError_t status, const char* call);
   // The kept error, once: {status name, message}.
   std::optional<std::pair<std::string, std::string>> TakeDeferred();
+  // Frees `ptr` in the order of `stream`, from any thread, or defers the free while a step is
+  // being captured (capture_ledger.h); a failure is kept for the next sync point.
+  void FreeAsync(void* ptr);
 
   const int index;
   const cudaDeviceProp props;
@@ -158,6 +163,8 @@ class Device {
   // The pool every allocation names (the default pool), trimmed by emptyCache(), counted by cachedBytes().
   cudaMemPool_t pool = nullptr;
   cudnnHandle_t cudnn = nullptr;
+  // The captured step being recorded on `stream`, if any (graph.cc).
+  CaptureLedger capture;
 
  private:
   void Release();
@@ -181,7 +188,8 @@ class DeviceMemory {
   size_t bytes_;
 };
 
-class CudaStorage : public Storage {
+// Shared from this: a captured step keeps every buffer its graph uses (capture_ledger.h).
+class CudaStorage : public Storage, public std::enable_shared_from_this<CudaStorage> {
  public:
   CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype);
   // For opaque storages that own no memory of their own (max-pooling workspaces).
@@ -189,7 +197,8 @@ class CudaStorage : public Storage {
   ~CudaStorage() override;
 
   // The device memory, allocated on first use on the compute stream. Worker thread only (see the
-  // top of this file).
+  // top of this file). While a step is captured, kept alive with its graph, and allocated outside
+  // the graph when first used there (graph.cc).
   void* Ptr();
   float* F() { return static_cast<float*>(Ptr()); }
   int32_t* I() { return static_cast<int32_t*>(Ptr()); }
@@ -243,6 +252,7 @@ extern const float kOne;
 extern const float kZero;
 
 struct NcclGroup;
+struct CapturedGraph;
 
 // Why the collectives cannot use NCCL here ("" when they can: built with its header, and
 // libnccl.so.2 opened with every function they call), and NCCL's version code when it opened
@@ -303,6 +313,15 @@ class CudaBackend final : public Backend {
   StoragePtr SoftmaxCrossEntropyBackward(const SoftmaxCrossEntropyBackwardArgs& a) override;
 
   void SgdStep(const SgdArgs& a) override;
+  void CopyInto(const CopyIntoArgs& a) override;
+
+  // Captured steps (graph.cc).
+  uint64_t CaptureBegin() override;
+  void CaptureEnd(bool keep) override;
+  void GraphLaunch(uint64_t id) override;
+  void GraphRelease(uint64_t id) override;
+  GraphStatus GraphStatusOf(uint64_t id) override;
+  bool Capturing() const override { return device_ && device_->capture.Active(); }
 
   std::vector<uint8_t> GroupPrepare(const GroupArgs& a) override;
   void GroupConnect(const std::vector<std::vector<uint8_t>>& published) override;
@@ -315,7 +334,9 @@ class CudaBackend final : public Backend {
 
   // A workspace of at least `bytes` for a cuDNN call, grown as needed and never shrunk; null
   // when `bytes` exceeds the cap or cannot be allocated, so the caller falls back to an
-  // algorithm that needs less.
+  // algorithm that needs less. While a step is captured it does not grow (the graph keeps the one
+  // it uses, and an allocation on the capturing stream would become part of the graph): null
+  // there too, and the same fallback.
   void* Workspace(size_t bytes);
   static size_t WorkspaceCap();
   // Where kernels record an out-of-range label (kernels::LabelError).
@@ -323,11 +344,19 @@ class CudaBackend final : public Backend {
   const std::shared_ptr<Device>& device() const { return device_; }
   cudaStream_t stream() const { return device_->stream; }
   cudnnHandle_t cudnn() const { return device_->cudnn; }
-  // The cached entry for `key` (worker only).
+  // The cached entry for `key` (worker only). A miss while a step is captured is refused: building
+  // an entry chooses algorithms, which may run and time them (CUDNN_RESNET_BENCHMARK) or
+  // allocate; the step's eager warm-up calls fill the cache for its shapes.
   template <typename T, typename Build>
   std::shared_ptr<T> Cached(const std::string& key, Build&& build) {
-    return ctx_.cache.Get<T>(key, std::forward<Build>(build));
+    return ctx_.cache.Get<T>(key, [&] {
+      RefuseInCapture("a cuDNN plan for new shapes (built on their first use)");
+      return build();
+    });
   }
+  // Worker. While a step is captured: marks the capture failed and throws ERR_CAPTURE_REFUSED,
+  // "<current op>: <what> cannot be part of a captured step"; nothing otherwise.
+  void RefuseInCapture(const std::string& what);
 
  private:
   CudaStoragePtr Alloc(const std::vector<int64_t>& dims, DType dtype = DType::kFloat32);
@@ -337,6 +366,10 @@ class CudaBackend final : public Backend {
   // The upload task: from pinned `staging` on the copy stream (see the top of this file).
   void CopyIn(CudaStorage& s, const std::shared_ptr<PinnedBuffer>& staging);
 
+  // Worker: ends the capture being recorded, if any, and instantiates its graph or discards it
+  // (graph.cc).
+  void EndCapture(bool keep);
+
   std::atomic<bool> tf32_{true};
   int index_ = 0;
   int device_count_ = -1;
@@ -344,12 +377,18 @@ class CudaBackend final : public Backend {
   std::string reason_;
   cudaDeviceProp props_{};
   std::shared_ptr<Device> device_;
-  std::unique_ptr<DeviceMemory> workspace_;
+  // Shared: a captured step's graph keeps the workspace it was recorded with.
+  std::shared_ptr<DeviceMemory> workspace_;
   std::unique_ptr<DeviceMemory> label_error_mem_;
   int* label_error_ = nullptr;
   // The NCCL process group (collectives.cc): set on the JS thread, read by the worker when it
   // connects (std::atomic_load/store).
   std::shared_ptr<NcclGroup> group_;
+  // Captured steps' graphs by id (JS thread); each task that uses one holds it too.
+  std::map<uint64_t, std::shared_ptr<CapturedGraph>> graphs_;
+  uint64_t next_graph_id_ = 1;
+  // The graph being captured (worker only).
+  std::shared_ptr<CapturedGraph> capturing_;
 };
 
 }  // namespace cr::cuda

@@ -6,6 +6,7 @@
 // - the conversions of type and layout behind uploads, readbacks, reshapes and casts;
 // - the convolution's choice of algorithm (candidates from a ranking, the walk to the first one
 //   that runs) against a simulated cuDNN;
+// - the memory bookkeeping of captured steps (capture_ledger.h): deferred frees, kept buffers;
 // - the kernels (kernels/), by running their per-thread code on the CPU over the grid their launch
 //   would have, so that indexing, launch sizes, the SGD chunks and the softmax block reduction
 //   are tested too, not only the arithmetic, in float32 and in the half types (stored as the
@@ -13,6 +14,7 @@
 //   error.
 // Not part of the Binding surface.
 #include <cstring>
+#include <map>
 #include <stdexcept>
 
 #include "../common/args.h"
@@ -534,6 +536,56 @@ Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// hostCaptureLedger(events) -> log: runs the captured step's memory bookkeeping
+// (capture_ledger.h) through `events`, each "begin", "end", "free <name>", "keep <name>" or
+// "fail <why>", with names standing for buffers, and logs what it did: "freed <name>" when a free
+// ran at once, and at each end "end deferred=<names> kept=<names> failure=<why>".
+Napi::Value CaptureLedgerOf(const Napi::CallbackInfo& info) {
+  return Guard(info, "cuda", "hostCaptureLedger", [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsArray()) ThrowTypeError("hostCaptureLedger: expected an array of events");
+    Napi::Array events = info[0].As<Napi::Array>();
+    CaptureLedger ledger;
+    std::map<std::string, std::shared_ptr<std::string>> buffers;
+    const auto buffer = [&](const std::string& name) {
+      auto& b = buffers[name];
+      if (!b) b = std::make_shared<std::string>(name);
+      return b;
+    };
+    std::vector<std::string> log;
+    const auto names = [](auto&& items, auto&& name_of) {
+      std::string out;
+      for (const auto& item : items) out += (out.empty() ? "" : ",") + name_of(item);
+      return out;
+    };
+    for (uint32_t i = 0; i < events.Length(); ++i) {
+      const std::string e = events.Get(i).ToString();
+      const size_t space = e.find(' ');
+      const std::string verb = e.substr(0, space), arg = space == std::string::npos ? "" : e.substr(space + 1);
+      if (verb == "begin") {
+        ledger.Begin([] {});
+      } else if (verb == "free") {
+        ledger.FreeOrDefer(buffer(arg).get(), [&](void* p) { log.push_back("freed " + *static_cast<std::string*>(p)); });
+      } else if (verb == "keep") {
+        auto b = buffer(arg);
+        ledger.Keep(b.get(), b);
+      } else if (verb == "fail") {
+        ledger.Fail(arg);
+      } else if (verb == "end") {
+        CaptureLedger::Ended ended = ledger.End([] {});
+        log.push_back("end deferred=" + names(ended.deferred, [](void* p) { return *static_cast<std::string*>(p); }) +
+                      " kept=" + names(ended.kept, [](const std::shared_ptr<void>& p) { return *static_cast<std::string*>(p.get()); }) +
+                      " failure=" + ended.failure);
+      } else {
+        ThrowRangeError("hostCaptureLedger: unknown event '" + e + "'");
+      }
+    }
+    Napi::Array out = Napi::Array::New(env, log.size());
+    for (uint32_t i = 0; i < log.size(); ++i) out.Set(i, log[i]);
+    return out;
+  });
+}
+
 // hostNccl() -> { available, reason, version }: whether the collectives can open NCCL here.
 Napi::Value NcclStatus(const Napi::CallbackInfo& info) {
   return Guard(info, "cuda", "hostNccl", [&]() -> Napi::Value {
@@ -567,6 +619,7 @@ void RegisterHostChecks(Napi::Env env, Napi::Object exports) {
       {"hostSgdStep", SgdStep},
       {"hostPoolBackward", PoolBackward},
       {"hostNccl", NcclStatus},
+      {"hostCaptureLedger", CaptureLedgerOf},
   };
   for (const auto& c : kChecks) exports.Set(c.name, Napi::Function::New(env, c.fn, c.name));
 }

@@ -13,12 +13,13 @@ void CudaBackend::SgdStep(const SgdArgs& a) {
     bufs.push_back(a.bufs.empty() ? nullptr : Cuda(a.bufs[i]));
   }
   const math::SgdHyper h{a.h.lr, a.h.momentum, a.h.weight_decay, a.h.nesterov, a.h.first};
-  Enqueue(a.task, [this, params = std::move(params), grads = std::move(grads), bufs = std::move(bufs), h] {
+  CudaStoragePtr lr = a.lr ? Cuda(a.lr) : nullptr;
+  Enqueue(a.task, [this, params = std::move(params), grads = std::move(grads), bufs = std::move(bufs), h, lr] {
     std::vector<math::SgdTensor> tensors(params.size());
     for (size_t i = 0; i < params.size(); ++i) {
       tensors[i] = {params[i]->F(), grads[i]->F(), bufs[i] ? bufs[i]->F() : nullptr, params[i]->Numel()};
     }
-    CR_CUDA(kernels::SgdStep(tensors.data(), tensors.size(), h, stream()));
+    CR_CUDA(kernels::SgdStep(tensors.data(), tensors.size(), h, lr ? lr->F() : nullptr, stream()));
   });
 }
 

@@ -100,13 +100,27 @@ export function nativeTargets(w: World, add: Add, backend: string): void {
     (g) => arg([g.fx.handle(g, [3], i32).v], '[int32 H([3])]'), (g) => arg([g.fx.badHandle(g, [3]).v], '[bad handle]'), (g) => arg([g.fx.handle(g, [4]).v], '[H([4])]'),
     () => arg([, 1], '[<hole>, 1]'), (g) => arg([g.fx.handle(g, [3], { instance: 'foreign' }).v], '[foreign H([3])]'),
   ]);
-  add('binding.sgdStep', [list(1), list(1), either(list(1), constant([], '[]')), number([0.1]), number([0.9, 0]), number([0, 1e-4]), bool(), bool()], (ps, gs, ms, ...rest) => {
+  add('binding.sgdStep', [list(1), list(1), either(list(1), constant([], '[]')), number([0.1]), number([0.9, 0]), number([0, 1e-4]), bool(), bool(),
+    opt(nullable(H([1])))], (ps, gs, ms, ...rest) => {
     // The same parameter handle twice must be refused; pass the params list twice now and then.
     return b.sgdStep!(ps, gs, ms, ...rest);
   });
   add('binding.sgdStep (param twice)', [list(1), number([0.1])], (ps, lr) => {
     const list2 = Array.isArray(ps) ? [...ps, ...ps] : ps;
     return b.sgdStep!(list2, list2, [], lr, 0, 0, false, true);
+  });
+  // Captured steps: ids that name no graph, and a capture of nothing, ended and released (the CPU
+  // refuses it).
+  nat('copyInto', [H([2, 3]), H([2, 3])]);
+  for (const name of ['graphLaunch', 'graphRelease', 'graphStatus']) nat(name, [int([1, 2], [0, -1, 2 ** 53])]);
+  nat('captureAbort', []);
+  add('binding.captureBegin, captureEnd', [], () => {
+    const id = b.captureBegin!() as number;
+    try {
+      return b.captureEnd!();
+    } finally {
+      b.graphRelease!(id);
+    }
   });
   // Collectives: groupPrepare gets only ranks out of range (a valid one would listen for peers
   // that never come). The collectives meet no group, or the group of one that

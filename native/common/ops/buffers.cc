@@ -51,6 +51,9 @@ Napi::Value Upload(const Napi::CallbackInfo& info) {
   return Entry(info, "upload", [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     Backend& backend = Ctx(env).backend();
+    // Its pinned staging and the copy stream's event live outside any graph: make the tensor
+    // before the step, or pass it in as an input.
+    Ctx(env).RefuseInCapture("upload", "an upload from JavaScript memory");
     if (info.Length() < 1 || !info[0].IsTypedArray()) ThrowTypeError("upload: expected a Float32Array or Int32Array");
     Napi::TypedArray values = info[0].As<Napi::TypedArray>();
     UploadArgs a;

@@ -51,8 +51,12 @@ std::string StringArg(const Napi::CallbackInfo& info, size_t i, const char* name
   return s;
 }
 
-// { ticket, outputs }: the caller owns the outputs from now on.
-Napi::Value Started(Napi::Env env, const StartedCollective& started) {
+// Starts the collective `a` describes on `backend`: { ticket, outputs }, the caller owning the
+// outputs from now on. Refused inside a captured step: its communication and its wait are not
+// stream work a graph can hold.
+Napi::Value Started(Napi::Env env, Backend& backend, const CollectiveArgs& a) {
+  Ctx(env).RefuseInCapture(a.task, "a collective");
+  const StartedCollective started = backend.CollectiveStart(a);
   Napi::Object o = Napi::Object::New(env);
   o.Set("ticket", Napi::Number::New(env, double(started.ticket)));
   Napi::Array outputs = Napi::Array::New(env, started.outputs.size());
@@ -154,7 +158,7 @@ Napi::Value AllReduce(const Napi::CallbackInfo& info) {
       ThrowTypeError("allReduce: expected op 'sum', 'mean' or 'max'");
     }
     a.task = BucketTask("allReduce", a.inputs);
-    return Started(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend, a);
   });
 }
 
@@ -169,7 +173,7 @@ Napi::Value Broadcast(const Napi::CallbackInfo& info) {
     if (root < 0 || root >= 65536) ThrowRangeError("broadcast: root " + std::to_string(root) + " is not a rank");
     a.root = int(root);
     a.task = BucketTask("broadcast", a.inputs);
-    return Started(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend, a);
   });
 }
 
@@ -184,7 +188,7 @@ Napi::Value AllGather(const Napi::CallbackInfo& info) {
     if (x->dims.size() > 4) ThrowRangeError("allGather: expected a buffer of rank 0 to 4, got " + x->ShapeString());
     a.inputs = {x};
     a.task = Describe("allGather", {x.get()});
-    return Started(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend, a);
   });
 }
 
@@ -195,7 +199,7 @@ Napi::Value Barrier(const Napi::CallbackInfo& info) {
     CollectiveArgs a;
     a.kind = CollectiveKind::kBarrier;
     a.task = "barrier";
-    return Started(info.Env(), backend.CollectiveStart(a));
+    return Started(info.Env(), backend, a);
   });
 }
 
@@ -205,6 +209,7 @@ Napi::Value CollectiveWait(const Napi::CallbackInfo& info) {
     Backend& backend = Ctx(info.Env()).backend();
     const int64_t ticket = IntArg(info, 0, "ticket");
     if (ticket < 0) ThrowRangeError("collectiveWait: unknown ticket " + std::to_string(ticket));
+    Ctx(info.Env()).RefuseInCapture("collectiveWait", "waiting for a collective");
     backend.CollectiveWait(uint64_t(ticket));
     return info.Env().Undefined();
   });

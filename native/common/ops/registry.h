@@ -75,6 +75,14 @@ Napi::Value CountNonFinite(const Napi::CallbackInfo& info);
 // sgd.cc
 Napi::Value SgdStep(const Napi::CallbackInfo& info);
 
+// graph.cc
+Napi::Value CaptureBegin(const Napi::CallbackInfo& info);
+Napi::Value CaptureEnd(const Napi::CallbackInfo& info);
+Napi::Value CaptureAbort(const Napi::CallbackInfo& info);
+Napi::Value GraphLaunch(const Napi::CallbackInfo& info);
+Napi::Value GraphRelease(const Napi::CallbackInfo& info);
+Napi::Value GraphStatus(const Napi::CallbackInfo& info);
+Napi::Value CopyInto(const Napi::CallbackInfo& info);
 // sync_batch_norm.cc
 Napi::Value SyncBatchNormStats(const Napi::CallbackInfo& info);
 Napi::Value SyncBatchNormGather(const Napi::CallbackInfo& info);

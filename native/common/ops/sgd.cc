@@ -41,7 +41,7 @@ void CheckBuffers(const SgdArgs& a) {
 
 }  // namespace
 
-// sgdStep(params, grads, momentumBuffers, lr, momentum, weightDecay, nesterov, firstStep)
+// sgdStep(params, grads, momentumBuffers, lr, momentum, weightDecay, nesterov, firstStep, lrBuffer?)
 Napi::Value SgdStep(const Napi::CallbackInfo& info) {
   return Entry(info, "sgdStep", [&]() -> Napi::Value {
     Backend& backend = Ctx(info.Env()).backend();
@@ -54,6 +54,11 @@ Napi::Value SgdStep(const Napi::CallbackInfo& info) {
     a.h.weight_decay = float(NumberArg(info, 5, "weightDecay"));
     a.h.nesterov = BoolArg(info, 6, "nesterov");
     a.h.first = BoolArg(info, 7, "firstStep");
+    a.lr = OptionalTensorArg(info, 8, "lrBuffer");
+    if (a.lr && (a.lr->dtype != DType::kFloat32 || a.lr->Numel() != 1)) {
+      ThrowRangeError("sgdStep: expected lrBuffer to be a float32 buffer of one value, got " + std::string(DTypeName(a.lr->dtype)) +
+                      " " + a.lr->ShapeString());
+    }
     CheckBuffers(a);
     a.task = "sgdStep (" + std::to_string(a.params.size()) + " parameters)";
     backend.SgdStep(a);

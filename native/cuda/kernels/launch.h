@@ -44,8 +44,11 @@ cudaError_t SoftmaxXentForward(const float* logits, const int32_t* labels, int64
 cudaError_t SoftmaxXentBackward(const float* probs, const int32_t* labels, int64_t n, int64_t k, double smoothing,
                                 const float* dloss, float* dx, int* error, cudaStream_t stream);
 
-// Updates every tensor in a few launches (one per chunk of tensors, not one per tensor).
-cudaError_t SgdStep(const math::SgdTensor* tensors, size_t count, const math::SgdHyper& h, cudaStream_t stream);
+// Updates every tensor in a few launches (one per chunk of tensors, not one per tensor). `lr`, when
+// not null, is device memory whose value replaces h.lr, read when the kernels run (a captured
+// step's schedule).
+cudaError_t SgdStep(const math::SgdTensor* tensors, size_t count, const math::SgdHyper& h, const float* lr,
+                    cudaStream_t stream);
 
 // Pooling backwards of geometry g (channels-last where g.nhwc) over n = N·C·h·w input elements
 // of `type`: dx, every element written. Max pooling reads the forward's input x.

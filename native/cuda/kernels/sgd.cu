@@ -8,7 +8,8 @@ namespace cr::cuda::kernels {
 
 namespace {
 
-__global__ void SgdKernel(SgdChunk chunk, math::SgdHyper h) {
+__global__ void SgdKernel(SgdChunk chunk, math::SgdHyper h, const float* lr) {
+  if (lr) h.lr = *lr;
   SgdThread(chunk, blockIdx.y, blockIdx.x, gridDim.x, threadIdx.x, h);
 }
 
@@ -31,9 +32,10 @@ std::vector<SgdLaunch> PlanSgd(const math::SgdTensor* tensors, size_t count) {
   return launches;
 }
 
-cudaError_t SgdStep(const math::SgdTensor* tensors, size_t count, const math::SgdHyper& h, cudaStream_t stream) {
+cudaError_t SgdStep(const math::SgdTensor* tensors, size_t count, const math::SgdHyper& h, const float* lr,
+                    cudaStream_t stream) {
   for (const SgdLaunch& l : PlanSgd(tensors, count)) {
-    SgdKernel<<<dim3(l.blocks, l.tensors), kThreads, 0, stream>>>(l.chunk, h);
+    SgdKernel<<<dim3(l.blocks, l.tensors), kThreads, 0, stream>>>(l.chunk, h, lr);
     const cudaError_t st = cudaGetLastError();
     if (st != cudaSuccess) return st;
   }
