@@ -138,8 +138,8 @@ describe.each(available)('the half-precision types on %s', (backend) => {
   });
 
   // On the CPU both directions run eight values at a time (AVX2) with a scalar tail: the 65,536
-  // patterns and an odd count cover both, and the NaNs whose payload is only in the bits a narrowing drops
-  // (which a plain rounding add would carry into infinity).
+  // patterns and an odd count cover both, and the NaNs whose payload is only in the bits a
+  // narrowing drops (which a plain rounding add would carry into infinity).
   test('every bfloat16 bit pattern comes back (subnormals as signed zero, like oneDNN), and narrowing keeps NaNs NaN', () => {
     const wide = new Uint32Array(65536 + 3);
     for (let h = 0; h < 65536; h++) wide[h] = h << 16;
