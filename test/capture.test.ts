@@ -10,7 +10,7 @@
  * readback, a cuDNN plan for new shapes) and recovery only where a GPU is.
  */
 import { describe, expect, test } from 'vitest';
-import { type Tensor, memory, ops, optim, randn, sync, tensor, zeros } from '../lib/index.js';
+import { type Tensor, amp, memory, ops, optim, randn, sync, tensor, zeros } from '../lib/index.js';
 import { bindingOf } from '../lib/backend/load.js';
 import type { BackendName } from '../lib/backend/load.js';
 import { cifarResNet } from '../lib/models/resnet.js';
@@ -339,6 +339,28 @@ describe.skipIf(!cuda.available)('captures on a GPU: the native refusals and rec
     const eager = await run(false);
     const captured = await run(true);
     captured.forEach((l, i) => expect(Math.abs(l - eager[i]!)).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(eager[i]!))));
+  });
+
+  // The memory a captured task makes for itself: float16's fused batch-norm tails keep their
+  // reserve space (DeviceMemory) from the forward to the backward, and bfloat16's batch norm runs
+  // on float32 copies; each must outlive the capture and be the same at every replay.
+  test.each(['float16', 'bfloat16'] as const)('%s ResNet-8 steps replay like eager ones', async (dtype) => {
+    const eager = setup('cuda');
+    const cap = setup('cuda');
+    const half = (fn: typeof eager.fn) => (x: Tensor, y: Tensor<'int32'>) => amp.autocast({ dtype }, () => fn(x, y));
+    const step = captureStep(half(cap.fn), { warmup: 2 });
+    for (let i = 0; i < 6; i++) {
+      const { x, y } = batch(i, 'cuda');
+      const le = half(eager.fn)(x, y);
+      const lc = step(x, y);
+      if (i >= 2) expect(step.captured, step.reason ?? '').toBe(true);
+      const [got, want] = [await lc.data(), await le.data()];
+      expect(Math.abs(got[0]! - want[0]!), `step ${i}`).toBeLessThanOrEqual(1e-2 * (1 + Math.abs(want[0]!)));
+      for (const t of [x, y, le, lc]) t.dispose();
+    }
+    step.dispose();
+    eager.opt.dispose();
+    cap.opt.dispose();
   });
 
   test('replays read the new inputs, and disposing the step gives its memory back', async () => {

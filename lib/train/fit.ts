@@ -16,7 +16,9 @@ import { type DType, type Tensor } from '../tensor/tensor.js';
 import { isTensor } from '../tensor/is-tensor.js';
 import { allReduce } from '../distributed/collectives.js';
 import { currentGroup, isInitialized, rank as distributedRank, worldSize as distributedWorldSize } from '../distributed/process-group.js';
-import { tensor } from '../tensor/create.js';
+import { sync, tensor } from '../tensor/create.js';
+import { capturePhase } from '../tensor/capture-phase.js';
+import type { BackendName } from '../backend/load.js';
 import { captureStep } from './capture.js';
 import { writeChart } from './plot.js';
 import { Progress } from './progress.js';
@@ -117,8 +119,10 @@ export interface FitOptions {
    * epoch's first shape (a last, smaller batch runs eagerly), and is recaptured each epoch, so
    * that `onEpoch` may load a checkpoint. fp16 runs eagerly (the loss scaler reads back whether
    * each step overflowed), and so do a model with stochastic depth (a random draw on the host
-   * each step) and a process group's training (its collectives cannot be captured yet). false:
-   * every step eagerly.
+   * each step) and a process group's training (its collectives cannot be captured yet). A step
+   * that cannot be captured (a refusal, or a status the capture met on the device) is run again
+   * eagerly, and so is every later one, after one warning (code `CUDNN_RESNET_CAPTURE_FAILED`).
+   * false: every step eagerly.
    */
   captureSteps?: boolean;
 }
@@ -291,8 +295,12 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
   const scaler = precision === 'fp16' ? (opts.gradScaler as GradScaler | undefined) ?? new GradScaler() : null;
   const capture = (opts.captureSteps === undefined || checkBool(op, 'captureSteps', opts.captureSteps)) && !scaler &&
     optimizer.params.every((p) => p.backend.startsWith('cuda')) && !hasStochasticDepth(model) && !isInitialized();
+  // Whether the step function's last call was recorded into a graph ('checked' on a backend
+  // without graphs): its work has not run, and may never.
+  let recorded = false;
   // Forward, backward and the optimizer's step; the loss and the logits come out.
   const trainStep = (x: Tensor, y: Tensor<'int32'>): [Tensor, Tensor] => {
+    recorded = capturePhase() === 'capture' || capturePhase() === 'checked';
     const out = tidy(() => inPrecision(precision, () => {
       const logits = model.forward(x);
       const l = softmaxCrossEntropy(logits, y, { labelSmoothing });
@@ -304,6 +312,20 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
       optimizer.zeroGrad();
     }
     return [...out];
+  };
+  // A capture that failed (on a GPU's first run, say) must not end the run: one warning, and
+  // every step eagerly from then on; the failed call's work never ran, so its batch runs again.
+  let captureFailed = false;
+  const fallBack = async (err: unknown, backend: BackendName): Promise<void> => {
+    captureFailed = true;
+    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    process.emitWarning(`fit: the training step could not be captured into a CUDA graph; it runs eagerly from now on ` +
+      `(captureSteps: false skips the attempt): ${why}`, { code: 'CUDNN_RESNET_CAPTURE_FAILED' });
+    // What the worker met during the capture is reported at the next sync point: taken here, so
+    // that no eager step's readback fails with it.
+    await sync(backend).catch(() => undefined);
+    // The failed call's gradients were never computed.
+    optimizer.zeroGrad();
   };
   const perEpoch = trainData.batchesPerEpoch;
   const totalSteps = epochs * perEpoch;
@@ -319,7 +341,7 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
     let images = 0;
     let pending: Pending | null = null;
     // One graph, for the epoch's first batch shape.
-    const step = captureStep(trainStep, { enabled: capture, maxGraphs: 1 });
+    const step = captureStep(trainStep, { enabled: capture && !captureFailed, maxGraphs: 1 });
     const settle = async (p: Pending) => {
       let values: [number, Float32Array, Int32Array];
       try {
@@ -342,7 +364,27 @@ export async function fit(model: Trainable, options: FitOptions): Promise<EpochM
         let current: Pending | null = null;
         try {
           optimizer.lr = schedule ? schedule(stepIndex, totalSteps) : baseLr;
-          const [loss, logits] = step(x, y);
+          recorded = false;
+          let out: [Tensor, Tensor];
+          try {
+            out = (captureFailed ? trainStep : step)(x, y);
+          } catch (err) {
+            if (!recorded) throw err;
+            await fallBack(err, x.backend);
+            out = trainStep(x, y);
+          }
+          if (recorded) {
+            // A failure on the device shows at the capture's first sync point: waited for here,
+            // once an epoch, while the batch can still run again.
+            try {
+              await sync(x.backend);
+            } catch (err) {
+              release(...out);
+              await fallBack(err, x.backend);
+              out = trainStep(x, y);
+            }
+          }
+          const [loss, logits] = out;
           const values = Promise.all([loss.item(), logits.data(), y.data()]);
           // Awaited in settle(); a failure before that is not an unhandled rejection.
           values.catch(() => undefined);

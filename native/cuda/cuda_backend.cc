@@ -202,9 +202,42 @@ std::optional<std::pair<std::string, std::string>> Device::TakeDeferred() {
                             ", in the release of a buffer after an earlier op)");
 }
 
-DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : device_(std::move(device)), bytes_(bytes) {
-  CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes_ ? bytes_ : 1, device_->pool, device_->stream));
+namespace {
+
+// The calling thread in cudaStreamCaptureModeRelaxed for the guard's lifetime, then back in its
+// own mode, in the push-pop fashion cudaThreadExchangeStreamCaptureMode's documentation asks for.
+class RelaxedCaptureMode {
+ public:
+  RelaxedCaptureMode() { CR_CUDA(cudaThreadExchangeStreamCaptureMode(&mode_)); }
+  ~RelaxedCaptureMode() {
+    const cudaError_t st = cudaThreadExchangeStreamCaptureMode(&mode_);
+    if (st != cudaSuccess) Warn("cudaThreadExchangeStreamCaptureMode (restoring the capture mode)", st);
+  }
+  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
+  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
+
+ private:
+  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
+};
+
+// A first allocation of `bytes` from the device's pool, worker only: in the order of the compute
+// stream, or, while a step is captured, of the copy stream, which is not captured: on the compute
+// stream the allocation would become a graph memory node, freed by the graph or never reusable at
+// the same address. The compute stream waits for the copy stream before the graph's first launch
+// (graph.cc, EndCapture), which orders this allocation before every use. The call is not part of
+// the capture; in relaxed mode, so that the pool growing (mapping memory) is not taken for an
+// unsafe call of the capturing thread. `ptr` is set before the poisoning (kPoison), so that its
+// owner frees it if that fails.
+void AllocateInOrder(Device& device, void*& ptr, size_t bytes, bool poison) {
+  const bool capturing = device.capture.Active();
+  std::optional<RelaxedCaptureMode> relaxed;
+  if (capturing) relaxed.emplace();
+  cudaStream_t on = capturing ? device.copy_stream : device.stream;
+  CR_CUDA(cudaMallocFromPoolAsync(&ptr, bytes, device.pool, on));
+  if (poison && kPoison) CR_CUDA(cudaMemsetAsync(ptr, 0xff, bytes, on));
 }
+
+}  // namespace
 
 // Frees in stream order from whichever thread drops the last reference. That thread may serve
 // another device (the JS thread), or none yet: the device is set first.
@@ -216,8 +249,12 @@ void Device::FreeAsync(void* ptr) {
   });
 }
 
-DeviceMemory::~DeviceMemory() {
-  if (ptr_) device_->FreeAsync(ptr_);
+DeviceMemory::DeviceMemory(std::shared_ptr<Device> device, size_t bytes) : bytes_(bytes) {
+  void* p = nullptr;
+  AllocateInOrder(*device, p, bytes_ ? bytes_ : 1, false);
+  CaptureLedger& capture = device->capture;
+  mem_ = std::shared_ptr<void>(p, [device = std::move(device)](void* q) { device->FreeAsync(q); });
+  if (capture.Active()) capture.Keep(p, mem_);
 }
 
 CudaStorage::CudaStorage(std::shared_ptr<Device> device, std::vector<int64_t> dims, DType dtype)
@@ -240,45 +277,13 @@ CudaStorage::~CudaStorage() {
   if (ptr_) device_->FreeAsync(ptr_);
 }
 
-namespace {
-
-// The calling thread in cudaStreamCaptureModeRelaxed for the guard's lifetime, then back in its
-// own mode, in the push-pop fashion cudaThreadExchangeStreamCaptureMode's documentation asks for.
-class RelaxedCaptureMode {
- public:
-  RelaxedCaptureMode() { CR_CUDA(cudaThreadExchangeStreamCaptureMode(&mode_)); }
-  ~RelaxedCaptureMode() {
-    const cudaError_t st = cudaThreadExchangeStreamCaptureMode(&mode_);
-    if (st != cudaSuccess) Warn("cudaThreadExchangeStreamCaptureMode (restoring the capture mode)", st);
-  }
-  RelaxedCaptureMode(const RelaxedCaptureMode&) = delete;
-  RelaxedCaptureMode& operator=(const RelaxedCaptureMode&) = delete;
-
- private:
-  cudaStreamCaptureMode mode_ = cudaStreamCaptureModeRelaxed;
-};
-
-}  // namespace
-
 void* CudaStorage::Ptr() {
   // Only an opaque storage (a max-pooling workspace) has no bytes. Handing its null pointer to a
   // kernel or a copy would be an illegal address, a sticky error that ends the CUDA context for
   // the whole process, so using one as data fails the op instead.
   if (bytes == 0) Fail("ERR_OPAQUE_BUFFER", "a buffer of shape " + ShapeString() + " is an opaque workspace and holds no values");
   CaptureLedger& capture = device_->capture;
-  if (!ptr_) {
-    // While a step is captured, on the copy stream, which is not captured: on the compute stream
-    // the allocation would become a graph memory node, freed by the graph or never reusable at
-    // the same address. The compute stream waits for the copy stream before the graph's first
-    // launch (graph.cc, EndCapture), which orders this allocation before every use. The call is
-    // not part of the capture; in relaxed mode, so that the pool growing (mapping memory) is not
-    // taken for an unsafe call of the capturing thread.
-    std::optional<RelaxedCaptureMode> relaxed;
-    if (capture.Active()) relaxed.emplace();
-    cudaStream_t on = capture.Active() ? device_->copy_stream : device_->stream;
-    CR_CUDA(cudaMallocFromPoolAsync(&ptr_, bytes, device_->pool, on));
-    if (kPoison) CR_CUDA(cudaMemsetAsync(ptr_, 0xff, bytes, on));
-  }
+  if (!ptr_) AllocateInOrder(*device_, ptr_, bytes, true);
   if (capture.Active()) capture.Keep(this, shared_from_this());
   return ptr_;
 }

@@ -172,19 +172,22 @@ class Device {
   std::atomic<const char*> deferred_call_{nullptr};
 };
 
-// Device memory from the stream-ordered pool, allocated and freed in stream order.
+// Device memory from the stream-ordered pool, allocated and freed in stream order. Made by a
+// task while a step is captured (a lone running statistic's scratch partner, a fused batch
+// norm's reserve space, countNonFinite's counter), it is allocated outside the graph and kept
+// alive with it, as a buffer first used there is (CudaStorage::Ptr): the graph uses it at every
+// replay, long after the task that made it dropped it.
 class DeviceMemory {
  public:
   DeviceMemory(std::shared_ptr<Device> device, size_t bytes);
-  ~DeviceMemory();
   DeviceMemory(const DeviceMemory&) = delete;
   DeviceMemory& operator=(const DeviceMemory&) = delete;
-  void* get() const { return ptr_; }
+  void* get() const { return mem_.get(); }
   size_t bytes() const { return bytes_; }
 
  private:
-  std::shared_ptr<Device> device_;
-  void* ptr_ = nullptr;
+  // Freed in stream order when its last owner goes: this object, or the graph that kept it.
+  std::shared_ptr<void> mem_;
   size_t bytes_;
 };
 

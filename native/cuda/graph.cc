@@ -14,10 +14,11 @@
 // - cuDNN plans are built (algorithms chosen, perhaps measured) on a cache miss only, refused
 //   while capturing (CudaBackend::Cached): the step's eager warm-up calls fill the cache, and the
 //   cuDNN workspace does not grow during a capture (CudaBackend::Workspace);
-// - memory: capture_ledger.h. Buffers first used during the capture are allocated on the copy
-//   stream, which is not captured (CudaStorage::Ptr; the call in cudaStreamCaptureModeRelaxed, as
-//   it is no part of the capture); every buffer the graph touches is kept alive with it; frees
-//   that arrive meanwhile wait for the end of the capture;
+// - memory: capture_ledger.h. Buffers first used during the capture, and the DeviceMemory its
+//   tasks make (scratch, reserve spaces), are allocated on the copy stream, which is not captured
+//   (AllocateInOrder in cuda_backend.cc; the call in cudaStreamCaptureModeRelaxed, as it is no
+//   part of the capture); every buffer the graph touches is kept alive with it; frees that arrive
+//   meanwhile wait for the end of the capture;
 // - a task that fails while capturing (a refusal, a CUDA or cuDNN status) marks the capture
 //   failed; the tasks after it until captureEnd are skipped (their work could only be recorded
 //   into a graph that will never run), and the failure reaches the next sync point as usual.
