@@ -73,6 +73,17 @@ function awkwardValues(rng: Rng, dtype: 'bfloat16' | 'float16'): Float32Array {
   return Float32Array.from(out);
 }
 
+/** ‖a − b‖ / ‖a‖ over a list of arrays (a network's gradients, say) taken as one vector. */
+function relativeDistance(a: Float64Array[], b: Float64Array[]): number {
+  let d = 0;
+  let n = 0;
+  a.forEach((v, k) => v.forEach((e, i) => {
+    d += (e - b[k]![i]!) ** 2;
+    n += e * e;
+  }));
+  return Math.sqrt(d / n);
+}
+
 /** Each element within u·|r| + extra[i] (a derived bound, see the header). */
 function expectWithin(actual: ArrayLike<number>, expected: ArrayLike<number>, u: number, extra: (i: number) => number, what: string): void {
   let worst = 0;
@@ -447,19 +458,10 @@ describe.each(available)('amp.autocast on %s', (backend) => {
       for (const p of net.parameters()) p.grad = null;
       return g;
     };
-    const distance = (a: Float64Array[], b: Float64Array[]) => {
-      let d = 0;
-      let n = 0;
-      a.forEach((v, k) => v.forEach((e, i) => {
-        d += (e - b[k]![i]!) ** 2;
-        n += e * e;
-      }));
-      return Math.sqrt(d / n);
-    };
     const full = grads(x, false);
     const perturbed = tidy(() => tensor(x.dataSync().map((v, i) => v * (1 + UNIT[dtype] * Math.sin(12.9898 * i))), x.shape));
-    const sensitivity = distance(grads(perturbed, false), full);
-    const mixed = distance(grads(x, true), full);
+    const sensitivity = relativeDistance(grads(perturbed, false), full);
+    const mixed = relativeDistance(grads(x, true), full);
     expect(sensitivity).toBeGreaterThan(0);
     expect(mixed, `mixed ${mixed.toExponential(2)}, input perturbation ${sensitivity.toExponential(2)}`).toBeLessThanOrEqual(3 * sensitivity);
     for (const t of [x, perturbed]) t.dispose();
@@ -575,21 +577,12 @@ describe.skipIf(!both)('an autocast ResNet-20 training step on cuda against the 
       for (const p of net.parameters()) p.grad = null;
       return { loss, g };
     };
-    const distance = (a: Float64Array[], b: Float64Array[]) => {
-      let d = 0;
-      let n = 0;
-      a.forEach((v, k) => v.forEach((e, i) => {
-        d += (e - b[k]![i]!) ** 2;
-        n += e * e;
-      }));
-      return Math.sqrt(d / n);
-    };
     const full = step('cpu', input, false);
     const perturbed = step('cpu', input.map((v, i) => v * (1 + UNIT[dtype] * Math.sin(12.9898 * i))), false);
     const mixed = step('cuda', input, true);
-    const sensitivity = distance(perturbed.g, full.g);
+    const sensitivity = relativeDistance(perturbed.g, full.g);
     expect(Math.abs(mixed.loss - full.loss)).toBeLessThanOrEqual(20 * UNIT[dtype] * Math.abs(full.loss));
-    expect(distance(mixed.g, full.g), `input perturbation ${sensitivity.toExponential(2)}`).toBeLessThanOrEqual(3 * sensitivity);
+    expect(relativeDistance(mixed.g, full.g), `input perturbation ${sensitivity.toExponential(2)}`).toBeLessThanOrEqual(3 * sensitivity);
     nets.cpu.dispose();
     nets.cuda.dispose();
   });
