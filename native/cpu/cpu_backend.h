@@ -174,6 +174,10 @@ class CpuBackend final : public Backend {
   // named `op` ("cast" for a conversion between types, so that profiles tell them apart).
   void EnqueueReorder(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst, const Desc& dst_view,
                       const char* op = "reorder");
+  // EnqueueReorder's float16 <-> float32 reorder that changes the layout, in two stages through a
+  // float32 buffer; false (nothing enqueued) where it does not apply.
+  bool EnqueueHalfReorderInStages(const CpuStoragePtr& src, const Desc& src_view, const CpuStoragePtr& dst,
+                                  const Desc& dst_view, const char* op);
   // Worker: copies `src` into `dst` in plain row-major order, reordering when `src` is blocked.
   void CopyPlain(const CpuStorage& src, void* dst);
   // `s` in a layout that sync_batch_norm.cc's loops walk (`layout`): its own, or plain NCHW.
