@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include <sys/mman.h>
+
 #include "../common/errors.h"
 #include "../common/storage.h"
 
@@ -20,6 +22,22 @@ namespace cr::cpu {
 namespace {
 
 constexpr size_t kAlign = 64;
+// Blocks of at least kHugeMin bytes are 2 MiB aligned, whole 2 MiB pages, and advised for
+// transparent huge pages (Linux's default THP mode is "madvise"): their first touch then faults
+// once per 2 MiB instead of once per 4 KiB. The first training step touches every block fresh:
+// ResNet-50 at batch 16 spent most of a 14 s (float32) to 46 s (float16) first step faulting in
+// activation-sized buffers, each fault a few microseconds in a virtual machine. Smaller blocks
+// keep 4 KiB pages, where rounding to 2 MiB would waste more than it saves.
+constexpr size_t kHugePage = size_t(2) << 20;
+constexpr size_t kHugeMin = size_t(8) << 20;
+
+void* AllocateBlock(size_t size) {
+  if (size < kHugeMin) return std::aligned_alloc(kAlign, size);
+  void* p = std::aligned_alloc(kHugePage, size);
+  // Advice only: a kernel without THP refuses it, and the block works as it is.
+  if (p) (void)madvise(p, size, MADV_HUGEPAGE);
+  return p;
+}
 // Idle memory kept for reuse: at least this much, and up to the most that CPU tensors have held
 // at once (Storage's peak), so that a training loop whose step needs more than the floor finds
 // every block of the last step again. Returning the excess to the system made the next step
@@ -47,7 +65,7 @@ HostPool& HostPool::Instance() {
 size_t HostPool::SizeClass(size_t bytes) {
   // Small blocks to the alignment, large ones to whole pages, so that shapes that differ by a
   // few bytes share blocks without wasting more than a page.
-  const size_t unit = bytes < (size_t(64) << 10) ? kAlign : size_t(4096);
+  const size_t unit = bytes < (size_t(64) << 10) ? kAlign : bytes < kHugeMin ? size_t(4096) : kHugePage;
   return bytes == 0 ? kAlign : (bytes + unit - 1) / unit * unit;
 }
 
@@ -64,11 +82,11 @@ void* HostPool::Acquire(size_t bytes) {
     }
   }
   if (!p) {
-    p = std::aligned_alloc(kAlign, size);
+    p = AllocateBlock(size);
     if (!p) {
       // Cached blocks of other sizes may be what stands in the way.
       Clear();
-      p = std::aligned_alloc(kAlign, size);
+      p = AllocateBlock(size);
     }
     if (!p) Fail("ERR_OUT_OF_MEMORY", "cannot allocate " + std::to_string(bytes) + " bytes of host memory");
   }
